@@ -1,0 +1,196 @@
+"""The global context (GC) block of GCNet and the ablation variants of its design.
+
+The block follows the paper's global context modeling framework (Eq. 4),
+
+    z_i = F(x_i, delta(sum_j alpha_j x_j)),
+
+instantiated as Eq. 5:
+
+    z_i = x_i + W_v2 ReLU(LN(W_v1 sum_j softmax_j(W_k x_j) x_j)).
+
+Every choice the paper ablates is an option of :class:`ContextBlock`:
+
+* context modeling ``pooling_type``: attention pooling ("att", Eq. 5) or global average
+  pooling ("avg", alpha_j = 1/N_p as in SE), Table 5(f);
+* fusion ``fusion_types``: broadcast addition ("channel_add", Eq. 5) and/or channel
+  rescaling ("channel_mul": x * sigmoid(delta(.)), as in SE), Table 5(f);
+* transform ``transform``: the bottleneck designs of Table 5(d).
+
+Sub-module names (``conv_mask``, ``channel_add_conv``, ``channel_mul_conv``) are those of the
+reference implementation (the original GCNet repository and mmcv), so released checkpoints
+load without renaming.
+"""
+from collections import abc
+from typing import Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+__all__ = ["ContextBlock", "attention_pool", "check_feature_map"]
+
+POOLING_TYPES = ("att", "avg")
+FUSION_TYPES = ("channel_add", "channel_mul")
+# Table 5(d): "w/o ratio", "r16", "r16+ReLU", "r16+LN+ReLU".
+TRANSFORM_TYPES = ("linear", "bottleneck", "bottleneck_relu", "bottleneck_ln_relu")
+
+
+def check_feature_map(x: torch.Tensor, in_channels: int, owner: str) -> None:
+    """Raise a ValueError unless ``x`` is a 4D (N, in_channels, H, W) tensor."""
+    if x.dim() != 4 or x.shape[1] != in_channels:
+        raise ValueError(
+            f"{owner}: input x must have shape (N, {in_channels}, H, W), got {list(x.shape)}"
+        )
+
+
+def attention_pool(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Global attention pooling, the context modeling term of Eq. 3 and Eq. 5.
+
+    Computes sum_j softmax_j(logits_j) x_j with the softmax over all H*W positions, as one
+    batched matrix product over the flattened positions.
+
+    Args:
+        x: (N, C, H, W) features.
+        logits: (N, 1, H, W) attention logits W_k x.
+
+    Returns:
+        (N, C, 1, 1) global context.
+    """
+    n, c, h, w = x.shape
+    # The softmax runs in fp32 so that low-precision inputs keep a normalised distribution.
+    weights = logits.reshape(n, h * w, 1).float().softmax(dim=1).to(x.dtype)
+    return torch.bmm(x.reshape(n, c, h * w), weights).reshape(n, c, 1, 1)
+
+
+def _make_transform(in_channels: int, planes: int, transform: str) -> nn.Sequential:
+    """The feature transform delta(.) of Eq. 4; its last module is always a 1x1 conv to C."""
+    if transform == "linear":
+        return nn.Sequential(nn.Conv2d(in_channels, in_channels, kernel_size=1))
+    layers = [nn.Conv2d(in_channels, planes, kernel_size=1)]
+    if transform == "bottleneck_ln_relu":
+        layers.append(nn.LayerNorm([planes, 1, 1]))
+    if transform in ("bottleneck_relu", "bottleneck_ln_relu"):
+        layers.append(nn.ReLU(inplace=True))
+    layers.append(nn.Conv2d(planes, in_channels, kernel_size=1))
+    return nn.Sequential(*layers)
+
+
+class ContextBlock(nn.Module):
+    """Global context block (Eq. 5 of the paper; Fig. 4(c)).
+
+    Args:
+        in_channels: C, the channels of the input and output.
+        ratio: bottleneck ratio as a fraction of C, in (0, 1]: 1/16 is the paper's "r16",
+            1/4 its "r4". The hidden width is ``int(C * ratio)``. Ignored by
+            ``transform="linear"``, which has no bottleneck.
+        pooling_type: "att" (attention pooling, Eq. 5) or "avg" (global average pooling).
+        fusion_types: a non-empty subset of ("channel_add", "channel_mul"). With both, the
+            block rescales first and adds second, as the reference implementation does.
+        transform: the bottleneck design of Table 5(d): "linear" (one 1x1 conv C -> C,
+            the SNL transform, "w/o ratio"), "bottleneck" (two 1x1 convs, "r16"),
+            "bottleneck_relu" ("r16+ReLU") or "bottleneck_ln_relu" ("r16+LN+ReLU", Eq. 5).
+
+    Initialisation follows the reference implementation: ``conv_mask`` is Kaiming-normal
+    (fan_in) with zero bias, and the last conv of every fusion branch is zero (weight and
+    bias). A new block with "channel_add" fusion alone is therefore the identity; a
+    "channel_mul" branch starts as a rescaling by sigmoid(0) = 1/2.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        ratio: float,
+        pooling_type: str = "att",
+        fusion_types: Sequence[str] = ("channel_add",),
+        transform: str = "bottleneck_ln_relu",
+    ):
+        super().__init__()
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f"ContextBlock: in_channels must be a positive int, got {in_channels!r}")
+        if pooling_type not in POOLING_TYPES:
+            raise ValueError(
+                f"ContextBlock: pooling_type must be one of {POOLING_TYPES}, got {pooling_type!r}"
+            )
+        if isinstance(fusion_types, str) or not isinstance(fusion_types, abc.Sequence):
+            raise ValueError(
+                "ContextBlock: fusion_types must be a sequence drawn from "
+                f"{FUSION_TYPES}, got {fusion_types!r}"
+            )
+        if len(fusion_types) == 0:
+            raise ValueError(
+                f"ContextBlock: fusion_types must not be empty; choose from {FUSION_TYPES}"
+            )
+        unknown = [f for f in fusion_types if f not in FUSION_TYPES]
+        if unknown:
+            raise ValueError(
+                f"ContextBlock: fusion_types must be drawn from {FUSION_TYPES}, got {unknown!r}"
+            )
+        if transform not in TRANSFORM_TYPES:
+            raise ValueError(
+                f"ContextBlock: transform must be one of {TRANSFORM_TYPES}, got {transform!r}"
+            )
+        if not 0 < ratio <= 1:
+            raise ValueError(
+                f"ContextBlock: ratio must be in (0, 1] (e.g. 1/16 for the paper's r16), "
+                f"got {ratio!r}"
+            )
+        planes = int(in_channels * ratio)
+        if planes < 1:
+            raise ValueError(
+                f"ContextBlock: in_channels * ratio must be >= 1 channel, got "
+                f"{in_channels} * {ratio} = {in_channels * ratio}"
+            )
+
+        self.in_channels = in_channels
+        self.ratio = ratio
+        self.planes = planes
+        self.pooling_type = pooling_type
+        self.fusion_types: Tuple[str, ...] = tuple(fusion_types)
+        self.transform = transform
+
+        if pooling_type == "att":
+            self.conv_mask: Optional[nn.Conv2d] = nn.Conv2d(in_channels, 1, kernel_size=1)
+        else:
+            self.conv_mask = None
+        self.channel_add_conv: Optional[nn.Sequential] = (
+            _make_transform(in_channels, planes, transform)
+            if "channel_add" in self.fusion_types
+            else None
+        )
+        self.channel_mul_conv: Optional[nn.Sequential] = (
+            _make_transform(in_channels, planes, transform)
+            if "channel_mul" in self.fusion_types
+            else None
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.conv_mask is not None:
+            nn.init.kaiming_normal_(self.conv_mask.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(self.conv_mask.bias)
+        for branch in (self.channel_add_conv, self.channel_mul_conv):
+            if branch is not None:
+                nn.init.zeros_(branch[-1].weight)
+                nn.init.zeros_(branch[-1].bias)
+
+    def spatial_pool(self, x: torch.Tensor) -> torch.Tensor:
+        """The context modeling term sum_j alpha_j x_j of Eq. 4, shape (N, C, 1, 1)."""
+        if self.conv_mask is not None:
+            return attention_pool(x, self.conv_mask(x))
+        return x.mean(dim=(2, 3), keepdim=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_feature_map(x, self.in_channels, "ContextBlock")
+        context = self.spatial_pool(x)
+        out = x
+        if self.channel_mul_conv is not None:
+            out = out * torch.sigmoid(self.channel_mul_conv(context))
+        if self.channel_add_conv is not None:
+            out = out + self.channel_add_conv(context)
+        return out
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_channels={self.in_channels}, ratio={self.ratio}, "
+            f"pooling_type={self.pooling_type!r}, fusion_types={self.fusion_types}, "
+            f"transform={self.transform!r}"
+        )

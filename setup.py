@@ -1,0 +1,41 @@
+#!/usr/bin/env python
+"""Installs the ``gcnet`` package. detectron2 is a prerequisite installed beforehand (README.md)."""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).resolve().parent
+
+
+def get_version() -> str:
+    init_py = (ROOT / "gcnet" / "__init__.py").read_text()
+    return re.search(r'^__version__ = "([^"]+)"', init_py, re.M).group(1)
+
+
+setup(
+    name="gcnet",
+    version=get_version(),
+    description="GCNet (Global Context Networks) for detectron2, with a model zoo",
+    long_description=(ROOT / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=find_packages(include=("gcnet", "gcnet.*")),
+    python_requires=">=3.10",
+    install_requires=[
+        "torch>=2.0",
+        "torchvision>=0.15",
+        # The same ranges as detectron2's own requirements, so that both install side by side.
+        "fvcore>=0.1.5,<0.1.6",
+        "iopath>=0.1.7,<0.1.10",
+        "omegaconf>=2.1,<2.4",
+        "hydra-core>=1.1",
+        "pycocotools>=2.0.2",
+        "opencv-python-headless",
+        "cityscapesscripts>=2.2",
+        "tqdm",
+    ],
+    extras_require={
+        "dev": ["pytest>=7", "onnx", "onnxscript", "onnxruntime"],
+    },
+)

@@ -1,0 +1,241 @@
+"""ContextBlock against Eq. 5 (and the Table 5 variants), recomputed here from its weights."""
+import itertools
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+from torch import nn
+
+from gcnet.layers import ContextBlock, attention_pool
+
+from ..helpers import randomize_
+
+POOLINGS = ("att", "avg")
+FUSIONS = (("channel_add",), ("channel_mul",), ("channel_mul", "channel_add"))
+TRANSFORMS = ("linear", "bottleneck", "bottleneck_relu", "bottleneck_ln_relu")
+
+
+def eq5_reference(block: ContextBlock, x: torch.Tensor) -> torch.Tensor:
+    """Eq. 4/5 in float64, written from the block's parameters with explicit sums."""
+    x = x.double()
+    n, c, h, w = x.shape
+    feats = x.reshape(n, c, h * w)  # x_j as columns
+    if block.pooling_type == "att":
+        w_k = block.conv_mask.weight.double().reshape(c)
+        b_k = block.conv_mask.bias.double()
+        logits = torch.einsum("c,ncj->nj", w_k, feats) + b_k
+        alpha = torch.exp(logits - logits.max(dim=1, keepdim=True).values)
+        alpha = alpha / alpha.sum(dim=1, keepdim=True)
+    else:
+        alpha = torch.full((n, h * w), 1.0 / (h * w), dtype=torch.float64)
+    context = torch.einsum("nj,ncj->nc", alpha, feats)
+
+    def delta(branch: nn.Sequential) -> torch.Tensor:
+        convs = [m for m in branch if isinstance(m, nn.Conv2d)]
+        lns = [m for m in branch if isinstance(m, nn.LayerNorm)]
+        has_relu = any(isinstance(m, nn.ReLU) for m in branch)
+        w1 = convs[0].weight.double().flatten(1)
+        t = context @ w1.T + convs[0].bias.double()
+        if len(convs) == 1:  # "w/o ratio": one 1x1 conv
+            return t
+        if lns:
+            mean = t.mean(dim=1, keepdim=True)
+            var = ((t - mean) ** 2).mean(dim=1, keepdim=True)
+            t = (t - mean) / torch.sqrt(var + lns[0].eps)
+            t = t * lns[0].weight.double().flatten() + lns[0].bias.double().flatten()
+        if has_relu:
+            t = torch.clamp(t, min=0)
+        return t @ convs[1].weight.double().flatten(1).T + convs[1].bias.double()
+
+    out = x
+    if block.channel_mul_conv is not None:
+        out = out * (1 / (1 + torch.exp(-delta(block.channel_mul_conv))))[:, :, None, None]
+    if block.channel_add_conv is not None:
+        out = out + delta(block.channel_add_conv)[:, :, None, None]
+    return out
+
+
+@pytest.mark.parametrize(
+    "pooling,fusion,transform", list(itertools.product(POOLINGS, FUSIONS, TRANSFORMS))
+)
+def test_output_equals_eq5(pooling, fusion, transform):
+    block = randomize_(ContextBlock(32, 1 / 4, pooling, fusion, transform))
+    x = torch.randn(3, 32, 5, 7)
+    expected = eq5_reference(block, x)
+    torch.testing.assert_close(block(x).double(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_default_is_paper_block():
+    block = ContextBlock(64, 1 / 16)
+    assert block.pooling_type == "att" and block.fusion_types == ("channel_add",)
+    layers = list(block.channel_add_conv)
+    assert [type(m) for m in layers] == [nn.Conv2d, nn.LayerNorm, nn.ReLU, nn.Conv2d]
+    assert layers[0].weight.shape == (4, 64, 1, 1)
+    assert layers[1].normalized_shape == (4, 1, 1)
+    assert layers[3].weight.shape == (64, 4, 1, 1)
+    assert block.conv_mask.weight.shape == (1, 64, 1, 1)
+
+
+def test_state_dict_keys_match_reference_layout():
+    block = ContextBlock(16, 1 / 4, fusion_types=("channel_add", "channel_mul"))
+    expected = {"conv_mask.weight", "conv_mask.bias"}
+    for branch in ("channel_add_conv", "channel_mul_conv"):
+        for idx in (0, 1, 3):
+            expected |= {f"{branch}.{idx}.weight", f"{branch}.{idx}.bias"}
+    assert set(block.state_dict()) == expected
+
+
+def test_attention_pool_is_softmax_weighted_sum():
+    x = torch.randn(2, 6, 3, 4)
+    logits = torch.randn(2, 1, 3, 4)
+    weights = logits.flatten(1).softmax(dim=1)
+    expected = (x.flatten(2) * weights[:, None, :]).sum(dim=2)
+    torch.testing.assert_close(attention_pool(x, logits).flatten(1), expected)
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_new_add_block_is_identity(pooling, transform):
+    torch.manual_seed(0)
+    block = ContextBlock(32, 1 / 8, pooling, ("channel_add",), transform)
+    x = torch.randn(2, 32, 6, 5)
+    assert torch.equal(block(x), x)
+
+
+def test_new_mul_block_scales_by_sigmoid_zero():
+    block = ContextBlock(32, 1 / 8, fusion_types=("channel_mul",))
+    x = torch.randn(2, 32, 6, 5)
+    torch.testing.assert_close(block(x), x * 0.5)
+
+
+def test_conv_mask_init_is_kaiming_fan_in():
+    torch.manual_seed(0)
+    block = ContextBlock(2048, 1 / 16)
+    weight = block.conv_mask.weight
+    # Kaiming normal, fan_in = C, gain sqrt(2): std = sqrt(2 / C).
+    assert abs(weight.std().item() - (2 / 2048) ** 0.5) < 0.1 * (2 / 2048) ** 0.5
+    assert torch.count_nonzero(block.conv_mask.bias) == 0
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_one_step_gives_every_parameter_a_gradient(fusion):
+    torch.manual_seed(0)
+    block = ContextBlock(16, 1 / 4, fusion_types=fusion)
+    x = torch.randn(4, 16, 5, 5)
+    target = torch.randn(4, 16, 5, 5)
+    optimizer = torch.optim.SGD(block.parameters(), lr=0.1)
+
+    def step():
+        optimizer.zero_grad()
+        ((block(x) - target) ** 2).mean().backward()
+        grads = {name: p.grad.abs().sum().item() for name, p in block.named_parameters()}
+        optimizer.step()
+        return grads
+
+    first = step()
+    for name in first:
+        if name.endswith(".3.weight") or name.endswith(".3.bias"):
+            assert first[name] > 0, name  # the zero-initialised last convs learn first
+    second = step()
+    assert all(v > 0 for v in second.values()), second
+
+
+@pytest.mark.parametrize("shape", [(1, 32, 9, 9), (2, 32, 1, 1), (2, 32, 3, 17), (2, 32, 16, 4)])
+def test_shapes_match_reference(shape):
+    block = randomize_(ContextBlock(32, 1 / 4))
+    x = torch.randn(shape)
+    out = block(x)
+    assert out.shape == x.shape
+    torch.testing.assert_close(out.double(), eq5_reference(block, x), rtol=1e-5, atol=1e-5)
+
+
+def test_single_position_context_is_the_feature():
+    block = randomize_(ContextBlock(8, 1 / 2))
+    x = torch.randn(2, 8, 1, 1)
+    torch.testing.assert_close(block.spatial_pool(x), x)
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_channels_last_matches_contiguous(fusion):
+    block = randomize_(ContextBlock(32, 1 / 4, fusion_types=fusion))
+    x = torch.randn(2, 32, 10, 12)
+    out = block(x.to(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, block(x), rtol=1e-6, atol=1e-6)
+
+
+def test_autocast_bf16_matches_fp32():
+    """bf16 keeps 8 bits of mantissa: the output stays within 2% of its scale."""
+    block = randomize_(ContextBlock(64, 1 / 4, fusion_types=("channel_mul", "channel_add")))
+    x = torch.randn(2, 64, 12, 10)
+    ref = block(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = block(x)
+    err = (out.float() - ref).abs().max().item()
+    assert err <= 0.02 * ref.abs().max().item(), err
+
+
+def test_torchscript_matches_eager():
+    block = randomize_(ContextBlock(16, 1 / 4, fusion_types=("channel_mul", "channel_add")))
+    scripted = torch.jit.script(block)
+    x = torch.randn(2, 16, 7, 5)
+    torch.testing.assert_close(scripted(x), block(x))
+    avg_block = randomize_(ContextBlock(16, 1 / 4, pooling_type="avg"))
+    torch.testing.assert_close(torch.jit.script(avg_block)(x), avg_block(x))
+
+
+def test_onnx_export_runs_in_onnxruntime(tmp_path):
+    block = randomize_(ContextBlock(16, 1 / 4)).eval()
+    x = torch.randn(2, 16, 7, 5)
+    path = str(tmp_path / "context_block.onnx")
+    torch.onnx.export(block, (x,), path, input_names=["x"], output_names=["z"])
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    (out,) = session.run(["z"], {"x": x.numpy()})
+    np.testing.assert_allclose(out, block(x).detach().numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels,ratio", [(64, 1 / 16), (256, 1 / 4), (2048, 1 / 16), (96, 1 / 8)])
+@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_parameter_count_closed_form(channels, ratio, pooling, fusion):
+    block = ContextBlock(channels, ratio, pooling, fusion)
+    planes = int(channels * ratio)
+    # Per fusion branch: 2*C*C*ratio weights + (planes + C) biases + 2*planes LN affine.
+    per_branch = 2 * channels * planes + planes + channels + 2 * planes
+    expected = len(fusion) * per_branch + (channels + 1 if pooling == "att" else 0)
+    assert sum(p.numel() for p in block.parameters()) == expected
+
+
+def test_linear_transform_parameter_count():
+    block = ContextBlock(128, 1 / 16, transform="linear")
+    assert sum(p.numel() for p in block.parameters()) == 128 * 128 + 128 + 128 + 1
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(ratio=0), "ratio must be in (0, 1]"),
+        (dict(ratio=16), "ratio must be in (0, 1]"),
+        (dict(ratio=-0.25), "ratio must be in (0, 1]"),
+        (dict(in_channels=8, ratio=1 / 16), "in_channels * ratio must be >= 1"),
+        (dict(pooling_type="max"), "pooling_type must be one of ('att', 'avg')"),
+        (dict(fusion_types=("channel_concat",)), "fusion_types must be drawn from"),
+        (dict(fusion_types=()), "fusion_types must not be empty"),
+        (dict(fusion_types="channel_add"), "fusion_types must be a sequence"),
+        (dict(transform="mlp"), "transform must be one of"),
+        (dict(in_channels=0), "in_channels must be a positive int"),
+    ],
+)
+def test_bad_arguments_raise_value_error(kwargs, message):
+    args = dict(in_channels=64, ratio=1 / 4)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match="ContextBlock: ") as info:
+        ContextBlock(**args)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 8), (2, 16, 4, 4, 4), (2, 8, 4, 4)])
+def test_bad_input_shape_raises_value_error(shape):
+    block = ContextBlock(16, 1 / 4)
+    with pytest.raises(ValueError, match=r"input x must have shape \(N, 16, H, W\), got \["):
+        block(torch.randn(shape))

@@ -1,0 +1,72 @@
+"""Packaging: what setup.py installs, and how gcnet behaves without detectron2."""
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Makes every import of detectron2 fail, as on a machine where it is not installed.
+HIDE_DETECTRON2 = """
+import sys
+
+class HideDetectron2:
+    def find_spec(self, name, path=None, target=None):
+        if name == "detectron2" or name.startswith("detectron2."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, HideDetectron2())
+"""
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_layers_import_without_detectron2():
+    code = HIDE_DETECTRON2 + (
+        "import torch\n"
+        "from gcnet.layers import ContextBlock\n"
+        "assert ContextBlock(8, 0.5)(torch.ones(1, 8, 2, 2)).shape == (1, 8, 2, 2)\n"
+        "assert not any(m.startswith('detectron2') for m in sys.modules)\n"
+        "print('ok')\n"
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_wheel_contents_and_metadata(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(REPO_ROOT / name, source / name)
+    shutil.copytree(REPO_ROOT / "gcnet", source / "gcnet", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path / "dist"), str(source)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    (wheel,) = (tmp_path / "dist").glob("gcnet-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        metadata = next(archive.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
+    assert {"gcnet/__init__.py", "gcnet/layers/context_block.py", "gcnet/layers/non_local.py"} <= names
+    assert not any(n.startswith(("tests/", "detectron2/")) for n in names)
+    assert "Requires-Python: >=3.10" in metadata
+    requirements = [
+        Requirement(line.split(":", 1)[1]) for line in metadata.splitlines() if line.startswith("Requires-Dist:")
+    ]
+    runtime = {r.name for r in requirements if r.marker is None}
+    assert runtime == {
+        "torch", "torchvision", "fvcore", "iopath", "omegaconf", "hydra-core", "pycocotools",
+        "opencv-python-headless", "cityscapesscripts", "tqdm",
+    }  # fmt: skip
+    assert "Provides-Extra: dev" in metadata
+    assert {r.name for r in requirements if r.marker is not None} >= {"pytest", "onnxruntime"}
