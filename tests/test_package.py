@@ -1,4 +1,5 @@
 """Packaging: what setup.py installs, and how gcnet behaves without detectron2."""
+import pkgutil
 import shutil
 import subprocess
 import sys
@@ -7,6 +8,8 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
+import gcnet
+from gcnet._detectron2 import DETECTRON2_INSTALL_GUIDE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,6 +32,14 @@ def run_python(code: str) -> subprocess.CompletedProcess:
     )
 
 
+def detectron2_backed_packages():
+    return sorted(
+        f"gcnet.{m.name}"
+        for m in pkgutil.iter_modules(gcnet.__path__)
+        if m.ispkg and m.name != "layers"
+    )
+
+
 def test_layers_import_without_detectron2():
     code = HIDE_DETECTRON2 + (
         "import torch\n"
@@ -40,6 +51,18 @@ def test_layers_import_without_detectron2():
     result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_detectron2_backed_packages_explain_what_is_missing():
+    packages = detectron2_backed_packages()
+    assert "gcnet.modeling" in packages
+    for package in packages:
+        result = run_python(HIDE_DETECTRON2 + f"import {package}\n")
+        assert result.returncode != 0, package
+        last_line = result.stderr.strip().splitlines()[-1]
+        assert last_line.startswith("ImportError: "), (package, last_line)
+        assert f"{package} requires detectron2" in last_line
+        assert DETECTRON2_INSTALL_GUIDE in last_line
 
 
 def test_wheel_contents_and_metadata(tmp_path):

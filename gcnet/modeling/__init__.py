@@ -1,0 +1,23 @@
+"""GCNet models for detectron2: GC-ResNet/ResNeXt backbones (registered in
+``BACKBONE_REGISTRY``), the deformable conv and SyncBN they use, and the yacs config keys."""
+from gcnet._detectron2 import require_detectron2
+
+require_detectron2(__name__)
+
+import gcnet.model_zoo  # noqa: E402,F401  (registers gcnet:// for the configs' init_checkpoint)
+
+from .backbone import (  # noqa: E402
+    DEFAULT_GC,
+    EXTRA_BLOCK_TYPES,
+    GC_POSITIONS,
+    STAGE_NAMES,
+    GCBasicBlock,
+    GCBottleneckBlock,
+    build_gcnet_resnet,
+    build_gcnet_resnet_backbone,
+    build_gcnet_resnet_fpn_backbone,
+    make_gcnet_resnet_stages,
+)
+from .config import add_gcnet_config  # noqa: E402
+from .deform_conv import DeformConv2d  # noqa: E402
+from .norm import SyncBatchNorm, get_norm, resolve_norm  # noqa: E402

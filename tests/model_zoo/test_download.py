@@ -1,0 +1,131 @@
+"""Verified downloads and the gcnet:// handler, against a loopback HTTP server."""
+import hashlib
+import http.server
+import threading
+
+import pytest
+import torch
+import torchvision
+from iopath.common.file_io import PathManager as PathManagerBase
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.utils.file_io import PathManager
+
+from gcnet.model_zoo import CheckpointSource, GCNetHandler, download_verified
+from gcnet.modeling import build_gcnet_resnet
+
+from ..helpers import serve_directory
+
+
+def sha256_of(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cached_files(cache):
+    return sorted(p.name for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock"))
+
+
+@pytest.fixture
+def served(tmp_path):
+    folder = tmp_path / "server"
+    folder.mkdir()
+    payload = folder / "weights-0123.pth"
+    payload.write_bytes(b"gcnet" * 1000)
+    with serve_directory(folder) as (url, requests):
+        yield url, requests, payload
+
+
+def test_download_then_cache_hit_without_request(served, tmp_path):
+    url, requests, payload = served
+    cache = tmp_path / "cache"
+    path = download_verified(f"{url}/weights-0123.pth", sha256_of(payload)[:8], str(cache), progress=False)
+    assert open(path, "rb").read() == payload.read_bytes()
+    assert requests == ["/weights-0123.pth"]
+    assert download_verified(f"{url}/weights-0123.pth", sha256_of(payload)[:8], str(cache)) == path
+    assert requests == ["/weights-0123.pth"]
+
+
+def test_full_digest_is_accepted(served, tmp_path):
+    url, _, payload = served
+    path = download_verified(f"{url}/weights-0123.pth", sha256_of(payload), str(tmp_path), progress=False)
+    assert open(path, "rb").read() == payload.read_bytes()
+
+
+def test_wrong_hash_is_refused_and_deleted(served, tmp_path):
+    url, _, payload = served
+    wrong = "0" * 8 if not sha256_of(payload).startswith("0" * 8) else "f" * 8
+    with pytest.raises(ValueError, match=r"weights-0123\.pth has sha256 [0-9a-f]{64}, expected 0+\.\.\.; the file was deleted"):
+        download_verified(f"{url}/weights-0123.pth", wrong, str(tmp_path / "cache"), progress=False)
+    assert cached_files(tmp_path / "cache") == []
+
+
+def test_http_404_names_the_url(served, tmp_path):
+    url, _, _ = served
+    with pytest.raises(OSError, match=r"Could not download http://127\.0\.0\.1:\d+/missing-1234\.pth: .*404"):
+        download_verified(f"{url}/missing-1234.pth", "1234", str(tmp_path / "cache"), progress=False)
+    assert cached_files(tmp_path / "cache") == []
+
+
+class _TruncatingHandler(http.server.BaseHTTPRequestHandler):
+    """Announces 1 MB and closes the connection after 1 kB, like a dropped download."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(1 << 20))
+        self.end_headers()
+        self.wfile.write(b"x" * 1024)
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+def test_interrupted_download_leaves_no_file(tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TruncatingHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/big-abcd.pth"
+        with pytest.raises(OSError, match="Could not download"):
+            download_verified(url, "abcd", str(tmp_path / "cache"), progress=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert cached_files(tmp_path / "cache") == []
+
+
+def test_gcnet_handler_downloads_converts_and_loads(tmp_path):
+    folder = tmp_path / "server"
+    folder.mkdir()
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18().eval()
+    upstream = folder / "resnet18.pth"
+    torch.save(reference.state_dict(), upstream)
+    with serve_directory(folder) as (url, requests):
+        handler = GCNetHandler(
+            {"ImageNetPretrained/test/R-18": CheckpointSource(f"{url}/resnet18.pth", sha256_of(upstream)[:8], "torchvision_resnet")},
+            cache_dir=str(tmp_path / "cache"),
+        )  # fmt: skip
+        path_manager = PathManagerBase()
+        path_manager.register_handler(handler)
+        local = path_manager.get_local_path("gcnet://ImageNetPretrained/test/R-18")
+        assert local.endswith("ImageNetPretrained/test/R-18.pkl")
+        assert path_manager.get_local_path("gcnet://ImageNetPretrained/test/R-18") == local
+        assert requests == ["/resnet18.pth"]
+    model = build_gcnet_resnet(18, gc_stages=["res4"], out_features=["res5"]).eval()
+    DetectionCheckpointer(model).load(local)
+    torch.testing.assert_close(model.res3[1].conv2.weight, reference.layer2[1].conv2.weight)
+    torch.testing.assert_close(model.stem.conv1.norm.running_var, reference.bn1.running_var)
+
+
+def test_unknown_name_suggests_close_ones(tmp_path):
+    with pytest.raises(ValueError, match=r"Unknown model 'gcnet://ImageNetPretrained/torchvision/R-102'; did you mean ImageNetPretrained/torchvision/R-101"):
+        PathManager.get_local_path("gcnet://ImageNetPretrained/torchvision/R-102")
+
+
+def test_config_checkpoint_names_resolve():
+    """The ImageNet names the COCO configs use are known to the registered handler."""
+    handler = PathManager._path_handlers["gcnet://"]
+    for name in ("ImageNetPretrained/torchvision/R-101", "ImageNetPretrained/open-mmlab/X-101-32x4d"):
+        source = handler.source("gcnet://" + name)
+        assert source.url.endswith(".pth") and source.sha256 in source.url

@@ -1,0 +1,89 @@
+"""ImageNet weights in torchvision layout, converted into GC backbones: exact features, and only
+the GC parameters left to initialise."""
+import pickle
+
+import pytest
+import torch
+import torchvision
+from torchvision.models.feature_extraction import create_feature_extractor
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import LazyConfig, instantiate
+
+from gcnet.model_zoo import UnconvertedKeysError, convert_torchvision_resnet
+from gcnet.modeling import build_gcnet_resnet
+
+from ..helpers import CONFIGS
+
+
+def randomized_torchvision(builder):
+    torch.manual_seed(0)
+    model = builder().eval()
+    with torch.no_grad():  # non-trivial BN statistics, so that a wrong BN mapping shows
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    return model
+
+
+def save_converted(model, path):
+    with open(path, "wb") as f:
+        pickle.dump(convert_torchvision_resnet(model.state_dict()), f)
+    return str(path)
+
+
+def load_with_report(model, path):
+    """Load like DetectionCheckpointer.load; return the missing weights and unexpected keys."""
+    checkpointer = DetectionCheckpointer(model)
+    incompatible = checkpointer._load_model(checkpointer._load_file(path))
+    # BatchNorm's step counters are not weights: the converter leaves them at their start.
+    missing = {k for k in incompatible.missing_keys if not k.endswith(".num_batches_tracked")}
+    return missing, set(incompatible.unexpected_keys)
+
+
+@pytest.mark.parametrize(
+    "builder,depth,groups,width",
+    [
+        (torchvision.models.resnet18, 18, 1, 64),
+        (torchvision.models.resnet50, 50, 1, 64),
+        (torchvision.models.resnext50_32x4d, 50, 32, 4),
+    ],
+)
+def test_converted_backbone_equals_torchvision(builder, depth, groups, width, tmp_path):
+    reference = randomized_torchvision(builder)
+    path = save_converted(reference, tmp_path / "converted.pkl")
+    model = build_gcnet_resnet(
+        depth, norm="FrozenBN", stride_in_1x1=False, num_groups=groups, width_per_group=width,
+        gc_stages=["res3", "res4", "res5"], num_classes=1000, out_features=["res5", "linear"],
+    ).eval()  # fmt: skip
+    missing, unexpected = load_with_report(model, path)
+    assert missing and all(".context_block." in k for k in missing)
+    assert not unexpected
+    x = torch.randn(2, 3, 96, 64)
+    features = create_feature_extractor(reference, {"layer4": "res5", "fc": "linear"})(x)
+    with torch.no_grad():
+        outputs = model(x)
+    torch.testing.assert_close(outputs["res5"], features["res5"], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(outputs["linear"], features["linear"], rtol=1e-4, atol=1e-4)
+
+
+def test_gc_mask_rcnn_reports_only_gc_and_new_layers_missing(tmp_path):
+    path = save_converted(randomized_torchvision(torchvision.models.resnet50), tmp_path / "r50.pkl")
+    cfg = LazyConfig.load(str(CONFIGS / "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_syncbn_gc_r16_1x.py"))
+    model = instantiate(cfg.model)
+    missing, unexpected = load_with_report(model, path)
+    backbone_missing = {k for k in missing if k.startswith("backbone.bottom_up.")}
+    gc_params = {k for k in model.state_dict() if ".context_block." in k}
+    assert backbone_missing == gc_params and len(gc_params) == 13 * 8
+    assert all(k.startswith(("backbone.fpn_", "backbone.bottom_up.", "proposal_generator.", "roi_heads.")) for k in missing)
+    assert unexpected == {"linear.weight", "linear.bias"}  # the ImageNet classifier
+
+
+def test_unknown_upstream_keys_stop_the_conversion():
+    state = torchvision.models.resnet18().state_dict()
+    state["layer1.0.se.fc1.weight"] = torch.zeros(4, 64)
+    with pytest.raises(UnconvertedKeysError, match=r"1 upstream keys could not be converted: layer1.0.se.fc1.weight \[4, 64\]"):
+        convert_torchvision_resnet(state)

@@ -1,0 +1,73 @@
+"""The registered backbones, built from yacs configs."""
+import pytest
+import torch
+
+from detectron2 import model_zoo
+from detectron2.config import get_cfg
+from detectron2.modeling import build_backbone, build_model
+from detectron2.modeling.backbone import FPN, ResNet
+
+from gcnet.layers import ContextBlock
+from gcnet.modeling import add_gcnet_config
+
+from ..helpers import num_parameters
+
+
+def gcnet_cfg(base="COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"):
+    cfg = get_cfg()
+    add_gcnet_config(cfg)
+    cfg.merge_from_file(model_zoo.get_config_file(base))
+    cfg.MODEL.DEVICE = "cpu"
+    return cfg
+
+
+def test_mask_rcnn_with_gcnet_fpn_backbone():
+    cfg = gcnet_cfg()
+    cfg.MODEL.BACKBONE.NAME = "build_gcnet_resnet_fpn_backbone"
+    model = build_model(cfg).eval()
+    assert isinstance(model.backbone, FPN)
+    gc_blocks = [m for m in model.backbone.bottom_up.modules() if isinstance(m, ContextBlock)]
+    assert len(gc_blocks) == 4 + 6 + 3
+    # Table 5 "+all GC" is 46.9M with SyncBN; detectron2's yacs default is FrozenBN, whose
+    # affine terms are buffers (53k values fewer).
+    assert abs(num_parameters(model) / 46.9e6 - 1) < 0.003
+    with torch.no_grad():
+        (output,) = model([{"image": torch.zeros(3, 64, 96)}])
+    assert output["instances"].image_size == (64, 96)
+
+
+def test_yacs_keys_reach_the_blocks():
+    cfg = gcnet_cfg()
+    cfg.MODEL.BACKBONE.NAME = "build_gcnet_resnet_backbone"
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res5"]
+    cfg.MODEL.RESNETS.NUM_GROUPS, cfg.MODEL.RESNETS.WIDTH_PER_GROUP = 32, 4
+    cfg.MODEL.RESNETS.DEFORM_ON_PER_STAGE = [False, False, True, True]
+    cfg.MODEL.RESNETS.DEFORM_MODULATED = True
+    cfg.MODEL.GCNET.STAGES = ["res4"]
+    cfg.MODEL.GCNET.RATIO = 1 / 4
+    cfg.MODEL.GCNET.POOLING_TYPE = "avg"
+    cfg.MODEL.GCNET.FUSION_TYPES = ["channel_mul"]
+    cfg.MODEL.GCNET.POSITION = "afterAdd"
+    cfg.MODEL.GCNET.EXTRA_BLOCK = "nl"
+    backbone = build_backbone(cfg)
+    assert isinstance(backbone, ResNet)
+    block = backbone.res4[0]
+    assert block.context_block.planes == 256 and block.context_block.pooling_type == "avg"
+    assert block.context_block.fusion_types == ("channel_mul",) and block.context_position == "afterAdd"
+    assert backbone.res2[0].context_block is None
+    assert block.conv2_offset.out_channels == 27 and backbone.res3[0].conv2_offset is None
+    assert backbone.res2[0].conv2.groups == 32
+    assert backbone.res4[4].extra_context is not None
+    assert backbone(torch.zeros(1, 3, 64, 64))["res5"].shape == (1, 2048, 2, 2)
+
+
+@pytest.mark.parametrize("depth", [18, 34])
+def test_basic_block_depths(depth):
+    cfg = gcnet_cfg()
+    cfg.MODEL.BACKBONE.NAME = "build_gcnet_resnet_backbone"
+    cfg.MODEL.RESNETS.DEPTH = depth
+    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res4", "res5"]
+    backbone = build_backbone(cfg)
+    assert backbone.output_shape()["res5"].channels == 512
+    assert backbone.res5[1].context_block.in_channels == 512
