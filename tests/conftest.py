@@ -1,6 +1,9 @@
 import socket
+from pathlib import Path
 
 import pytest
+
+from .helpers import SHARED_DATA
 
 
 @pytest.fixture
@@ -9,3 +12,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real datasets and photos beside the checkout (never copied into it)."""
+    if not (SHARED_DATA / "MANIFEST.md").is_file():
+        pytest.fail(f"Test data not found: expected {SHARED_DATA} (../shared/data beside the repository)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def datasets_root(shared_data, tmp_path) -> Path:
+    """A $DETECTRON2_DATASETS folder whose balloon/ is the shared balloon set."""
+    root = tmp_path / "datasets"
+    root.mkdir()
+    (root / "balloon").symlink_to(shared_data / "balloon", target_is_directory=True)
+    return root

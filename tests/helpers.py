@@ -2,6 +2,9 @@
 import contextlib
 import functools
 import http.server
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Iterator, List
@@ -11,6 +14,7 @@ from torch import nn
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = REPO_ROOT / "configs"
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
 def randomize_(module: nn.Module, seed: int = 0, scale: float = 0.5) -> nn.Module:
@@ -52,3 +56,22 @@ def serve_directory(directory: Path) -> Iterator[tuple]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def tool_env(extra=None) -> dict:
+    """The environment of a tool run: gcnet importable from this checkout."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONWARNINGS="ignore")
+    env.update(extra or {})
+    return env
+
+
+def run_tool(*args, env=None, timeout=900) -> subprocess.CompletedProcess:
+    """Run ``python <args>`` from the repository root (e.g. ``run_tool("tools/train_net.py", ...)``)."""
+    return subprocess.run(
+        [sys.executable, *map(str, args)],
+        cwd=REPO_ROOT,
+        env=tool_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,5 +1,17 @@
-"""detectron2's LazyConfig training settings, for the 1x schedule."""
+"""Training settings: detectron2's LazyConfig ``train`` dict (output_dir, init_checkpoint,
+max_iter, amp, ddp, checkpointer, eval_period, log_period, device) for the 1x schedule, plus
+the options ``tools/train_net.py`` adds."""
 from detectron2.model_zoo import get_config
 
 train = get_config("common/train.py").train
 train.max_iter = 90000
+# Mixed precision on CUDA: "float16" (with a gradient scaler) or "bfloat16".
+train.amp.precision = "float16"
+# Gradient clipping by total norm; the original GCNet configs clip at 35.
+train.clip_grad = dict(enabled=False, max_norm=35.0)
+# What to do with a step whose loss is not finite or spikes above spike_factor x the median
+# of the last `window` steps: "skip" it, or "reload" the last checkpoint (gcnet.engine.LossGuard).
+train.loss_guard = dict(action="skip", spike_factor=10.0, window=20, max_consecutive=10)
+# Keep model_best.pth for the best value of this metric at evaluation time ("" to disable).
+train.best_checkpoint = dict(metric="segm/AP", mode="max")
+train.seed = -1

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from detectron2.engine import launch
 from detectron2.utils import comm
 
+from gcnet.engine import launch
 from gcnet.modeling import SyncBatchNorm
 
 # Images per rank; the second case has unequal shares, as with a last partial batch.

@@ -1,0 +1,106 @@
+"""The balloon instance-segmentation set of detectron2's tutorial (one class, 61 train and
+13 val images), converted from its VIA annotations to COCO JSON."""
+import json
+import logging
+import os
+import shutil
+import tempfile
+import zipfile
+from typing import Dict, List
+
+import numpy as np
+from PIL import Image
+from iopath.common.download import download
+from pycocotools import mask as mask_util
+
+__all__ = ["BALLOON_URL", "via_to_coco", "prepare_balloon"]
+
+logger = logging.getLogger(__name__)
+
+BALLOON_URL = "https://github.com/matterport/Mask_RCNN/releases/download/v2.1/balloon_dataset.zip"
+SPLITS = ("train", "val")
+
+
+def via_to_coco(via_json: str, image_dir: str, split: str) -> Dict:
+    """A VIA ``via_region_data.json`` as a COCO instances dict, as detectron2's tutorial reads
+    it: polygon vertices shifted by +0.5 px to pixel centres, image ids 1..N in file-name
+    order, ``file_name`` relative to ``image_dir``, box and area from the polygon."""
+    with open(via_json) as f:
+        entries = sorted(json.load(f).values(), key=lambda e: e["filename"])
+    images, annotations = [], []
+    for image_id, entry in enumerate(entries, start=1):
+        with Image.open(os.path.join(image_dir, entry["filename"])) as im:
+            width, height = im.size
+        images.append(dict(id=image_id, file_name=entry["filename"], width=width, height=height))
+        regions = entry["regions"]
+        for region in regions.values() if isinstance(regions, dict) else regions:
+            shape = region["shape_attributes"]
+            xs = np.asarray(shape["all_points_x"], dtype=np.float64) + 0.5
+            ys = np.asarray(shape["all_points_y"], dtype=np.float64) + 0.5
+            polygon = np.stack([xs, ys], axis=1).ravel().tolist()
+            rle = mask_util.merge(mask_util.frPyObjects([polygon], height, width))
+            x0, y0 = float(xs.min()), float(ys.min())
+            annotations.append(
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=image_id,
+                    category_id=1,
+                    segmentation=[polygon],
+                    area=float(mask_util.area(rle)),
+                    bbox=[x0, y0, float(xs.max()) - x0, float(ys.max()) - y0],
+                    iscrowd=0,
+                )
+            )
+    return dict(
+        info=dict(description=f"balloon {split}, converted from VIA {os.path.basename(via_json)}"),
+        licenses=[],
+        images=images,
+        annotations=annotations,
+        categories=[dict(id=1, name="balloon", supercategory="balloon")],
+    )
+
+
+def _find_release_root(folder: str) -> str:
+    """The folder of the extracted release that holds train/ and val/."""
+    for dirpath, dirnames, _ in os.walk(folder):
+        if "__MACOSX" in dirpath:
+            continue
+        if all(os.path.isfile(os.path.join(dirpath, s, "via_region_data.json")) for s in SPLITS):
+            return dirpath
+    raise ValueError("The balloon archive has no train/ and val/ folders with via_region_data.json")
+
+
+def prepare_balloon(root: str, url: str = BALLOON_URL) -> str:
+    """Download the balloon release from ``url`` and build ``root``/balloon: ``train/``,
+    ``val/`` and COCO annotations under ``annotations/``. The folder appears only once
+    complete; an existing one is never touched.
+
+    Raises:
+        FileExistsError: ``root``/balloon exists.
+        OSError: the download failed.
+    """
+    target = os.path.join(root, "balloon")
+    if os.path.exists(target):
+        raise FileExistsError(f"{target} already exists; remove it to prepare balloon again")
+    os.makedirs(root, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".balloon-", dir=root)
+    try:
+        try:
+            zip_path = download(url, staging, filename="balloon_dataset.zip")
+        except OSError as e:
+            raise OSError(f"Could not download {url}: {e}") from e
+        with zipfile.ZipFile(zip_path) as archive:
+            archive.extractall(staging)
+        release = _find_release_root(staging)
+        built = os.path.join(staging, "balloon-prepared")
+        os.makedirs(os.path.join(built, "annotations"))
+        for split in SPLITS:
+            shutil.move(os.path.join(release, split), os.path.join(built, split))
+            coco = via_to_coco(os.path.join(built, split, "via_region_data.json"), os.path.join(built, split), split)
+            with open(os.path.join(built, "annotations", f"balloon_instances_{split}.json"), "w") as f:
+                json.dump(coco, f)
+            logger.info(f"balloon {split}: {len(coco['images'])} images, {len(coco['annotations'])} instances")
+        os.replace(built, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

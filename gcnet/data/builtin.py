@@ -1,0 +1,27 @@
+"""Datasets registered by name under ``$DETECTRON2_DATASETS`` (default ``./datasets``), as
+detectron2 registers its builtin ones."""
+import os
+
+from .coco import register_coco_instances
+
+__all__ = ["register_balloon"]
+
+
+def register_balloon(root: str) -> None:
+    """``balloon_train`` and ``balloon_val`` from ``root``/balloon: ``train/``, ``val/`` and
+    ``annotations/balloon_instances_{train,val}.json``."""
+    for split in ("train", "val"):
+        register_coco_instances(
+            f"balloon_{split}",
+            {"thing_classes": ["balloon"]},
+            os.path.join(root, "balloon", "annotations", f"balloon_instances_{split}.json"),
+            os.path.join(root, "balloon", split),
+            how_to_create=(
+                f"The layout is $DETECTRON2_DATASETS/balloon/{{train,val,annotations}} "
+                f"(DETECTRON2_DATASETS={os.environ.get('DETECTRON2_DATASETS', '<unset>, so ./datasets')}). "
+                "Create it with: python tools/prepare_datasets.py balloon"
+            ),
+        )
+
+
+register_balloon(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")))

@@ -1,0 +1,49 @@
+"""LazyConfig overrides that refuse unknown keys."""
+import difflib
+from typing import List, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from detectron2.config import LazyConfig
+
+__all__ = ["apply_overrides", "config_keys"]
+
+_MISSING = object()
+
+
+def config_keys(cfg: DictConfig, prefix: str = "") -> List[str]:
+    """Every dotted key of ``cfg``, through nested dicts (not into lists)."""
+    keys = []
+    for key in cfg.keys():
+        path = f"{prefix}{key}"
+        keys.append(path)
+        value = cfg._get_node(key)
+        if isinstance(value, DictConfig):
+            keys.extend(config_keys(value, path + "."))
+    return keys
+
+
+def _closest_keys(cfg: DictConfig, key: str) -> List[str]:
+    """Keys like ``key``: under its parent when the parent exists (so that the shared prefix
+    does not make every key look alike), else in the whole config."""
+    parent, _, name = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None) if parent else None
+    if isinstance(node, DictConfig):
+        names = difflib.get_close_matches(name, config_keys(node), n=3, cutoff=0.6)
+        return [f"{parent}.{n}" for n in names]
+    return difflib.get_close_matches(key, config_keys(cfg), n=3, cutoff=0.6)
+
+
+def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """detectron2's ``LazyConfig.apply_overrides`` for ``key=value`` strings, except that a key
+    must already exist: a misspelt key raises a ValueError naming it and the closest valid
+    keys, instead of being added silently."""
+    for override in overrides:
+        if "=" not in override:
+            raise ValueError(f"Override {override!r} is not of the form key=value")
+        key = override.split("=", 1)[0].strip()
+        if OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False) is _MISSING:
+            close = _closest_keys(cfg, key)
+            hint = f"; closest valid keys: {', '.join(close)}" if close else ""
+            raise ValueError(f"Unknown config key {key!r} in override {override!r}{hint}")
+    return LazyConfig.apply_overrides(cfg, list(overrides))

@@ -1,0 +1,197 @@
+"""The training loop: detectron2's ``SimpleTrainer`` step with AMP, gradient clipping and a
+guard against non-finite or spiking losses.
+
+Users of the original GCNet code report SyncBN training whose loss (and then mAP) collapses
+late in training. :class:`LossGuard` catches such a step before it reaches the weights.
+"""
+import collections
+import logging
+import statistics
+import time
+from typing import Optional
+
+import torch
+
+from detectron2.engine import SimpleTrainer
+from detectron2.utils import comm
+from detectron2.utils.events import get_event_storage
+
+__all__ = ["LossGuard", "GCNetTrainer"]
+
+logger = logging.getLogger(__name__)
+
+
+class LossGuard:
+    """Decides whether a step's total loss may update the model.
+
+    A loss is bad when it is not finite, or when it exceeds ``spike_factor`` times the median
+    of the last ``window`` good losses (checked once ``window`` good losses have been seen).
+
+    Args:
+        action: what the trainer does with a bad step: "skip" it, or "reload" the model and
+            optimizer from the last checkpoint (the iteration counter and the learning-rate
+            schedule go on).
+        spike_factor: None disables spike detection.
+        window: number of recent good losses the spike test compares with.
+        max_consecutive: this many bad steps in a row stop training with a FloatingPointError.
+    """
+
+    ACTIONS = ("skip", "reload")
+
+    def __init__(
+        self,
+        action: str = "skip",
+        spike_factor: Optional[float] = 10.0,
+        window: int = 20,
+        max_consecutive: int = 10,
+    ):
+        if action not in self.ACTIONS:
+            raise ValueError(f"loss_guard.action must be one of {self.ACTIONS}, got {action!r}")
+        if spike_factor is not None and spike_factor <= 1:
+            raise ValueError(f"loss_guard.spike_factor must be > 1 or None, got {spike_factor!r}")
+        self.action = action
+        self.spike_factor = spike_factor
+        self.max_consecutive = max_consecutive
+        self.history = collections.deque(maxlen=window)
+        self.consecutive = 0
+        self.total = 0
+
+    def check(self, loss: float) -> Optional[str]:
+        """None if ``loss`` is good (and then remembered), else why it is bad."""
+        problem = None
+        if not torch.isfinite(torch.tensor(loss)):
+            problem = f"loss is {loss}"
+        elif (
+            self.spike_factor is not None
+            and len(self.history) == self.history.maxlen
+            and loss > self.spike_factor * statistics.median(self.history)
+        ):
+            problem = (
+                f"loss {loss:.4g} spiked above {self.spike_factor:g} x the median "
+                f"{statistics.median(self.history):.4g} of the last {len(self.history)} steps"
+            )
+        if problem is None:
+            self.history.append(loss)
+            self.consecutive = 0
+        else:
+            self.consecutive += 1
+            self.total += 1
+        return problem
+
+
+class GCNetTrainer(SimpleTrainer):
+    """``SimpleTrainer`` whose step can run under CUDA autocast, clip the gradient norm, and
+    consult a :class:`LossGuard` before it updates the model.
+
+    Args:
+        amp_dtype: None for fp32; torch.float16 (with a gradient scaler) or torch.bfloat16
+            to run the forward pass under CUDA autocast.
+        clip_grad_norm: clip the total gradient norm to this value (the original GCNet
+            configs use 35); None to disable.
+        loss_guard: None to let detectron2 stop on a non-finite loss.
+        checkpointer: where "reload" finds the last checkpoint; set it after creating the
+            checkpointer of this trainer.
+
+    All workers take the same decision about a step: the guard sees the loss averaged over
+    them, so that a step is skipped everywhere or nowhere.
+    """
+
+    def __init__(
+        self,
+        model,
+        data_loader,
+        optimizer,
+        *,
+        amp_dtype: Optional[torch.dtype] = None,
+        clip_grad_norm: Optional[float] = None,
+        loss_guard: Optional[LossGuard] = None,
+        checkpointer=None,
+    ):
+        super().__init__(model, data_loader, optimizer)
+        self.amp_dtype = amp_dtype
+        self.grad_scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+        self.clip_grad_norm = clip_grad_norm
+        self.loss_guard = loss_guard
+        self.checkpointer = checkpointer
+
+    def run_step(self):
+        assert self.model.training, "[GCNetTrainer] model was changed to eval mode!"
+        start = time.perf_counter()
+        data = next(self._data_loader_iter)
+        data_time = time.perf_counter() - start
+
+        try:
+            with torch.autocast("cuda", dtype=self.amp_dtype or torch.float16, enabled=self.amp_dtype is not None):
+                loss_dict = self.model(data)
+        except FloatingPointError as e:  # detectron2 raises on non-finite RPN proposals
+            if self.loss_guard is None:
+                raise
+            loss_dict, forward_error = None, f" (forward raised: {e})"
+        else:
+            if isinstance(loss_dict, torch.Tensor):
+                loss_dict = {"total_loss": loss_dict}
+            losses = sum(loss_dict.values())
+            forward_error = ""
+
+        if self.loss_guard is not None:
+            local = float("nan") if loss_dict is None else losses.detach().float().item()
+            problem = self.loss_guard.check(self._mean_over_workers(local))
+            if problem is not None:
+                self._recover(problem + forward_error)
+                return
+
+        self.optimizer.zero_grad()
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(losses).backward()
+        else:
+            losses.backward()
+        self.after_backward()
+        if self.clip_grad_norm is not None:
+            if self.grad_scaler is not None:
+                self.grad_scaler.unscale_(self.optimizer)
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            norm = torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
+            get_event_storage().put_scalar("grad_norm", norm.item(), smoothing_hint=False)
+        self._write_metrics(loss_dict, data_time)
+        if self.grad_scaler is not None:
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            self.optimizer.step()
+
+    @staticmethod
+    def _mean_over_workers(value: float) -> float:
+        """The mean of ``value`` over all workers, so that they all take the same decision."""
+        values = comm.all_gather(value) if comm.get_world_size() > 1 else [value]
+        return sum(values) / len(values)
+
+    def _recover(self, problem: str) -> None:
+        guard = self.loss_guard
+        get_event_storage().put_scalar("loss_guard/bad_steps", guard.total, smoothing_hint=False)
+        if guard.consecutive >= guard.max_consecutive:
+            raise FloatingPointError(
+                f"Iteration {self.iter}: {problem}; {guard.consecutive} bad steps in a row, stopping"
+            )
+        self.optimizer.zero_grad()
+        if guard.action == "reload":
+            if self.checkpointer is not None and self.checkpointer.has_checkpoint():
+                path = self.checkpointer.get_checkpoint_file()
+                logger.warning(f"Iteration {self.iter}: {problem}; reloading model and optimizer from {path}")
+                state = self.checkpointer.load(path, checkpointables=[])
+                self.optimizer.load_state_dict(state["trainer"]["optimizer"])
+                if self.grad_scaler is not None and "grad_scaler" in state["trainer"]:
+                    self.grad_scaler.load_state_dict(state["trainer"]["grad_scaler"])
+                return
+            problem += "; no checkpoint to reload yet"
+        logger.warning(f"Iteration {self.iter}: {problem}; skipping the step")
+
+    def state_dict(self):
+        ret = super().state_dict()
+        if self.grad_scaler is not None:
+            ret["grad_scaler"] = self.grad_scaler.state_dict()
+        return ret
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if self.grad_scaler is not None and "grad_scaler" in state_dict:
+            self.grad_scaler.load_state_dict(state_dict["grad_scaler"])

@@ -1,0 +1,90 @@
+"""The balloon dataset: VIA -> COCO conversion, the downloader, and its registration."""
+import json
+import zipfile
+
+import pytest
+
+from gcnet.data import via_to_coco
+
+from ..helpers import run_tool, serve_directory
+
+COCO_PARTS = ("images", "annotations", "categories")
+
+
+def reference(shared_data, split):
+    return json.loads((shared_data / "balloon" / "annotations" / f"balloon_instances_{split}.json").read_text())
+
+
+@pytest.mark.parametrize("split,num_images,num_instances", [("train", 61, 255), ("val", 13, 50)])
+def test_via_conversion_matches_reference(shared_data, split, num_images, num_instances):
+    folder = shared_data / "balloon" / split
+    coco = via_to_coco(str(folder / "via_region_data.json"), str(folder), split)
+    assert (len(coco["images"]), len(coco["annotations"])) == (num_images, num_instances)
+    expected = reference(shared_data, split)
+    for part in COCO_PARTS:
+        assert coco[part] == expected[part], part
+
+
+def build_release_zip(shared_data, path):
+    """A zip laid out as the public balloon release (balloon/{train,val}/, plus macOS litter)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for split in ("train", "val"):
+            for file in sorted((shared_data / "balloon" / split).iterdir()):
+                archive.write(file, f"balloon/{split}/{file.name}")
+        archive.writestr("__MACOSX/balloon/._train", b"")
+
+
+def test_prepare_datasets_downloads_and_converts(shared_data, tmp_path):
+    served = tmp_path / "server"
+    served.mkdir()
+    build_release_zip(shared_data, served / "balloon_dataset.zip")
+    root = tmp_path / "datasets"
+    with serve_directory(served) as (url, requests):
+        result = run_tool("tools/prepare_datasets.py", "balloon", "--root", root, "--url", f"{url}/balloon_dataset.zip")
+        assert result.returncode == 0, result.stderr
+        assert requests == ["/balloon_dataset.zip"]
+        for split in ("train", "val"):
+            coco = json.loads((root / "balloon" / "annotations" / f"balloon_instances_{split}.json").read_text())
+            expected = reference(shared_data, split)
+            assert all(coco[part] == expected[part] for part in COCO_PARTS)
+            assert all((root / "balloon" / split / im["file_name"]).is_file() for im in coco["images"])
+        assert sorted(p.name for p in root.iterdir()) == ["balloon"]  # no staging folder left
+
+        again = run_tool("tools/prepare_datasets.py", "balloon", "--root", root, "--url", f"{url}/balloon_dataset.zip")
+        assert again.returncode == 1
+        assert f"{root / 'balloon'} already exists" in again.stderr
+        assert requests == ["/balloon_dataset.zip"]
+
+
+def test_prepare_datasets_reports_http_errors(tmp_path):
+    (tmp_path / "server").mkdir()
+    with serve_directory(tmp_path / "server") as (url, _):
+        result = run_tool("tools/prepare_datasets.py", "balloon", "--root", tmp_path / "datasets", "--url", f"{url}/nothing.zip")
+    assert result.returncode == 1
+    assert f"Could not download {url}/nothing.zip" in result.stderr and "404" in result.stderr
+    assert list((tmp_path / "datasets").iterdir()) == []
+
+
+LOAD_SPLITS = """
+from detectron2.data import DatasetCatalog, MetadataCatalog
+import gcnet.data
+for split in ("train", "val"):
+    dicts = DatasetCatalog.get(f"balloon_{split}")
+    print(split, len(dicts), sum(len(d["annotations"]) for d in dicts), MetadataCatalog.get(f"balloon_{split}").thing_classes)
+"""
+
+
+def test_builtin_balloon_reads_detectron2_datasets(datasets_root):
+    result = run_tool("-c", LOAD_SPLITS, env={"DETECTRON2_DATASETS": str(datasets_root)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["train 61 255 ['balloon']", "val 13 50 ['balloon']"]
+
+
+def test_missing_balloon_folder_says_how_to_create_it(tmp_path):
+    result = run_tool("-c", LOAD_SPLITS, env={"DETECTRON2_DATASETS": str(tmp_path / "nowhere")})
+    assert result.returncode != 0
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("FileNotFoundError: Dataset 'balloon_train' not found")
+    assert f"{tmp_path / 'nowhere'}/balloon/annotations/balloon_instances_train.json" in message
+    assert f"DETECTRON2_DATASETS={tmp_path / 'nowhere'}" in message
+    assert "python tools/prepare_datasets.py balloon" in message

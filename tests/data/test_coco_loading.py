@@ -1,0 +1,83 @@
+"""COCO-format loading: files that are not COCO, missing images, unusable annotations."""
+import json
+import logging
+
+import pytest
+from PIL import Image
+
+from gcnet.data import load_coco_instances
+
+
+@pytest.fixture
+def images(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        Image.new("RGB", (100, 80)).save(folder / name)
+    return folder
+
+
+def write_coco(tmp_path, annotations, images=("a.jpg", "b.jpg")):
+    data = dict(
+        images=[dict(id=i + 1, file_name=name, width=100, height=80) for i, name in enumerate(images)],
+        annotations=annotations,
+        categories=[dict(id=1, name="thing")],
+    )
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def ann(id, bbox, segmentation=None, image_id=1):
+    x, y, w, h = bbox
+    polygon = [x, y, x + w, y, x + w, y + h, x, y + h]
+    return dict(id=id, image_id=image_id, category_id=1, bbox=bbox, area=w * h, iscrowd=0,
+                segmentation=[polygon] if segmentation is None else segmentation)  # fmt: skip
+
+
+def test_valid_file_loads(tmp_path, images):
+    path = write_coco(tmp_path, [ann(1, [10, 10, 20, 30]), ann(2, [5, 5, 10, 10], image_id=2)])
+    dicts = load_coco_instances(str(path), str(images), "valid_test")
+    assert [len(d["annotations"]) for d in dicts] == [1, 1]
+    assert dicts[0]["annotations"][0]["bbox"] == [10, 10, 20, 30]
+
+
+def test_invalid_json_names_the_file(tmp_path, images):
+    path = tmp_path / "broken.json"
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match=rf"{path} is not a COCO instances file: invalid JSON"):
+        load_coco_instances(str(path), str(images), "broken")
+
+
+def test_json_without_coco_keys_names_them(tmp_path, images):
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({"images": [], "labels": []}))
+    with pytest.raises(ValueError, match=r"missing or not a list: \['annotations', 'categories'\]"):
+        load_coco_instances(str(path), str(images), "other")
+
+
+def test_missing_images_are_named(tmp_path, images):
+    path = write_coco(tmp_path, [ann(1, [10, 10, 20, 30])], images=("a.jpg", "gone.jpg"))
+    with pytest.raises(FileNotFoundError, match=rf"lists 1 images missing under {images}: gone.jpg"):
+        load_coco_instances(str(path), str(images), "missing")
+
+
+def test_unusable_annotations_are_skipped_by_id(tmp_path, images, caplog):
+    path = write_coco(
+        tmp_path,
+        [
+            ann(1, [10, 10, 20, 30]),
+            ann(2, [150, 10, 20, 30]),  # right of the 100-pixel-wide image
+            ann(3, [10, 10, 20, 30], segmentation=[[10, 10, 30, 10]]),  # two points
+            ann(4, [90, 70, 20, 30]),  # reaches outside: clipped
+        ],
+    )
+    with caplog.at_level(logging.WARNING, logger="gcnet.data.coco"):
+        dicts = load_coco_instances(str(path), str(images), "dirty")
+    kept = dicts[0]["annotations"]
+    assert [a["id"] for a in kept] == [1, 4]
+    assert kept[1]["bbox"] == [90, 70, 10, 10]
+    text = caplog.text
+    assert "dirty: skipping annotation id=2: bbox [150, 10, 20, 30] has no area inside the 100x80 image" in text
+    assert "dirty: skipping annotation id=3: segmentation has no polygon with at least 3 points" in text
+    assert "dirty: clipping annotation id=4" in text

@@ -1,0 +1,167 @@
+"""tools/train_net.py end to end on CPU with the real balloon set: training, evaluation,
+checkpoints, resume after SIGKILL, a dying worker, and bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from detectron2.config import LazyConfig, instantiate
+
+from ..helpers import REPO_ROOT, run_tool, tool_env
+
+QUICK_START = "configs/quick_schedules/mask_rcnn_R_50_FPN_gc_r16_balloon.py"
+TINY = "tests/configs/mask_rcnn_R_18_FPN_gc_tiny_balloon.py"
+
+
+def read_metrics(output_dir: Path):
+    path = output_dir / "metrics.json"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def start_train_net(*args, env=None, log=None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "tools/train_net.py", *map(str, args)],
+        cwd=REPO_ROOT,
+        env=tool_env(env),
+        stdout=log or subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def wait_for(run: subprocess.Popen, condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if run.poll() is not None:
+            raise AssertionError(f"train_net exited with {run.returncode} before {what}")
+        time.sleep(0.005)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def test_quick_start_trains_evaluates_and_checkpoints(datasets_root, tmp_path):
+    """Training loss falls on the real balloon images; the run evaluates and checkpoints.
+    (No ImageNet weights without internet: trained from scratch at a lower learning rate.)"""
+    out = tmp_path / "out"
+    result = run_tool(
+        "tools/train_net.py", "--config-file", QUICK_START,
+        "train.init_checkpoint=", "train.max_iter=40", "train.log_period=1", f"train.output_dir={out}",
+        "optimizer.lr=0.0025", "train.seed=0",
+        env={"DETECTRON2_DATASETS": str(datasets_root)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_metrics(out)
+    losses = [m["total_loss"] for m in metrics if "total_loss" in m]
+    assert len(losses) == 40
+    start, end = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert end < 0.8 * start, (start, end)
+    final = metrics[-1]
+    assert final["iteration"] == 40 and 0 <= final["segm/AP"] <= 100 and "bbox/AP" in final
+    assert {"model_final.pth", "model_best.pth", "last_checkpoint", "log.txt"} <= {p.name for p in out.iterdir()}
+    assert list(out.glob("events.out.tfevents.*"))
+    log = (out / "log.txt").read_text()
+    assert "eta: " in log and "Evaluation results for segm" in log
+
+
+def test_sigkill_then_resume_continues_iteration_and_schedule(datasets_root, tmp_path):
+    out = tmp_path / "out"
+    args = [
+        "--config-file", TINY, "--resume", "train.max_iter=40", "train.checkpointer.period=6",
+        "train.checkpointer.max_to_keep=2", "train.log_period=1", f"train.output_dir={out}",
+    ]  # fmt: skip
+    env = {"DETECTRON2_DATASETS": str(datasets_root)}
+    with open(tmp_path / "first.log", "w") as log:
+        run = start_train_net(*args, env=env, log=log)
+        try:
+            # Kill while a checkpoint is being written, once one complete checkpoint exists.
+            wait_for(run, lambda: (out / "last_checkpoint").exists() and list(out.glob("*.partial")), 300, "a save")
+            os.killpg(run.pid, signal.SIGKILL)
+        finally:
+            run.wait()
+    assert "Resume: no checkpoint in" in (tmp_path / "first.log").read_text()
+    resumed_from = (out / "last_checkpoint").read_text()
+    last_done = int(resumed_from[len("model_") : -len(".pth")])
+
+    result = run_tool("tools/train_net.py", *args, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (out / "log.txt").read_text()
+    assert f"Removing {out}/model_{last_done + 6:07d}.pth.partial, left by an interrupted save" in log
+    assert f"Starting training from iteration {last_done + 1}" in log
+
+    metrics = {m["iteration"]: m for m in read_metrics(out) if "lr" in m}
+    assert max(metrics) == 39 and set(range(last_done + 1, 40)) <= set(metrics)
+    cfg = LazyConfig.load(str(REPO_ROOT / TINY))
+    multiplier = instantiate(cfg.lr_multiplier)
+    for it in range(last_done + 1, 40):  # the schedule went on where it was
+        assert metrics[it]["lr"] == pytest.approx(cfg.optimizer.lr * multiplier(it / 40)), it
+
+
+def child_pids(pid):
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                children.append(int(entry.name))
+    return children
+
+
+def is_running(pid):
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_dead_worker_stops_the_whole_run(datasets_root, tmp_path, free_port):
+    out = tmp_path / "out"
+    run = start_train_net(
+        "--config-file", TINY, "--num-gpus", "2", "--dist-url", f"tcp://127.0.0.1:{free_port}",
+        "train.max_iter=100000", "train.log_period=1", f"train.output_dir={out}",
+        env={"DETECTRON2_DATASETS": str(datasets_root)},
+    )  # fmt: skip
+    try:
+        wait_for(run, lambda: len(read_metrics(out)) >= 3, 300, "training to start")
+        workers = [p for p in child_pids(run.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+        assert len(workers) == 2, workers
+        os.kill(workers[1], signal.SIGKILL)
+        start = time.monotonic()
+        returncode = run.wait(timeout=120)
+        assert returncode != 0
+        assert time.monotonic() - start < 120
+        assert not [p for p in workers if is_running(p)]
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+
+
+def test_unknown_override_key_names_the_closest(tmp_path):
+    result = run_tool("tools/train_net.py", "--config-file", TINY, "train.max_iterr=5", f"train.output_dir={tmp_path}")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "train_net: Unknown config key 'train.max_iterr' in override 'train.max_iterr=5'; "
+        "closest valid keys: train.max_iter"
+    )
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_missing_dataset_is_one_clear_line(tmp_path):
+    result = run_tool(
+        "tools/train_net.py", "--config-file", TINY, f"train.output_dir={tmp_path}",
+        env={"DETECTRON2_DATASETS": str(tmp_path / "datasets")},
+    )  # fmt: skip
+    assert result.returncode == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("train_net: Dataset 'balloon_train' not found: expected the annotations")
+    assert f"DETECTRON2_DATASETS={tmp_path / 'datasets'}" in line and "tools/prepare_datasets.py balloon" in line

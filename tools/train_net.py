@@ -1,0 +1,166 @@
+#!/usr/bin/env python
+"""Train or evaluate a GCNet LazyConfig with detectron2.
+
+Train (8 GPUs):
+    python tools/train_net.py --config-file configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_syncbn_gc_r16_1x.py --num-gpus 8
+
+Evaluate a checkpoint:
+    python tools/train_net.py --config-file <config> --eval-only train.init_checkpoint=<path or gcnet://name>
+
+Resume an interrupted run from the last checkpoint in train.output_dir:
+    python tools/train_net.py --config-file <config> --num-gpus 8 --resume
+
+Two machines (run on each, with its --machine-rank):
+    python tools/train_net.py --config-file <config> --num-gpus 8 --num-machines 2 \\
+        --machine-rank 0 --dist-url tcp://<ip of machine 0>:<port>
+
+Any config key can be changed with key=value arguments after the options.
+"""
+import contextlib
+import datetime
+import logging
+import sys
+
+import torch
+
+from detectron2.config import LazyConfig, instantiate
+from detectron2.engine import default_argument_parser, default_setup, default_writers, hooks
+from detectron2.engine.defaults import create_ddp_model
+from detectron2.evaluation import inference_on_dataset, print_csv_format
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+import gcnet.data  # noqa: F401  (registers the builtin datasets)
+import gcnet.modeling  # noqa: F401  (registers the backbones and gcnet://)
+from gcnet.engine import AtomicCheckpointer, GCNetTrainer, LossGuard, apply_overrides, launch
+
+logger = logging.getLogger("detectron2")
+
+
+@contextlib.contextmanager
+def exit_on_bad_input():
+    """Report a bad config file, option or dataset in one line, without a traceback."""
+    try:
+        yield
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"train_net: {e}")
+
+
+def do_test(cfg, model):
+    if "evaluator" not in cfg.dataloader:
+        return {}
+    with exit_on_bad_input():
+        data_loader = instantiate(cfg.dataloader.test)
+    results = inference_on_dataset(model, data_loader, instantiate(cfg.dataloader.evaluator))
+    print_csv_format(results)
+    return results
+
+
+def wrap_ddp(model, cfg):
+    """detectron2's ``create_ddp_model``, which also works for CPU (gloo) workers."""
+    kwargs = dict(cfg.train.ddp)
+    if not cfg.train.device.startswith("cuda"):
+        kwargs["device_ids"] = None  # DDP takes device_ids for GPU modules only
+    return create_ddp_model(model, **kwargs)
+
+
+def build_trainer(cfg, model, data_loader, optimizer) -> GCNetTrainer:
+    train = cfg.train
+    amp_dtype = None
+    if train.amp.enabled:
+        if train.device.startswith("cuda"):
+            amp_dtype = getattr(torch, train.amp.get("precision", "float16"))
+        else:
+            logger.warning(f"train.amp.enabled needs CUDA; training in fp32 on {train.device}")
+    clip = train.get("clip_grad", {})
+    guard = train.get("loss_guard")
+    return GCNetTrainer(
+        model,
+        data_loader,
+        optimizer,
+        amp_dtype=amp_dtype,
+        clip_grad_norm=clip.max_norm if clip.get("enabled", False) else None,
+        loss_guard=LossGuard(**guard) if guard else None,
+    )
+
+
+def do_train(args, cfg):
+    model = instantiate(cfg.model)
+    logger.info(f"Model:\n{model}")
+    model.to(cfg.train.device)
+    cfg.optimizer.params.model = model
+    optimizer = instantiate(cfg.optimizer)
+    with exit_on_bad_input():
+        train_loader = instantiate(cfg.dataloader.train)
+
+    model = wrap_ddp(model, cfg)
+    trainer = build_trainer(cfg, model, train_loader, optimizer)
+    checkpointer = AtomicCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    trainer.checkpointer = checkpointer
+    best = cfg.train.get("best_checkpoint", {})
+    trainer.register_hooks(
+        [
+            hooks.IterationTimer(),
+            hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
+            hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
+            if comm.is_main_process()
+            else None,
+            hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
+            hooks.BestCheckpointer(cfg.train.eval_period, checkpointer, best.metric, mode=best.mode)
+            if comm.is_main_process() and best.get("metric") and "evaluator" in cfg.dataloader
+            else None,
+            hooks.PeriodicWriter(
+                default_writers(cfg.train.output_dir, cfg.train.max_iter),
+                period=cfg.train.log_period,
+            )
+            if comm.is_main_process()
+            else None,
+        ]
+    )
+    checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
+    # A checkpoint stores the iteration that just finished.
+    start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
+    trainer.train(start_iter, cfg.train.max_iter)
+
+
+def main(args):
+    with exit_on_bad_input():
+        cfg = apply_overrides(LazyConfig.load(args.config_file), args.opts)
+    default_setup(cfg, args)
+    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="gcnet")
+    if args.eval_only:
+        model = instantiate(cfg.model)
+        model.to(cfg.train.device)
+        model = wrap_ddp(model, cfg)
+        AtomicCheckpointer(model).load(cfg.train.init_checkpoint)
+        return do_test(cfg, model)
+    do_train(args, cfg)
+
+
+def parse_args(argv=None):
+    parser = default_argument_parser(epilog=__doc__)
+    parser.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=30,
+        help="minutes a worker waits for the others in a collective before failing (a dead "
+        "worker on another machine then stops the run instead of hanging it)",
+    )
+    return parser.parse_args(argv)
+
+
+def invoke_main() -> None:
+    args = parse_args()
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+        timeout=datetime.timedelta(minutes=args.dist_timeout),
+    )
+
+
+if __name__ == "__main__":
+    invoke_main()
