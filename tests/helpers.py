@@ -75,3 +75,37 @@ def run_tool(*args, env=None, timeout=900) -> subprocess.CompletedProcess:
         text=True,
         timeout=timeout,
     )
+
+
+# CamVid class -> Cityscapes label id (../shared/data/MANIFEST.md); 11 (unlabelled) -> 0.
+CAMVID_TO_CITYSCAPES_ID = [23, 11, 17, 7, 8, 21, 20, 13, 26, 24, 25, 0]
+
+
+def write_camvid_as_cityscapes(camvid: Path, root: Path, counts: dict) -> Path:
+    """Write the first ``counts[split]`` CamVid pairs of each split in the Cityscapes layout
+    under ``root``/cityscapes (images linked, labels mapped to Cityscapes label ids, an
+    instance map without instances, the polygons file with the image size)."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    lut = np.array(CAMVID_TO_CITYSCAPES_ID, dtype=np.uint8)
+    for split, count in counts.items():
+        pairs = (camvid / f"camvid_subset_{split}.txt").read_text().split("\n")
+        image_dir = root / "cityscapes" / "leftImg8bit" / split / "camvid"
+        gt_dir = root / "cityscapes" / "gtFine" / split / "camvid"
+        image_dir.mkdir(parents=True)
+        gt_dir.mkdir(parents=True)
+        for line in pairs[:count]:
+            image, label = line.split()
+            name = Path(image).stem
+            (image_dir / f"{name}_leftImg8bit.png").symlink_to(camvid / image)
+            ids = lut[np.asarray(Image.open(camvid / label))]
+            Image.fromarray(ids).save(gt_dir / f"{name}_gtFine_labelIds.png")
+            Image.fromarray(ids.astype(np.uint16)).save(gt_dir / f"{name}_gtFine_instanceIds.png")
+            height, width = ids.shape
+            (gt_dir / f"{name}_gtFine_polygons.json").write_text(
+                json.dumps({"imgHeight": height, "imgWidth": width, "objects": []})
+            )
+    return root / "cityscapes"

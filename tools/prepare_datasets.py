@@ -1,35 +1,50 @@
 #!/usr/bin/env python
-"""Download and prepare datasets in the layout gcnet's builtin datasets expect.
+"""Prepare datasets in the layout gcnet's builtin datasets expect, under --root
+($DETECTRON2_DATASETS, else ./datasets).
 
-    python tools/prepare_datasets.py balloon [--root $DETECTRON2_DATASETS] [--url URL]
+    python tools/prepare_datasets.py balloon [--url URL]
+        downloads the public balloon release and converts its VIA annotations to COCO JSON.
+    python tools/prepare_datasets.py cityscapes
+        writes the *_gtFine_labelTrainIds.png label maps next to the *_gtFine_labelIds.png of
+        cityscapes/gtFine (download Cityscapes from https://www.cityscapes-dataset.com first:
+        leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip, unpacked into cityscapes/).
 """
 import argparse
 import logging
 import os
 import sys
 
-from gcnet.data.balloon import BALLOON_URL, prepare_balloon
+from gcnet.data import create_train_id_labels, prepare_balloon
+from gcnet.data.balloon import BALLOON_URL
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("dataset", choices=["balloon"])
+    parser.add_argument("dataset", choices=["balloon", "cityscapes"])
     parser.add_argument(
         "--root",
         default=os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")),
         help="datasets folder (default: $DETECTRON2_DATASETS, else ./datasets)",
     )
-    parser.add_argument("--url", default=BALLOON_URL, help="where to download the release from")
+    parser.add_argument("--url", default=BALLOON_URL, help="where to download balloon from")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        path = prepare_balloon(args.root, args.url)
+        if args.dataset == "balloon":
+            print(f"Prepared {prepare_balloon(args.root, args.url)}")
+        else:
+            gt_root = os.path.join(args.root, "cityscapes", "gtFine")
+            if not os.path.isdir(gt_root):
+                raise FileNotFoundError(
+                    f"{gt_root} not found: unpack Cityscapes' gtFine_trainvaltest.zip into "
+                    f"{os.path.join(args.root, 'cityscapes')}"
+                )
+            print(f"Wrote {create_train_id_labels(gt_root)} train-id label maps under {gt_root}")
     except (OSError, ValueError) as e:
         print(f"prepare_datasets: {e}", file=sys.stderr)
         return 1
-    print(f"Prepared {path}")
     return 0
 
 

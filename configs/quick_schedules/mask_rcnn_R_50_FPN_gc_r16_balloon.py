@@ -31,7 +31,9 @@ dataloader.train.mapper.augmentations = [
 dataloader.train.total_batch_size = 2
 dataloader.train.num_workers = 2
 dataloader.test.dataset.names = "balloon_val"
-dataloader.test.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=352, max_size=640)]
+dataloader.test.mapper.augmentations = [
+    L(T.ResizeShortestEdge)(short_edge_length=352, max_size=640),
+]
 dataloader.test.num_workers = 2
 
 train.init_checkpoint = "detectron2://ImageNetPretrained/torchvision/R-50.pkl"

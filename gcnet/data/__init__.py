@@ -1,8 +1,12 @@
-"""Datasets: COCO-format loading with checks, and the builtin ``balloon_{train,val}``."""
+"""Datasets: COCO-format and Cityscapes loading with checks, the builtin
+``balloon_{train,val}`` and ``cityscapes_fine_sem_seg_{train,val}``, and a checked
+semantic segmentation mapper."""
 from gcnet._detectron2 import require_detectron2
 
 require_detectron2(__name__)
 
 from . import builtin  # noqa: E402,F401  (registers the builtin datasets)
 from .balloon import prepare_balloon, via_to_coco  # noqa: E402
+from .cityscapes import create_train_id_labels, load_cityscapes_semantic  # noqa: E402
 from .coco import load_coco_instances, register_coco_instances  # noqa: E402
+from .sem_seg_mapper import SemSegDatasetMapper  # noqa: E402

@@ -2,6 +2,7 @@
 detectron2 registers its builtin ones."""
 import os
 
+from .cityscapes import register_cityscapes_semantic
 from .coco import register_coco_instances
 
 __all__ = ["register_balloon"]
@@ -24,4 +25,6 @@ def register_balloon(root: str) -> None:
         )
 
 
-register_balloon(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")))
+_root = os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
+register_balloon(_root)
+register_cityscapes_semantic(_root)

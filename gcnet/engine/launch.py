@@ -9,9 +9,10 @@ __all__ = ["launch"]
 
 def _run_then_destroy_process_group(main_func, args):
     result = main_func(*args)
-    # Without this, a gloo worker exiting with its process group alive can abort
-    # ("terminate called without an active exception").
+    # Without this, a gloo worker that exits while its peers still hold the process group can
+    # abort ("terminate called without an active exception"): wait for all, then shut down.
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
     return result
 

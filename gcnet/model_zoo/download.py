@@ -30,14 +30,15 @@ def download_verified(url: str, sha256: str, cache_dir: str = "", *, progress: b
 
     The file is downloaded to a temporary name (removed if the download is interrupted),
     its sha256 checked against ``sha256`` (the full digest, or the prefix that torchvision
-    and OpenMMLab put in their file names), and only then renamed into the cache; a file
-    that fails the check is deleted. A cached file is returned without any request.
+    and OpenMMLab put in their file names; "" when upstream publishes none, which is
+    logged), and only then renamed into the cache; a file that fails the check is deleted.
+    A cached file is returned without any request.
 
     Raises:
         OSError: the download failed (the message names the URL and the HTTP error).
         ValueError: the downloaded file does not have the expected sha256.
     """
-    if not sha256 or any(c not in "0123456789abcdef" for c in sha256.lower()):
+    if any(c not in "0123456789abcdef" for c in sha256.lower()):
         raise ValueError(f"sha256 for {url} must be a hex digest or prefix, got {sha256!r}")
     parsed = urlparse(url)
     filename = os.path.basename(parsed.path)
@@ -56,7 +57,9 @@ def download_verified(url: str, sha256: str, cache_dir: str = "", *, progress: b
         except OSError as e:
             raise OSError(f"Could not download {url}: {e}") from e
         digest = sha256sum(unverified)
-        if not digest.startswith(sha256.lower()):
+        if not sha256:
+            logger.warning(f"{url} has no published checksum; its sha256 is {digest}")
+        elif not digest.startswith(sha256.lower()):
             os.remove(unverified)
             raise ValueError(
                 f"Downloaded {url} has sha256 {digest}, expected {sha256}...; "

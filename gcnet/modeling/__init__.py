@@ -1,5 +1,6 @@
-"""GCNet models for detectron2: GC-ResNet/ResNeXt backbones (registered in
-``BACKBONE_REGISTRY``), the deformable conv and SyncBN they use, and the yacs config keys."""
+"""GCNet models for detectron2: GC-ResNet/ResNeXt backbones (``BACKBONE_REGISTRY``), the
+semantic segmentation head (``SEM_SEG_HEADS_REGISTRY``) and model (``META_ARCH_REGISTRY``)
+of the Cityscapes experiments, the deformable conv and SyncBN they use, and the yacs keys."""
 from gcnet._detectron2 import require_detectron2
 
 require_detectron2(__name__)
@@ -19,5 +20,6 @@ from .backbone import (  # noqa: E402
     make_gcnet_resnet_stages,
 )
 from .config import add_gcnet_config  # noqa: E402
+from .sem_seg import ContextHead, ContextSegmentor  # noqa: E402
 from .deform_conv import DeformConv2d  # noqa: E402
 from .norm import SyncBatchNorm, get_norm, resolve_norm  # noqa: E402

@@ -9,12 +9,13 @@ import torchvision
 from iopath.common.file_io import PathManager as PathManagerBase
 
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import LazyConfig
 from detectron2.utils.file_io import PathManager
 
 from gcnet.model_zoo import CheckpointSource, GCNetHandler, download_verified
 from gcnet.modeling import build_gcnet_resnet
 
-from ..helpers import serve_directory
+from ..helpers import CONFIGS, serve_directory
 
 
 def sha256_of(path):
@@ -123,9 +124,18 @@ def test_unknown_name_suggests_close_ones(tmp_path):
         PathManager.get_local_path("gcnet://ImageNetPretrained/torchvision/R-102")
 
 
-def test_config_checkpoint_names_resolve():
-    """The ImageNet names the COCO configs use are known to the registered handler."""
+def test_every_config_checkpoint_resolves():
+    """Each config's init_checkpoint is a detectron2 ImageNet model or a known gcnet:// name."""
     handler = PathManager._path_handlers["gcnet://"]
-    for name in ("ImageNetPretrained/torchvision/R-101", "ImageNetPretrained/open-mmlab/X-101-32x4d"):
-        source = handler.source("gcnet://" + name)
-        assert source.url.endswith(".pth") and source.sha256 in source.url
+    names = set()
+    for config in sorted(CONFIGS.rglob("*.py")):
+        if config.parent.name == "common" or config.parent.parent.name == "common":
+            continue
+        checkpoint = LazyConfig.load(str(config)).train.init_checkpoint
+        names.add(checkpoint)
+        if checkpoint.startswith("gcnet://"):
+            source = handler.source(checkpoint)
+            assert source.url.startswith("http") and source.sha256 in source.url, checkpoint
+        else:
+            assert checkpoint == "detectron2://ImageNetPretrained/torchvision/R-50.pkl", config
+    assert "gcnet://ImageNetPretrained/mit/R-101-deepbase" in names and len(names) == 6

@@ -119,6 +119,12 @@ def test_dilated_stages(contract):
     assert model.res5[2].conv2.dilation == (4, 4)
 
 
+def test_output_stride_16():
+    model = build_gcnet_resnet(101, stem="deep", dilations=(1, 1, 1, 2), out_features=["res4", "res5"])
+    assert model.output_shape()["res5"].stride == 16
+    assert model(torch.randn(1, 3, 64, 64))["res5"].shape == (1, 2048, 4, 4)
+
+
 def test_freeze_at_two_freezes_stem_and_res2():
     model = build_gcnet_resnet(50, norm="BN", freeze_at=2, gc_stages=["res2", "res3"])
     for name, p in model.named_parameters():

@@ -20,7 +20,12 @@ model.backbone.bottom_up = L(build_gcnet_resnet)(
     freeze_at=2,
     out_features=["res2", "res3", "res4", "res5"],
     gc_stages=[],
-    gc=dict(ratio=1 / 16, pooling_type="att", fusion_types=["channel_add"], transform="bottleneck_ln_relu"),
+    gc=dict(
+        ratio=1 / 16,
+        pooling_type="att",
+        fusion_types=["channel_add"],
+        transform="bottleneck_ln_relu",
+    ),
     gc_position="after1x1",
     deform_stages=[],
     deform_modulated=False,

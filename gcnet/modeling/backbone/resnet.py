@@ -14,9 +14,11 @@ from detectron2.modeling.backbone import BACKBONE_REGISTRY, BasicStem, ResNet
 
 from ..norm import resolve_norm
 from .blocks import GCBasicBlock, GCBottleneckBlock
+from .stem import DeepStem
 
 __all__ = [
     "STAGE_NAMES",
+    "STEM_TYPES",
     "NUM_BLOCKS_PER_STAGE",
     "DEFAULT_GC",
     "make_gcnet_resnet_stages",
@@ -25,6 +27,7 @@ __all__ = [
 ]
 
 STAGE_NAMES = ("res2", "res3", "res4", "res5")
+STEM_TYPES = ("basic", "deep")
 NUM_BLOCKS_PER_STAGE: Dict[int, Sequence[int]] = {
     18: (2, 2, 2, 2),
     34: (3, 4, 6, 3),
@@ -174,14 +177,16 @@ def _gcnet_resnet_from_config(cfg: CfgNode, input_shape: ShapeSpec):
     return dict(
         depth=resnets.DEPTH,
         in_channels=input_shape.channels,
-        stem_out_channels=resnets.STEM_OUT_CHANNELS,
+        stem=gcnet.STEM,
+        stem_channels=gcnet.STEM_CHANNELS if gcnet.STEM == "deep" else [resnets.STEM_OUT_CHANNELS],
         norm=resnets.NORM,
         out_features=resnets.OUT_FEATURES,
         freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
         num_groups=resnets.NUM_GROUPS,
         width_per_group=resnets.WIDTH_PER_GROUP,
         stride_in_1x1=resnets.STRIDE_IN_1X1,
-        dilations=(1, 1, 1, resnets.RES5_DILATION),
+        dilations=gcnet.DILATIONS or (1, 1, 1, resnets.RES5_DILATION),
+        contract_dilation=gcnet.CONTRACT_DILATION,
         gc_stages=gcnet.STAGES,
         gc=dict(
             ratio=gcnet.RATIO,
@@ -203,20 +208,24 @@ def build_gcnet_resnet(
     depth: int = 50,
     *,
     in_channels: int = 3,
-    stem_out_channels: int = 64,
+    stem: str = "basic",
+    stem_channels: Optional[Sequence[int]] = None,
     norm="FrozenBN",
     out_features: Optional[Sequence[str]] = ("res2", "res3", "res4", "res5"),
     freeze_at: int = 0,
     num_classes: Optional[int] = None,
     **stage_kwargs,
 ) -> ResNet:
-    """A (GC-)ResNet/ResNeXt: detectron2's ``BasicStem`` and ``ResNet`` around
-    :func:`make_gcnet_resnet_stages` (which receives ``stage_kwargs``).
+    """A (GC-)ResNet/ResNeXt: a stem and :func:`make_gcnet_resnet_stages` (which receives
+    ``stage_kwargs``) in detectron2's ``ResNet``.
 
     Args:
+        stem: "basic" (one 7x7 conv with ``stem_channels=[C]``, default [64]) or "deep"
+            (three 3x3 convs, ``stem_channels=[C1, C2, C3]``: (64, 64, 128) for the paper's
+            Cityscapes ResNet-101, (32, 32, 64), the default, for mmsegmentation's ResNetV1c).
         out_features: any of "stem", "res2".."res5", and "linear" with ``num_classes``.
         freeze_at: freeze the stem (1) and the first ``freeze_at - 1`` stages; the paper
-            freezes c1-c2 (2).
+            freezes c1-c2 (2) for COCO.
         num_classes: add global pooling and a linear classifier (the ImageNet model of
             Table 8).
     """
@@ -227,12 +236,20 @@ def build_gcnet_resnet(
         raise ValueError(f"out_features has unknown names {unknown}; allowed: {allowed}")
     if not isinstance(freeze_at, int) or not 0 <= freeze_at <= 5:
         raise ValueError(f"freeze_at must be an int in [0, 5], got {freeze_at!r}")
-    stem = BasicStem(in_channels, stem_out_channels, norm=resolve_norm(norm))
+    if stem == "basic":
+        stem_channels = stem_channels or [64]
+        if len(stem_channels) != 1:
+            raise ValueError(f"stem_channels must be 1 int for the basic stem, got {list(stem_channels)}")
+        stem_module = BasicStem(in_channels, stem_channels[0], norm=resolve_norm(norm))
+    elif stem == "deep":
+        stem_module = DeepStem(in_channels, stem_channels or (32, 32, 64), norm=norm)
+    else:
+        raise ValueError(f"stem must be one of {STEM_TYPES}, got {stem!r}")
     stages = make_gcnet_resnet_stages(
-        depth, stem_out_channels=stem_out_channels, norm=norm, **stage_kwargs
+        depth, stem_out_channels=stem_module.out_channels, norm=norm, **stage_kwargs
     )
     return ResNet(
-        stem,
+        stem_module,
         stages,
         num_classes=num_classes,
         # detectron2's ResNet drops every stage when out_features is ["linear"].

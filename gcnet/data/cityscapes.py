@@ -1,0 +1,117 @@
+"""Cityscapes semantic segmentation (``cityscapes_fine_sem_seg_{train,val}``) with checks
+that name the file and what was expected, and the creation of the train-id label maps."""
+import glob
+import json
+import logging
+import os
+from typing import Dict, List
+
+import numpy as np
+from cityscapesscripts.helpers.labels import labels as CITYSCAPES_LABELS
+from PIL import Image
+
+from detectron2.data import DatasetCatalog
+from detectron2.utils.file_io import PathManager
+
+__all__ = [
+    "CITYSCAPES_SEM_SEG_SPLITS",
+    "load_cityscapes_semantic",
+    "create_train_id_labels",
+    "register_cityscapes_semantic",
+]
+
+logger = logging.getLogger(__name__)
+
+CITYSCAPES_SEM_SEG_SPLITS = {
+    "cityscapes_fine_sem_seg_train": ("cityscapes/leftImg8bit/train", "cityscapes/gtFine/train"),
+    "cityscapes_fine_sem_seg_val": ("cityscapes/leftImg8bit/val", "cityscapes/gtFine/val"),
+}
+IMAGE_SUFFIX = "_leftImg8bit.png"
+TRAIN_ID_SUFFIX = "_gtFine_labelTrainIds.png"
+CREATE_TRAIN_IDS = "python tools/prepare_datasets.py cityscapes"
+# cityscapesscripts' label id -> train id (255: ignored in training and evaluation).
+ID_TO_TRAIN_ID = {label.id: (label.trainId if 0 <= label.trainId < 255 else 255) for label in CITYSCAPES_LABELS if label.id >= 0}
+
+
+def _layout_hint(root_hint: str) -> str:
+    return (
+        f"Expected leftImg8bit/<split>/<city>/*{IMAGE_SUFFIX} and gtFine/<split>/<city>/"
+        f"*_gtFine_labelIds.png under $DETECTRON2_DATASETS/cityscapes ({root_hint})"
+    )
+
+
+def load_cityscapes_semantic(image_dir: str, gt_dir: str) -> List[Dict]:
+    """detectron2 dataset dicts (file_name, sem_seg_file_name, height, width) of a Cityscapes
+    split, after checking that both split folders and every image's train-id label exist."""
+    root_hint = f"DETECTRON2_DATASETS={os.environ.get('DETECTRON2_DATASETS', '<unset>, so ./datasets')}"
+    for folder in (image_dir, gt_dir):
+        if not PathManager.isdir(folder):
+            raise FileNotFoundError(f"Cityscapes split folder {folder} not found. {_layout_hint(root_hint)}")
+    dicts, missing = [], []
+    for city in sorted(PathManager.ls(image_dir)):
+        for name in sorted(PathManager.ls(os.path.join(image_dir, city))):
+            image_file = os.path.join(image_dir, city, name)
+            if not name.endswith(IMAGE_SUFFIX):
+                raise ValueError(f"{image_file}: expected a Cityscapes image named <city>_<seq>_<frame>{IMAGE_SUFFIX}")
+            label_file = os.path.join(gt_dir, city, name[: -len(IMAGE_SUFFIX)] + TRAIN_ID_SUFFIX)
+            if not PathManager.isfile(label_file):
+                missing.append(label_file)
+                continue
+            with Image.open(image_file) as im:  # reads the header only
+                width, height = im.size
+            dicts.append(dict(file_name=image_file, sem_seg_file_name=label_file, height=height, width=width))
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(missing) + len(dicts)} label files *{TRAIN_ID_SUFFIX} are missing "
+            f"under {gt_dir} (first: {missing[0]}). Create them from the *_gtFine_labelIds.png "
+            f"files with: {CREATE_TRAIN_IDS}"
+        )
+    if not dicts:
+        raise FileNotFoundError(f"No Cityscapes images in {image_dir}. {_layout_hint(root_hint)}")
+    return dicts
+
+
+def create_train_id_labels(gt_root: str) -> int:
+    """Write ``*_gtFine_labelTrainIds.png`` beside every ``*_gtFine_labelIds.png`` under
+    ``gt_root`` with cityscapesscripts' label table (the maps cityscapesscripts'
+    createTrainIdLabelImgs renders from the polygons). Existing files are kept.
+
+    Returns:
+        the number of files written.
+
+    Raises:
+        ValueError: a label map holds a value that is not a Cityscapes label id.
+    """
+    lut = np.full(256, -1, dtype=np.int16)
+    for label_id, train_id in ID_TO_TRAIN_ID.items():
+        lut[label_id] = train_id
+    written = 0
+    for label_ids in sorted(glob.glob(os.path.join(gt_root, "**", "*_gtFine_labelIds.png"), recursive=True)):
+        target = label_ids[: -len("_gtFine_labelIds.png")] + TRAIN_ID_SUFFIX
+        if os.path.exists(target):
+            continue
+        ids = np.asarray(Image.open(label_ids))
+        train_ids = lut[ids]
+        if (train_ids < 0).any():
+            bad = sorted(int(v) for v in np.unique(ids[train_ids < 0]))
+            raise ValueError(
+                f"{label_ids}: values {bad} are not Cityscapes label ids ({sorted(ID_TO_TRAIN_ID)})"
+            )
+        tmp = target + ".partial.png"
+        Image.fromarray(train_ids.astype(np.uint8)).save(tmp)
+        os.replace(tmp, target)
+        written += 1
+    logger.info(f"Wrote {written} *{TRAIN_ID_SUFFIX} files under {gt_root}")
+    return written
+
+
+def register_cityscapes_semantic(root: str) -> None:
+    """Load detectron2's ``cityscapes_fine_sem_seg_{train,val}`` (from ``root``/cityscapes)
+    with :func:`load_cityscapes_semantic`; their metadata stay detectron2's."""
+    for name, (image_dir, gt_dir) in CITYSCAPES_SEM_SEG_SPLITS.items():
+        if name in DatasetCatalog.list():
+            DatasetCatalog.remove(name)
+        DatasetCatalog.register(
+            name,
+            lambda x=os.path.join(root, image_dir), y=os.path.join(root, gt_dir): load_cityscapes_semantic(x, y),
+        )

@@ -1,0 +1,164 @@
+"""The semantic segmentation head of the paper's Cityscapes models (Section 5.4, Table 12).
+
+On the dilated c5 features: a 3x3 conv to 512 channels, a context operator (none for the FCN
+baseline, a GC block, an NL or an SNL block), a 3x3 conv 512 -> 512, concatenation with c5,
+a 3x3 conv to 512, dropout 0.1 and a 1x1 classifier. With one conv, no context and no
+concatenation, the same class is the auxiliary FCN head on c4 (deep supervision).
+"""
+from typing import Dict, Mapping, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detectron2.config import CfgNode, configurable
+from detectron2.layers import Conv2d, ShapeSpec
+from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
+
+from gcnet.layers import ContextBlock, NonLocalBlock, SimplifiedNonLocalBlock
+
+from ..norm import get_norm
+
+__all__ = ["ContextHead", "CONTEXT_TYPES", "DEFAULT_SEG_GC"]
+
+CONTEXT_TYPES = ("none", "gc", "nl", "snl")
+# The GC block of the segmentation head: ratio 4 (Section 5.4), attention pooling, addition.
+DEFAULT_SEG_GC = dict(ratio=1 / 4, pooling_type="att", fusion_types=("channel_add",))
+
+
+def _build_context(context: str, channels: int, gc: Optional[Mapping], nl_reduction: int) -> Optional[nn.Module]:
+    if context == "none":
+        return None
+    if context == "gc":
+        return ContextBlock(channels, **dict(DEFAULT_SEG_GC, **(gc or {})))
+    if context == "nl":
+        return NonLocalBlock(channels, mode="embedded_gaussian", reduction=nl_reduction, use_scale=True)
+    if context == "snl":
+        return SimplifiedNonLocalBlock(channels)
+    raise ValueError(f"context must be one of {CONTEXT_TYPES}, got {context!r}")
+
+
+@SEM_SEG_HEADS_REGISTRY.register()
+class ContextHead(nn.Module):
+    """A dense prediction head with a pluggable context operator.
+
+    Args:
+        in_feature: the backbone feature it reads ("res5"; "res4" for the auxiliary head).
+        in_channels: channels of that feature.
+        num_classes: output classes.
+        channels: width of the head's convs (512 in the paper; mmsegmentation's auxiliary
+            head uses 256).
+        num_convs: 3x3 conv + norm + ReLU layers before the classifier (2 for the context
+            head, 1 for the auxiliary head).
+        concat_input: concatenate the input feature with the last conv's output, then fuse
+            them with one more 3x3 conv.
+        context: "none", "gc", "nl" or "snl", applied after the first conv.
+        gc: ``ContextBlock`` options merged onto :data:`DEFAULT_SEG_GC` (Table 12(b) varies
+            ``pooling_type`` and ``fusion_types``).
+        nl_reduction: the NL block maps C to C // nl_reduction channels.
+        norm: norm of the convs ("SyncBN" in the paper).
+        dropout: dropout before the classifier.
+        ignore_value: label value excluded from the loss.
+        loss_weight: weight of this head's cross-entropy (0.4 for the auxiliary head).
+        loss_name: key of the loss in the loss dict.
+        align_corners: ``align_corners`` of the bilinear upsampling of the logits.
+
+    ``forward(features, targets)`` returns ``(None, {loss_name: loss})`` in training, and
+    ``(logits, {})`` in inference, with logits at the feature's resolution.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        in_feature: str,
+        in_channels: int,
+        num_classes: int,
+        channels: int = 512,
+        num_convs: int = 2,
+        concat_input: bool = True,
+        context: str = "gc",
+        gc: Optional[Mapping] = None,
+        nl_reduction: int = 2,
+        norm="SyncBN",
+        dropout: float = 0.1,
+        ignore_value: int = 255,
+        loss_weight: float = 1.0,
+        loss_name: str = "loss_sem_seg",
+        align_corners: bool = False,
+    ):
+        super().__init__()
+        if num_convs < 1:
+            raise ValueError(f"num_convs must be >= 1, got {num_convs}")
+        self.in_feature = in_feature
+        self.ignore_value = ignore_value
+        self.loss_weight = loss_weight
+        self.loss_name = loss_name
+        self.align_corners = align_corners
+        self.convs = nn.ModuleList(
+            Conv2d(
+                in_channels if i == 0 else channels, channels, kernel_size=3, padding=1,
+                bias=False, norm=get_norm(norm, channels), activation=F.relu,
+            )  # fmt: skip
+            for i in range(num_convs)
+        )
+        self.context = _build_context(context, channels, gc, nl_reduction)
+        self.conv_cat = (
+            Conv2d(
+                in_channels + channels, channels, kernel_size=3, padding=1, bias=False,
+                norm=get_norm(norm, channels), activation=F.relu,
+            )  # fmt: skip
+            if concat_input
+            else None
+        )
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.predictor = nn.Conv2d(channels, num_classes, kernel_size=1)
+        for conv in [*self.convs, *([self.conv_cat] if self.conv_cat is not None else [])]:
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.normal_(self.predictor.weight, std=0.01)
+        nn.init.zeros_(self.predictor.bias)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, input_shape: Dict[str, ShapeSpec]):
+        head = cfg.MODEL.SEM_SEG_HEAD
+        in_feature = head.IN_FEATURES[0]
+        return dict(
+            in_feature=in_feature,
+            in_channels=input_shape[in_feature].channels,
+            num_classes=head.NUM_CLASSES,
+            channels=head.CONVS_DIM,
+            context=cfg.MODEL.GCNET_SEG.CONTEXT,
+            gc=dict(
+                ratio=cfg.MODEL.GCNET_SEG.GC_RATIO,
+                pooling_type=cfg.MODEL.GCNET_SEG.GC_POOLING_TYPE,
+                fusion_types=tuple(cfg.MODEL.GCNET_SEG.GC_FUSION_TYPES),
+            ),
+            nl_reduction=cfg.MODEL.GCNET_SEG.NL_REDUCTION,
+            norm=head.NORM,
+            ignore_value=head.IGNORE_VALUE,
+            loss_weight=head.LOSS_WEIGHT,
+            align_corners=cfg.MODEL.GCNET_SEG.ALIGN_CORNERS,
+        )
+
+    def layers(self, features: Dict[str, torch.Tensor]) -> torch.Tensor:
+        x = features[self.in_feature]
+        out = self.convs[0](x)
+        if self.context is not None:
+            out = self.context(out)
+        for conv in self.convs[1:]:
+            out = conv(out)
+        if self.conv_cat is not None:
+            out = self.conv_cat(torch.cat([x, out], dim=1))
+        return self.predictor(self.dropout(out))
+
+    def losses(self, logits: torch.Tensor, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Cross-entropy of the logits, upsampled to the label size, ignoring ``ignore_value``."""
+        logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear", align_corners=self.align_corners)
+        loss = F.cross_entropy(logits, targets.long(), ignore_index=self.ignore_value)
+        return {self.loss_name: loss * self.loss_weight}
+
+    def forward(self, features: Dict[str, torch.Tensor], targets: Optional[torch.Tensor] = None):
+        logits = self.layers(features)
+        if self.training:
+            return None, self.losses(logits, targets)
+        return logits, {}

@@ -1,0 +1,176 @@
+"""The semantic segmentation model of Section 5.4: a dilated backbone, a context head on c5
+and an auxiliary head on c4, with whole-image or sliding-window inference and multi-scale +
+flip test-time augmentation."""
+import itertools
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detectron2.config import CfgNode, configurable
+from detectron2.modeling import META_ARCH_REGISTRY, build_backbone, build_sem_seg_head
+from detectron2.structures import ImageList
+
+from .head import ContextHead
+
+__all__ = ["ContextSegmentor", "INFERENCE_MODES"]
+
+INFERENCE_MODES = ("whole", "slide")
+
+
+@META_ARCH_REGISTRY.register()
+class ContextSegmentor(nn.Module):
+    """Backbone + :class:`ContextHead` (+ an auxiliary head that only adds a training loss).
+
+    Args:
+        backbone: a detectron2 backbone with the features the heads read.
+        sem_seg_head: the main head.
+        auxiliary_head: a head whose loss is added in training (deep supervision), or None.
+        pixel_mean, pixel_std: input normalization.
+        inference: ``mode`` "whole" (the whole image at once) or "slide" (``crop_size``
+            windows every ``stride`` pixels, logits averaged where they overlap); ``scales``
+            and ``flip`` for test-time augmentation (class probabilities averaged over all
+            scale and flip combinations).
+
+    In inference each output is ``{"sem_seg": (K, height, width) class probabilities}``.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        sem_seg_head: ContextHead,
+        auxiliary_head: Optional[ContextHead] = None,
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+        inference: Optional[Mapping] = None,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.sem_seg_head = sem_seg_head
+        self.auxiliary_head = auxiliary_head
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        inference = dict(inference or {})
+        self.mode = inference.pop("mode", "whole")
+        self.crop_size = tuple(inference.pop("crop_size", (769, 769)))
+        self.stride = tuple(inference.pop("stride", (513, 513)))
+        self.scales = tuple(inference.pop("scales", (1.0,)))
+        self.flip = bool(inference.pop("flip", False))
+        if inference:
+            raise ValueError(
+                f"inference has unknown keys {sorted(inference)}; allowed: crop_size, flip, mode, scales, stride"
+            )
+        if self.mode not in INFERENCE_MODES:
+            raise ValueError(f"inference.mode must be one of {INFERENCE_MODES}, got {self.mode!r}")
+        if not self.scales or min(self.scales) <= 0:
+            raise ValueError(f"inference.scales must be positive numbers, got {list(self.scales)}")
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode):
+        backbone = build_backbone(cfg)
+        seg = cfg.MODEL.GCNET_SEG
+        auxiliary_head = None
+        if seg.AUX_IN_FEATURE:
+            feature = seg.AUX_IN_FEATURE
+            auxiliary_head = ContextHead(
+                in_feature=feature,
+                in_channels=backbone.output_shape()[feature].channels,
+                num_classes=cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+                channels=seg.AUX_CHANNELS,
+                num_convs=1,
+                concat_input=False,
+                context="none",
+                norm=cfg.MODEL.SEM_SEG_HEAD.NORM,
+                ignore_value=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+                loss_weight=seg.AUX_LOSS_WEIGHT,
+                loss_name="loss_sem_seg_aux",
+                align_corners=seg.ALIGN_CORNERS,
+            )
+        return dict(
+            backbone=backbone,
+            sem_seg_head=build_sem_seg_head(cfg, backbone.output_shape()),
+            auxiliary_head=auxiliary_head,
+            pixel_mean=cfg.MODEL.PIXEL_MEAN,
+            pixel_std=cfg.MODEL.PIXEL_STD,
+            inference=dict(
+                mode=seg.INFERENCE_MODE,
+                crop_size=seg.CROP_SIZE,
+                stride=seg.STRIDE,
+                scales=seg.TEST_SCALES,
+                flip=seg.TEST_FLIP,
+            ),
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def forward(self, batched_inputs: List[Dict]):
+        images = [(x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs]
+        if not self.training:
+            return [
+                {"sem_seg": self.predict(image, x.get("height", image.shape[1]), x.get("width", image.shape[2]))}
+                for image, x in zip(images, batched_inputs)
+            ]
+        images = ImageList.from_tensors(images, pad_value=0.0)
+        targets = ImageList.from_tensors(
+            [x["sem_seg"].to(self.device) for x in batched_inputs],
+            pad_value=self.sem_seg_head.ignore_value,
+        ).tensor
+        features = self.backbone(images.tensor)
+        losses = self.sem_seg_head(features, targets)[1]
+        if self.auxiliary_head is not None:
+            losses.update(self.auxiliary_head(features, targets)[1])
+        return losses
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Class logits of the main head for a (N, C, H, W) batch, at its full resolution."""
+        logits = self.sem_seg_head.layers(self.backbone(images))
+        return self._resize(logits, images.shape[-2:])
+
+    def predict(self, image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """(K, height, width) class probabilities of one normalized (C, H, W) image, averaged
+        over the test scales and flips."""
+        size = image.shape[-2:]
+        probabilities = 0
+        augmentations = list(itertools.product(self.scales, (False, True) if self.flip else (False,)))
+        for scale, flip in augmentations:
+            x = image[None]
+            if scale != 1:
+                x = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=self.sem_seg_head.align_corners)
+            if flip:
+                x = x.flip(-1)
+            logits = self._slide(x) if self.mode == "slide" else self.logits(x)
+            if flip:
+                logits = logits.flip(-1)
+            probabilities = probabilities + self._resize(logits, size).softmax(dim=1)
+        probabilities = probabilities / len(augmentations)
+        if (height, width) != tuple(size):
+            probabilities = self._resize(probabilities, (height, width))
+        return probabilities[0]
+
+    def _slide(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of ``x`` from ``crop_size`` windows every ``stride`` pixels, averaged where
+        windows overlap (the last window of a row or column ends at the image border)."""
+        (h, w), (crop_h, crop_w), (stride_h, stride_w) = x.shape[-2:], self.crop_size, self.stride
+        rows = max(h - crop_h + stride_h - 1, 0) // stride_h + 1
+        cols = max(w - crop_w + stride_w - 1, 0) // stride_w + 1
+        total, count = None, x.new_zeros((1, 1, h, w))
+        for row, col in itertools.product(range(rows), range(cols)):
+            y1, x1 = row * stride_h, col * stride_w
+            y2, x2 = min(y1 + crop_h, h), min(x1 + crop_w, w)
+            y1, x1 = max(y2 - crop_h, 0), max(x2 - crop_w, 0)
+            logits = self.logits(x[..., y1:y2, x1:x2])
+            if total is None:
+                total = x.new_zeros((x.shape[0], logits.shape[1], h, w))
+            total[..., y1:y2, x1:x2] += logits
+            count[..., y1:y2, x1:x2] += 1
+        return total / count
+
+    def _resize(self, x: torch.Tensor, size) -> torch.Tensor:
+        if tuple(x.shape[-2:]) == tuple(size):
+            return x
+        return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=self.sem_seg_head.align_corners)
