@@ -8,6 +8,22 @@ from setuptools import find_packages, setup
 ROOT = Path(__file__).resolve().parent
 
 
+def get_model_zoo_resources() -> list:
+    """The configs and the model zoo manifest, shipped inside ``gcnet.model_zoo`` (as
+    detectron2 ships its configs) through links in gcnet/model_zoo/resources/."""
+    resources = ROOT / "gcnet" / "model_zoo" / "resources"
+    resources.mkdir(exist_ok=True)
+    for name in ("configs", "model_zoo"):
+        link = resources / name
+        if not link.exists():
+            link.symlink_to(Path("..", "..", "..", name), target_is_directory=True)
+    return [
+        str(path.relative_to(resources.parent))
+        for pattern in ("configs/**/*.py", "configs/**/*.md", "model_zoo/*.yaml", "model_zoo/*.md")
+        for path in resources.glob(pattern)
+    ]
+
+
 def get_version() -> str:
     init_py = (ROOT / "gcnet" / "__init__.py").read_text()
     return re.search(r'^__version__ = "([^"]+)"', init_py, re.M).group(1)
@@ -21,6 +37,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     packages=find_packages(include=("gcnet", "gcnet.*")),
+    package_data={"gcnet.model_zoo": get_model_zoo_resources()},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.0",
@@ -34,8 +51,9 @@ setup(
         "opencv-python-headless",
         "cityscapesscripts>=2.2",
         "tqdm",
+        "pyyaml",
     ],
     extras_require={
-        "dev": ["pytest>=7", "onnx", "onnxscript", "onnxruntime"],
+        "dev": ["pytest>=7", "onnx", "onnxscript", "onnxruntime", "mmcv-lite"],
     },
 )

@@ -70,7 +70,8 @@ def test_wheel_contents_and_metadata(tmp_path):
     source.mkdir()
     for name in ("setup.py", "pyproject.toml", "README.md"):
         shutil.copy(REPO_ROOT / name, source / name)
-    shutil.copytree(REPO_ROOT / "gcnet", source / "gcnet", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("gcnet", "configs", "model_zoo"):
+        shutil.copytree(REPO_ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "resources"))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
          "-w", str(tmp_path / "dist"), str(source)],
@@ -81,6 +82,13 @@ def test_wheel_contents_and_metadata(tmp_path):
         names = set(archive.namelist())
         metadata = next(archive.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
     assert {"gcnet/__init__.py", "gcnet/layers/context_block.py", "gcnet/layers/non_local.py"} <= names
+    resources = "gcnet/model_zoo/resources/"
+    assert {
+        resources + "model_zoo/manifest.yaml",
+        resources + "configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_syncbn_gc_r16_1x.py",
+        resources + "configs/common/models/mask_rcnn_gcnet_fpn.py",
+        resources + "configs/Cityscapes-SemanticSegmentation/mmseg_gcnet_R_50_D8_512x1024_40k.py",
+    } <= names
     assert not any(n.startswith(("tests/", "detectron2/")) for n in names)
     assert "Requires-Python: >=3.10" in metadata
     requirements = [
@@ -89,7 +97,7 @@ def test_wheel_contents_and_metadata(tmp_path):
     runtime = {r.name for r in requirements if r.marker is None}
     assert runtime == {
         "torch", "torchvision", "fvcore", "iopath", "omegaconf", "hydra-core", "pycocotools",
-        "opencv-python-headless", "cityscapesscripts", "tqdm",
+        "opencv-python-headless", "cityscapesscripts", "tqdm", "pyyaml",
     }  # fmt: skip
     assert "Provides-Extra: dev" in metadata
     assert {r.name for r in requirements if r.marker is not None} >= {"pytest", "onnxruntime"}

@@ -32,7 +32,7 @@ from detectron2.utils.logger import setup_logger
 
 import gcnet.data  # noqa: F401  (registers the builtin datasets)
 import gcnet.modeling  # noqa: F401  (registers the backbones and gcnet://)
-from gcnet.engine import AtomicCheckpointer, GCNetTrainer, LossGuard, apply_overrides, launch
+from gcnet.engine import GCNetCheckpointer, GCNetTrainer, LossGuard, apply_overrides, launch
 
 logger = logging.getLogger("detectron2")
 
@@ -95,7 +95,7 @@ def do_train(args, cfg):
 
     model = wrap_ddp(model, cfg)
     trainer = build_trainer(cfg, model, train_loader, optimizer)
-    checkpointer = AtomicCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    checkpointer = GCNetCheckpointer(model, cfg.train.output_dir, trainer=trainer)
     trainer.checkpointer = checkpointer
     best = cfg.train.get("best_checkpoint", {})
     trainer.register_hooks(
@@ -132,7 +132,7 @@ def main(args):
         model = instantiate(cfg.model)
         model.to(cfg.train.device)
         model = wrap_ddp(model, cfg)
-        AtomicCheckpointer(model).load(cfg.train.init_checkpoint)
+        GCNetCheckpointer(model).load(cfg.train.init_checkpoint)
         return do_test(cfg, model)
     do_train(args, cfg)
 

@@ -4,7 +4,7 @@ from gcnet._detectron2 import require_detectron2
 
 require_detectron2(__name__)
 
-from .checkpoint import AtomicCheckpointer, atomic_write  # noqa: E402
+from .checkpoint import GCNetCheckpointer  # noqa: E402
 from .config import apply_overrides, config_keys  # noqa: E402
 from .launch import launch  # noqa: E402
 from .trainer import GCNetTrainer, LossGuard  # noqa: E402

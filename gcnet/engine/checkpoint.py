@@ -1,40 +1,44 @@
-"""Checkpoints that are complete or absent, whenever the process is killed."""
+"""Checkpoints that are complete or absent whenever the process is killed, and loaded only
+from sources that cannot run code."""
 import glob
 import os
-from typing import Any, Callable, IO
+from typing import Any
+from urllib.parse import urlparse
 
 import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 
-__all__ = ["AtomicCheckpointer", "atomic_write"]
+from gcnet.model_zoo.file_io import PARTIAL_SUFFIX, atomic_write
+from gcnet.model_zoo.manifest import default_manifest
 
-_PARTIAL_SUFFIX = ".partial"
+__all__ = ["GCNetCheckpointer", "TRUSTED_PICKLE_HOSTS"]
 
-
-def atomic_write(path: str, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write ``path`` through a temporary file that is flushed to disk and renamed over it, so
-    that ``path`` always holds either its old content or the complete new one."""
-    tmp = f"{path}{_PARTIAL_SUFFIX}"
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+# detectron2's model zoo (detectron2:// and its ImageNet models) publishes pickled .pkl files.
+TRUSTED_PICKLE_HOSTS = ("dl.fbaipublicfiles.com",)
 
 
-class AtomicCheckpointer(DetectionCheckpointer):
-    """detectron2's ``DetectionCheckpointer`` with atomic saves on a local ``save_dir``.
+def _is_trusted_pickle(path: str) -> bool:
+    """A .pkl may run code when unpickled: load it only from a local path the user names,
+    detectron2's model zoo, or a host of gcnet's manifest."""
+    parsed = urlparse(path)
+    if parsed.scheme in ("", "file") or parsed.scheme == "detectron2":
+        return True
+    return parsed.netloc in TRUSTED_PICKLE_HOSTS + tuple(default_manifest().hosts())
 
-    A checkpoint and the ``last_checkpoint`` tag are each written with :func:`atomic_write`,
-    the tag after the checkpoint: a run killed at any moment, even while saving, resumes from
-    the last complete checkpoint. ``resume_or_load`` removes files a killed save left behind,
-    and says so when ``resume`` finds no checkpoint.
+
+class GCNetCheckpointer(DetectionCheckpointer):
+    """detectron2's ``DetectionCheckpointer``, with
+
+    * atomic saves on a local ``save_dir``: a checkpoint and the ``last_checkpoint`` tag are
+      each written to a temporary file and renamed, the tag after the checkpoint, so a run
+      killed at any moment (even while saving) resumes from the last complete checkpoint;
+      ``resume_or_load`` removes what a killed save left, and says so when ``resume`` finds no
+      checkpoint;
+    * safe loads: ``.pth`` files through ``torch.load(weights_only=True)``, pickled ``.pkl``
+      files only from local paths, detectron2's model zoo or the manifest's hosts, and a
+      truncated or corrupt file reported by name;
+    * BatchNorm step counters (``num_batches_tracked``) left out of the missing-keys report.
     """
 
     def save(self, name: str, **kwargs: Any) -> None:
@@ -58,7 +62,7 @@ class AtomicCheckpointer(DetectionCheckpointer):
 
     def resume_or_load(self, path: str, *, resume: bool = True):
         if self.save_dir and self.save_to_disk:
-            for partial in glob.glob(os.path.join(self.save_dir, f"*{_PARTIAL_SUFFIX}")):
+            for partial in glob.glob(os.path.join(self.save_dir, f"*{PARTIAL_SUFFIX}")):
                 self.logger.info(f"Removing {partial}, left by an interrupted save")
                 os.remove(partial)
         if resume and not self.has_checkpoint():
@@ -67,3 +71,31 @@ class AtomicCheckpointer(DetectionCheckpointer):
                 f"{path or 'randomly initialised weights'}"
             )
         return super().resume_or_load(path, resume=resume)
+
+    def load(self, path: str, *args, **kwargs):
+        if path and path.split("?")[0].endswith(".pkl") and not _is_trusted_pickle(path):
+            raise ValueError(
+                f"Refusing to unpickle {path}: .pkl files run code when loaded and are only read "
+                f"from local paths or {', '.join(TRUSTED_PICKLE_HOSTS + tuple(default_manifest().hosts()))}. "
+                "Download it yourself and pass the local path if you trust it."
+            )
+        return super().load(path, *args, **kwargs)
+
+    def _load_file(self, filename: str):
+        try:
+            return super()._load_file(filename)
+        except (OSError, EOFError, RuntimeError, ValueError, KeyError) as e:
+            if isinstance(e, FileNotFoundError):
+                raise
+            raise ValueError(f"Cannot load checkpoint {filename}: it is truncated or corrupt ({e})") from e
+
+    def _torch_load(self, f):
+        return torch.load(f, map_location="cpu", weights_only=True)
+
+    def _load_model(self, checkpoint):
+        incompatible = super()._load_model(checkpoint)
+        if incompatible is not None:
+            counters = [k for k in incompatible.missing_keys if k.endswith(".num_batches_tracked")]
+            for key in counters:
+                incompatible.missing_keys.remove(key)
+        return incompatible

@@ -1,18 +1,17 @@
-"""The ``gcnet://`` path handler: upstream checkpoints by name, downloaded, verified and
-converted to detectron2's format on first use (both cached)."""
-import difflib
+"""The ``gcnet://`` path handler: checkpoints of the manifest by name, downloaded, verified and
+converted to gcnet's format on first use (both cached)."""
 import os
-import pickle
-from typing import Any, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 from iopath.common.file_io import PathHandler, file_lock
 
 from .converters import CONVERTERS
 from .download import cache_root, download_verified
-from .imagenet import IMAGENET_MODELS, CheckpointSource
+from .file_io import atomic_write
+from .manifest import CheckpointSource, default_manifest, unknown_name_error
 
-__all__ = ["GCNetHandler", "load_upstream_checkpoint"]
+__all__ = ["GCNetHandler", "load_upstream_checkpoint", "convert_upstream_file", "save_checkpoint"]
 
 
 def load_upstream_checkpoint(path: str) -> Mapping[str, Any]:
@@ -21,27 +20,46 @@ def load_upstream_checkpoint(path: str) -> Mapping[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ValueError(f"Cannot load checkpoint {path}: {e}") from e
+        raise ValueError(f"Cannot load checkpoint {path}: it is truncated, corrupt or not a weights file ({e})") from e
+
+
+def convert_upstream_file(converter: str, upstream_file: str) -> Dict[str, Any]:
+    """Load ``upstream_file`` and convert it with ``CONVERTERS[converter]``."""
+    return CONVERTERS[converter](load_upstream_checkpoint(upstream_file))
+
+
+def save_checkpoint(checkpoint: Mapping[str, Any], output_file: str) -> None:
+    """Write ``checkpoint`` to ``output_file`` atomically (tensors and plain containers only,
+    loadable with ``torch.load(weights_only=True)``)."""
+    os.makedirs(os.path.dirname(output_file) or ".", exist_ok=True)
+    atomic_write(output_file, lambda f: torch.save(checkpoint, f))
 
 
 class GCNetHandler(PathHandler):
-    """Resolves ``gcnet://<name>`` to a local detectron2-format ``.pkl`` file.
+    """Resolves ``gcnet://<name>`` to a local converted checkpoint.
 
     Registered in detectron2's ``PathManager`` when ``gcnet.model_zoo`` is imported, so
     ``DetectionCheckpointer(model).load("gcnet://<name>")`` and
     ``train.init_checkpoint = "gcnet://<name>"`` work.
 
     Args:
-        sources: name -> :class:`CheckpointSource`.
+        sources: name -> :class:`CheckpointSource` (default: the manifest's ImageNet backbones
+            and zoo models).
         cache_dir: where downloads and converted files go (default: :func:`cache_root`).
     """
 
     PREFIX = "gcnet://"
 
-    def __init__(self, sources: Mapping[str, CheckpointSource] = IMAGENET_MODELS, cache_dir: str = ""):
+    def __init__(self, sources: Optional[Mapping[str, CheckpointSource]] = None, cache_dir: str = ""):
         super().__init__()
-        self.sources = dict(sources)
+        self._sources = dict(sources) if sources is not None else None
         self.cache_dir = cache_dir
+
+    @property
+    def sources(self) -> Mapping[str, CheckpointSource]:
+        if self._sources is None:
+            self._sources = default_manifest().sources()
+        return self._sources
 
     def _get_supported_prefixes(self) -> List[str]:
         return [self.PREFIX]
@@ -49,24 +67,21 @@ class GCNetHandler(PathHandler):
     def source(self, path: str) -> CheckpointSource:
         name = path[len(self.PREFIX) :]
         if name not in self.sources:
-            close = difflib.get_close_matches(name, list(self.sources), n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(f"Unknown model {path!r}{hint} (known: {len(self.sources)} names)")
+            raise unknown_name_error(name, self.sources)
         return self.sources[name]
+
+    def download(self, path: str) -> str:
+        """The verified upstream file of ``path``, downloaded on first use."""
+        source = self.source(path)
+        return download_verified(source.url, source.sha256, self.cache_dir or cache_root())
 
     def _get_local_path(self, path: str, force: bool = False, **kwargs: Any) -> str:
         self._check_kwargs(kwargs)
         source = self.source(path)
-        cache = self.cache_dir or cache_root()
-        converted = os.path.join(cache, "converted", path[len(self.PREFIX) :] + ".pkl")
+        converted = os.path.join(self.cache_dir or cache_root(), "converted", source.name + ".pth")
         with file_lock(converted):
             if force or not os.path.isfile(converted):
-                raw = download_verified(source.url, source.sha256, cache)
-                checkpoint = CONVERTERS[source.converter](load_upstream_checkpoint(raw))
-                tmp = f"{converted}.tmp{os.getpid()}"
-                with open(tmp, "wb") as f:
-                    pickle.dump(checkpoint, f)
-                os.replace(tmp, converted)
+                save_checkpoint(convert_upstream_file(source.converter, self.download(path)), converted)
         return converted
 
     def _open(self, path: str, mode: str = "rb", buffering: int = -1, **kwargs: Any):

@@ -1,17 +1,18 @@
-"""AtomicCheckpointer: a save that dies half-way leaves the previous checkpoint in charge."""
+"""GCNetCheckpointer: a save that dies half-way leaves the previous checkpoint in charge; loads
+that could run code or hide a broken file are refused."""
 import logging
 
 import pytest
 import torch
 from torch import nn
 
-from gcnet.engine import AtomicCheckpointer
+from gcnet.engine import GCNetCheckpointer
 
 
 def make_checkpointer(tmp_path, value):
     model = nn.Linear(3, 3)
     nn.init.constant_(model.weight, value)
-    return AtomicCheckpointer(model, str(tmp_path))
+    return GCNetCheckpointer(model, str(tmp_path))
 
 
 def test_save_then_load(tmp_path):

@@ -8,7 +8,7 @@ from torch import nn
 
 from detectron2.engine import hooks
 
-from gcnet.engine import AtomicCheckpointer, GCNetTrainer, LossGuard
+from gcnet.engine import GCNetCheckpointer, GCNetTrainer, LossGuard
 
 
 class Regression(nn.Module):
@@ -97,7 +97,7 @@ def test_without_guard_detectron2_stops_on_nan():
 
 def test_nan_step_reloads_last_checkpoint(tmp_path, caplog):
     trainer = make_trainer(Regression(nan_at={6}), loss_guard=LossGuard(action="reload"))
-    checkpointer = AtomicCheckpointer(trainer.model, str(tmp_path), trainer=trainer)
+    checkpointer = GCNetCheckpointer(trainer.model, str(tmp_path), trainer=trainer)
     trainer.checkpointer = checkpointer
     record = RecordWeights()
     trainer.register_hooks([hooks.PeriodicCheckpointer(checkpointer, period=4), record])

@@ -104,13 +104,13 @@ def test_gcnet_handler_downloads_converts_and_loads(tmp_path):
     torch.save(reference.state_dict(), upstream)
     with serve_directory(folder) as (url, requests):
         handler = GCNetHandler(
-            {"ImageNetPretrained/test/R-18": CheckpointSource(f"{url}/resnet18.pth", sha256_of(upstream)[:8], "torchvision_resnet")},
+            {"ImageNetPretrained/test/R-18": CheckpointSource("ImageNetPretrained/test/R-18", f"{url}/resnet18.pth", sha256_of(upstream)[:8], "torchvision_resnet")},
             cache_dir=str(tmp_path / "cache"),
         )  # fmt: skip
         path_manager = PathManagerBase()
         path_manager.register_handler(handler)
         local = path_manager.get_local_path("gcnet://ImageNetPretrained/test/R-18")
-        assert local.endswith("ImageNetPretrained/test/R-18.pkl")
+        assert local.endswith("converted/ImageNetPretrained/test/R-18.pth")
         assert path_manager.get_local_path("gcnet://ImageNetPretrained/test/R-18") == local
         assert requests == ["/resnet18.pth"]
     model = build_gcnet_resnet(18, gc_stages=["res4"], out_features=["res5"]).eval()
@@ -120,7 +120,7 @@ def test_gcnet_handler_downloads_converts_and_loads(tmp_path):
 
 
 def test_unknown_name_suggests_close_ones(tmp_path):
-    with pytest.raises(ValueError, match=r"Unknown model 'gcnet://ImageNetPretrained/torchvision/R-102'; did you mean ImageNetPretrained/torchvision/R-101"):
+    with pytest.raises(ValueError, match=r"Unknown model 'ImageNetPretrained/torchvision/R-102'; closest: ImageNetPretrained/torchvision/R-101"):
         PathManager.get_local_path("gcnet://ImageNetPretrained/torchvision/R-102")
 
 

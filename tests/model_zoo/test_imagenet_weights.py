@@ -7,26 +7,20 @@ import torch
 import torchvision
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import LazyConfig, instantiate
 
-from gcnet.model_zoo import UnconvertedKeysError, convert_torchvision_resnet
+from gcnet.model_zoo import UnconvertedKeysError
+from gcnet.model_zoo.converters.imagenet import convert_torchvision_resnet
+from gcnet.engine import GCNetCheckpointer
 from gcnet.modeling import build_gcnet_resnet
 
 from ..helpers import CONFIGS
+from .upstream_layouts import randomize_batchnorm_
 
 
 def randomized_torchvision(builder):
     torch.manual_seed(0)
-    model = builder().eval()
-    with torch.no_grad():  # non-trivial BN statistics, so that a wrong BN mapping shows
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
-    return model
+    return randomize_batchnorm_(builder().eval())
 
 
 def save_converted(model, path):
@@ -36,12 +30,11 @@ def save_converted(model, path):
 
 
 def load_with_report(model, path):
-    """Load like DetectionCheckpointer.load; return the missing weights and unexpected keys."""
-    checkpointer = DetectionCheckpointer(model)
+    """Load like GCNetCheckpointer.load; return the missing and unexpected keys it reports
+    (BatchNorm's step counters are not weights, and not reported)."""
+    checkpointer = GCNetCheckpointer(model)
     incompatible = checkpointer._load_model(checkpointer._load_file(path))
-    # BatchNorm's step counters are not weights: the converter leaves them at their start.
-    missing = {k for k in incompatible.missing_keys if not k.endswith(".num_batches_tracked")}
-    return missing, set(incompatible.unexpected_keys)
+    return set(incompatible.missing_keys), set(incompatible.unexpected_keys)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,9 @@ import torch
 from detectron2.config import LazyConfig, instantiate
 
 from gcnet.layers import ContextBlock
-from gcnet.modeling import DeformConv2d, SyncBatchNorm
+from detectron2.modeling.roi_heads import StandardROIHeads
+
+from gcnet.modeling import DeformConv2d, MultiMaskCascadeROIHeads, SyncBatchNorm
 
 from ..helpers import CONFIGS, num_parameters
 
@@ -102,7 +104,10 @@ def test_config_builds_the_named_network(name, depth, groups, gc_ratio, syncbn, 
     assert bool(parts["syncbn"]) == syncbn
     assert len(parts["dcn"]) == (4 + len(bottom_up.res4) + 3 if dcn else 0)
     assert cfg.train.max_iter == max_iter
-    assert name.startswith("cascade") == (type(model.roi_heads).__name__ == "CascadeROIHeads")
+    if name.startswith("cascade"):  # a mask head per stage, as the paper's Cascade Mask R-CNN
+        assert type(model.roi_heads) is MultiMaskCascadeROIHeads and len(model.roi_heads.mask_head) == 3
+    else:
+        assert type(model.roi_heads) is StandardROIHeads
 
 
 def test_4conv1fc_heads_use_syncbn():

@@ -1,0 +1,95 @@
+"""python -m gcnet.model_zoo {list,show,download,verify,markdown} ..."""
+import argparse
+import sys
+
+import torch
+import yaml
+
+from .file_io import atomic_write
+from .manifest import default_manifest, load_manifest
+
+
+def _handler(args):
+    """The gcnet:// handler of the chosen manifest."""
+    from detectron2.utils.file_io import PathManager
+
+    from .handler import GCNetHandler
+
+    if args.manifest:
+        return GCNetHandler(load_manifest(args.manifest).sources())
+    return PathManager._path_handlers[GCNetHandler.PREFIX]
+
+
+def _converted_path(args, name: str) -> str:
+    from iopath.common.file_io import PathManager as PathManagerBase
+
+    path_manager = PathManagerBase()
+    path_manager.register_handler(_handler(args))
+    return path_manager.get_local_path("gcnet://" + name)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gcnet.model_zoo", description="gcnet's model zoo")
+    parser.add_argument("--manifest", help="a manifest other than model_zoo/manifest.yaml")
+    commands = parser.add_subparsers(dest="command", required=True)
+    list_parser = commands.add_parser("list", help="list the zoo models")
+    list_parser.add_argument("--task", choices=["instance_segmentation", "semantic_segmentation"])
+    for name, text in [
+        ("show", "print a model's manifest entry"),
+        ("download", "download, verify and convert a checkpoint; print where it is"),
+        ("verify", "download and convert a checkpoint, and check it fills the model of its config"),
+    ]:
+        commands.add_parser(name, help=text).add_argument("name")
+    markdown = commands.add_parser("markdown", help="print model_zoo/MODEL_ZOO.md")
+    markdown.add_argument("--output", help="write to this file instead")
+    args = parser.parse_args(argv)
+
+    manifest = load_manifest(args.manifest) if args.manifest else default_manifest()
+    try:
+        if args.command == "list":
+            for name, model in sorted(manifest.models.items()):
+                if args.task in (None, model.task):
+                    metrics = ", ".join(f"{k} {v['value']:g}" for k, v in model.metrics.items())
+                    print(f"{name}  [{metrics}]")
+        elif args.command == "show":
+            model = manifest.model(args.name)
+            print(yaml.safe_dump({"name": model.name, **{k: v for k, v in vars(model).items() if k != "name"}}, sort_keys=False))
+        elif args.command == "download":
+            print(f"upstream: {_handler(args).download('gcnet://' + args.name)}")
+            print(f"converted: {_converted_path(args, args.name)}")
+        elif args.command == "verify":
+            return _verify(args, manifest)
+        else:
+            from .markdown import model_zoo_markdown
+
+            text = model_zoo_markdown(manifest)
+            if args.output:
+                atomic_write(args.output, lambda f: f.write(text.encode("utf-8")))
+            else:
+                print(text, end="")
+    except (OSError, ValueError) as e:
+        print(f"gcnet.model_zoo: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _verify(args, manifest) -> int:
+    """Exit 0 when the converted checkpoint fills every parameter of the config's model."""
+    from detectron2.config import instantiate
+
+    from .api import load_zoo_config
+    from .fit import checkpoint_mismatches
+
+    entry = manifest.model(args.name)
+    checkpoint = torch.load(_converted_path(args, args.name), map_location="cpu", weights_only=True)
+    cfg = load_zoo_config(entry)
+    problems = checkpoint_mismatches(instantiate(cfg.model), checkpoint)
+    if problems:
+        print(f"gcnet.model_zoo: {args.name} does not fit {entry.config}: " + "; ".join(problems), file=sys.stderr)
+        return 1
+    print(f"{args.name}: sha256 verified, converted checkpoint fills every parameter of {entry.config}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The model zoo manifest (``model_zoo/manifest.yaml``): every checkpoint gcnet:// resolves."""
+import difflib
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Tuple
+from urllib.parse import urlparse
+
+import yaml
+
+__all__ = [
+    "CheckpointSource",
+    "ZooModel",
+    "Manifest",
+    "load_manifest",
+    "resource_path",
+    "unknown_name_error",
+]
+
+PACKAGE_RESOURCES = Path(__file__).resolve().parent / "resources"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TASKS = ("instance_segmentation", "semantic_segmentation")
+
+
+def resource_path(relative: str) -> Path:
+    """A file of the repository (``configs/...``, ``model_zoo/manifest.yaml``): from the
+    installed package, else from the source checkout."""
+    for root in (PACKAGE_RESOURCES, REPO_ROOT):
+        path = root / relative
+        if path.exists():
+            return path
+    raise FileNotFoundError(f"{relative} is neither in {PACKAGE_RESOURCES} nor in {REPO_ROOT}")
+
+
+@dataclass(frozen=True)
+class CheckpointSource:
+    """An upstream checkpoint: where it is, its sha256 (full, or the prefix in its file name;
+    empty when upstream publishes none), and the converter (a key of
+    ``gcnet.model_zoo.converters.CONVERTERS``) that turns it into a gcnet checkpoint."""
+
+    name: str
+    url: str
+    sha256: str
+    converter: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ZooModel(CheckpointSource):
+    """A trained model of the zoo (see the header of ``model_zoo/manifest.yaml``)."""
+
+    task: str = ""
+    dataset: str = ""
+    config: str = ""
+    config_overrides: Tuple[str, ...] = ()
+    upstream: Mapping[str, str] = field(default_factory=dict)
+    metrics: Mapping[str, Mapping] = field(default_factory=dict)
+    published: Mapping[str, float] = field(default_factory=dict)
+    notes: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    notes: Mapping[str, str]
+    imagenet: Dict[str, CheckpointSource]
+    models: Dict[str, ZooModel]
+
+    def sources(self) -> Dict[str, CheckpointSource]:
+        """Every name gcnet:// resolves: the ImageNet backbones and the zoo models."""
+        return {**self.imagenet, **self.models}
+
+    def hosts(self) -> List[str]:
+        """The hosts the checkpoints are downloaded from."""
+        return sorted({urlparse(s.url).netloc for s in self.sources().values()})
+
+    def model(self, name: str) -> ZooModel:
+        if name not in self.models:
+            raise unknown_name_error(name, self.models)
+        return self.models[name]
+
+
+def unknown_name_error(name: str, known: Mapping) -> ValueError:
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    hint = f"; closest: {', '.join(close)}" if close else ""
+    return ValueError(f"Unknown model {name!r}{hint} (python -m gcnet.model_zoo list shows all {len(known)})")
+
+
+def _check(path: Path, entry: Mapping, required: Tuple[str, ...], converters) -> None:
+    missing = [k for k in required if k not in entry]
+    if missing:
+        raise ValueError(f"{path}: entry {entry.get('name', '?')!r} lacks {missing}")
+    if not isinstance(entry["sha256"], str):
+        raise ValueError(f"{path}: entry {entry['name']!r} has sha256 {entry['sha256']!r}; quote it as a string")
+    if entry["converter"] not in converters:
+        raise ValueError(f"{path}: entry {entry['name']!r} has unknown converter {entry['converter']!r}; known: {sorted(converters)}")
+
+
+def load_manifest(path: Optional[Path] = None) -> Manifest:
+    """Read and check the manifest (default: ``model_zoo/manifest.yaml``)."""
+    from .converters import CONVERTERS
+
+    path = Path(path) if path is not None else resource_path("model_zoo/manifest.yaml")
+    with open(path) as f:
+        data = yaml.safe_load(f)
+    notes = data.get("notes", {})
+    imagenet, models = {}, {}
+    for entry in data.get("imagenet_backbones", []):
+        _check(path, entry, ("name", "url", "sha256", "converter"), CONVERTERS)
+        imagenet[entry["name"]] = CheckpointSource(**entry)
+    for entry in data.get("models", []):
+        _check(path, entry, ("name", "task", "dataset", "config", "upstream", "url", "sha256", "converter", "metrics"), CONVERTERS)
+        if entry["task"] not in TASKS:
+            raise ValueError(f"{path}: entry {entry['name']!r} has unknown task {entry['task']!r}; known: {TASKS}")
+        unknown_notes = [n for n in entry.get("notes", []) if n not in notes]
+        if unknown_notes:
+            raise ValueError(f"{path}: entry {entry['name']!r} refers to unknown notes {unknown_notes}")
+        entry = dict(entry, config_overrides=tuple(entry.get("config_overrides", ())), notes=tuple(entry.get("notes", ())))
+        models[entry["name"]] = ZooModel(**entry)
+    duplicated = set(imagenet) & set(models)
+    if duplicated or len(imagenet) + len(models) != len(data.get("imagenet_backbones", [])) + len(data.get("models", [])):
+        raise ValueError(f"{path}: names must be unique; repeated: {sorted(duplicated) or 'within a list'}")
+    return Manifest(notes=notes, imagenet=imagenet, models=models)
+
+
+@functools.lru_cache(maxsize=None)
+def default_manifest() -> Manifest:
+    return load_manifest()

@@ -1,0 +1,1 @@
+from .cascade import MultiMaskCascadeROIHeads

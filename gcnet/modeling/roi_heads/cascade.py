@@ -1,0 +1,112 @@
+"""Cascade Mask R-CNN with a mask head per stage, as in the Cascade Mask R-CNN that the paper
+(Table 7) and mmdetection train."""
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
+from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, CascadeROIHeads, build_mask_head
+from detectron2.modeling.roi_heads.mask_head import mask_rcnn_inference
+from detectron2.modeling.roi_heads.roi_heads import select_foreground_proposals
+from detectron2.structures import Instances, pairwise_iou
+
+__all__ = ["MultiMaskCascadeROIHeads"]
+
+
+@ROI_HEADS_REGISTRY.register()
+class MultiMaskCascadeROIHeads(CascadeROIHeads):
+    """detectron2's ``CascadeROIHeads`` with one mask head per cascade stage.
+
+    In training, stage k's mask head learns from the foreground RoIs of stage k. At test time
+    the final boxes go through every mask head and the mask probabilities are averaged, as
+    mmdetection's ``CascadeRoIHead`` does.
+
+    Args:
+        mask_head: one mask head per stage (``roi_heads.mask_head.<stage>``).
+        stage_loss_weights: weight of each stage's box and mask losses (mmdetection and the
+            paper use 1, 0.5, 0.25); None for 1 each, as detectron2.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        mask_head: Sequence[nn.Module],
+        stage_loss_weights: Optional[Sequence[float]] = None,
+        **kwargs,
+    ):
+        super().__init__(mask_head=nn.ModuleList(mask_head), **kwargs)
+        if len(self.mask_head) != self.num_cascade_stages:
+            raise ValueError(
+                f"mask_head must hold one head per cascade stage ({self.num_cascade_stages}), "
+                f"got {len(self.mask_head)}"
+            )
+        weights = list(stage_loss_weights) if stage_loss_weights is not None else [1.0] * self.num_cascade_stages
+        if len(weights) != self.num_cascade_stages:
+            raise ValueError(
+                f"stage_loss_weights must have {self.num_cascade_stages} values, got {weights}"
+            )
+        self.stage_loss_weights = weights
+        self._stage_proposals: List[List[Instances]] = []
+
+    @classmethod
+    def _init_mask_head(cls, cfg, input_shape):
+        """One mask head per stage (MODEL.ROI_BOX_CASCADE_HEAD.IOUS), for yacs configs."""
+        ret = super()._init_mask_head(cfg, input_shape)
+        if ret.get("mask_head") is not None:
+            resolution = cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION
+            channels = input_shape[cfg.MODEL.ROI_HEADS.IN_FEATURES[0]].channels
+            shape = ShapeSpec(channels=channels, width=resolution, height=resolution)
+            stages = len(cfg.MODEL.ROI_BOX_CASCADE_HEAD.IOUS)
+            ret["mask_head"] = [ret["mask_head"]] + [build_mask_head(cfg, shape) for _ in range(stages - 1)]
+        return ret
+
+    @torch.no_grad()
+    def _match_and_label_boxes(self, proposals, stage, targets):
+        """detectron2's labelling of a later stage's RoIs, plus the masks of their matched
+        ground truth, which that stage's mask head learns from."""
+        proposals = super()._match_and_label_boxes(proposals, stage, targets)
+        if self.mask_on:
+            for proposals_per_image, targets_per_image in zip(proposals, targets):
+                if len(targets_per_image):
+                    iou = pairwise_iou(targets_per_image.gt_boxes, proposals_per_image.proposal_boxes)
+                    matched_idxs, _ = self.proposal_matchers[stage](iou)
+                    proposals_per_image.gt_masks = targets_per_image.gt_masks[matched_idxs]
+        return proposals
+
+    def _run_stage(self, features, proposals, stage):
+        if self.training:  # the labelled RoIs of this stage, for its mask head
+            self._stage_proposals.append(proposals)
+        return super()._run_stage(features, proposals, stage)
+
+    def _forward_box(self, features, proposals, targets=None):
+        self._stage_proposals = []
+        out = super()._forward_box(features, proposals, targets)
+        if not self.training:
+            return out
+        return {
+            name: value * self.stage_loss_weights[int(name.rsplit("_stage", 1)[1])]
+            for name, value in out.items()
+        }
+
+    def _forward_mask(self, features: Dict[str, torch.Tensor], instances: List[Instances]):
+        features = [features[f] for f in self.mask_in_features]
+        if self.training:
+            losses = {}
+            for stage, (head, proposals) in enumerate(zip(self.mask_head, self._stage_proposals)):
+                foreground, _ = select_foreground_proposals(proposals, self.num_classes)
+                roi_features = self.mask_pooler(features, [x.proposal_boxes for x in foreground])
+                loss = head(roi_features, foreground)["loss_mask"]
+                losses[f"loss_mask_stage{stage}"] = loss * self.stage_loss_weights[stage]
+            self._stage_proposals = []
+            return losses
+        roi_features = self.mask_pooler(features, [x.pred_boxes for x in instances])
+        stage_masks = []
+        for head in self.mask_head:
+            mask_rcnn_inference(head.layers(roi_features), instances)
+            stage_masks.append([x.pred_masks for x in instances])
+        for idx, x in enumerate(instances):
+            x.pred_masks = sum(masks[idx] for masks in stage_masks) / len(stage_masks)
+        return instances

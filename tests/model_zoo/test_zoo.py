@@ -1,0 +1,163 @@
+"""The model zoo: manifest contents, configs, MODEL_ZOO.md, the API and CLI end to end against a
+loopback server, and safe loading."""
+import hashlib
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from detectron2.config import instantiate
+from detectron2.utils.file_io import PathManager
+
+import gcnet.model_zoo as zoo
+from gcnet.engine import GCNetCheckpointer
+from gcnet.model_zoo import manifest as manifest_module
+from gcnet.model_zoo.handler import GCNetHandler
+from gcnet.model_zoo.manifest import default_manifest, load_manifest
+from gcnet.model_zoo.markdown import model_zoo_markdown
+
+from ..helpers import REPO_ROOT, run_tool, serve_directory
+from .upstream_layouts import mmdet_checkpoint
+
+MANIFEST = default_manifest()
+
+
+def test_manifest_rows():
+    names = set(MANIFEST.models)
+    mmdet_gcnet = {n for n, m in MANIFEST.models.items() if m.upstream["config"].startswith("configs/gcnet/") and n.startswith("mmdet/")}
+    assert len(mmdet_gcnet) == 19
+    assert {"mmdet/mask_rcnn_r50_fpn_1x_coco", "mmdet/mask_rcnn_r101_fpn_1x_coco"} <= names  # baselines
+    assert len([n for n in names if n.startswith("gcnet-v1/")]) == 19
+    cityscapes = [n for n, m in MANIFEST.models.items() if m.task == "semantic_segmentation"]
+    assert len(cityscapes) == 8 and all(n.startswith("mmseg/gcnet_r") for n in cityscapes)
+    entry = MANIFEST.model("mmdet/cascade_mask_rcnn_x101_32x4d_fpn_syncbn-backbone_dconv_c3-c5_r16_gcb_c3-c5_1x_coco")
+    assert entry.metrics["box AP"] == {"value": 48.0, "source": "reported by mmdetection"}
+    assert entry.metrics["mask AP"]["value"] == 41.3 and entry.sha256 == "44aa598a"
+    assert MANIFEST.model("mmseg/gcnet_r101-d8_769x769_40k_cityscapes").metrics["mIoU (ms+flip)"]["value"] == 80.71
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST.sources()))
+def test_every_entry_is_consistent(name):
+    source = MANIFEST.sources()[name]
+    if source.sha256:  # OpenMMLab and torchvision name files <stem>-<sha256 prefix>.pth
+        assert re.search(rf"-{source.sha256}\.pth$", source.url), source.url
+    if name in MANIFEST.models:
+        model = MANIFEST.models[name]
+        assert (REPO_ROOT / model.config).is_file()
+        assert all(m["source"].startswith(("reported by ", "evaluated with gcnet on ")) for m in model.metrics.values())
+
+
+CONFIG_VARIANTS = sorted({(m.config, m.config_overrides) for m in MANIFEST.models.values()})
+
+
+@pytest.mark.parametrize("config,overrides", CONFIG_VARIANTS, ids=[f"{Path(c).stem}{'+overrides' if o else ''}" for c, o in CONFIG_VARIANTS])
+def test_every_entry_config_instantiates(config, overrides):
+    name = next(n for n, m in MANIFEST.models.items() if (m.config, m.config_overrides) == (config, overrides))
+    cfg = zoo.get_config(name, trained=True)
+    assert cfg.train.init_checkpoint == f"gcnet://{name}"
+    model = instantiate(cfg.model)
+    if overrides:  # mmdetection v1: unaligned RoIAlign with 2 samples per bin
+        pooler = model.roi_heads.box_pooler.level_poolers[0]
+        assert pooler.aligned is False and pooler.sampling_ratio == 2
+
+
+def test_model_zoo_markdown_is_current():
+    assert (REPO_ROOT / "model_zoo" / "MODEL_ZOO.md").read_text() == model_zoo_markdown(MANIFEST), (
+        "model_zoo/MODEL_ZOO.md is stale: python -m gcnet.model_zoo markdown --output model_zoo/MODEL_ZOO.md"
+    )
+
+
+def test_api_names_and_urls():
+    assert len(zoo.list_models()) == 48 and len(zoo.list_models("semantic_segmentation")) == 8
+    assert zoo.get_checkpoint_url("mmseg/gcnet_r50-d8_512x1024_40k_cityscapes").endswith("-4b0fd17b.pth")
+    assert zoo.get_checkpoint_url("ImageNetPretrained/torchvision/R-101").endswith("resnet101-5d3b4d8f.pth")
+    assert zoo.get_config("mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco").train.init_checkpoint.startswith("detectron2://")
+    with pytest.raises(ValueError, match=r"Unknown model 'mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x'; closest: mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco"):
+        zoo.get_config("mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x")
+
+
+@pytest.fixture
+def served_zoo(tmp_path):
+    """A manifest with two models served on loopback: a complete mmdetection v2 checkpoint, and
+    one whose GC blocks are missing."""
+    served = tmp_path / "served"
+    served.mkdir()
+    checkpoint = mmdet_checkpoint("v2", 50, gc_ratio=1 / 16, seed=11)
+    broken = {"state_dict": {k: v for k, v in checkpoint["state_dict"].items() if ".context_block." not in k}}
+    entries = []
+    with serve_directory(served) as (url, requests):
+        for name, ckpt in [("test/mask_rcnn_gc", checkpoint), ("test/mask_rcnn_gc_broken", broken)]:
+            path = served / "tmp.pth"
+            torch.save(ckpt, path)
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+            path.rename(served / f"{name.split('/')[1]}-{digest}.pth")
+            entries.append(dict(
+                name=name, task="instance_segmentation", dataset="coco_2017_val",
+                config="configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_gc_r16_1x.py",
+                upstream=dict(repository="test", config="test.py", release="test"),
+                url=f"{url}/{name.split('/')[1]}-{digest}.pth", sha256=digest, converter="mmdet",
+                metrics={"box AP": {"value": 0.0, "source": "reported by test"}},
+            ))  # fmt: skip
+        manifest = tmp_path / "manifest.yaml"
+        manifest.write_text(yaml.safe_dump({"notes": {}, "imagenet_backbones": [], "models": entries}))
+        yield manifest, requests, checkpoint
+
+
+def test_cli_download_and_verify(served_zoo, tmp_path):
+    manifest, requests, _ = served_zoo
+    env = {"FVCORE_CACHE": str(tmp_path / "cache")}
+    result = run_tool("-m", "gcnet.model_zoo", "--manifest", manifest, "verify", "test/mask_rcnn_gc", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "sha256 verified, converted checkpoint fills every parameter" in result.stdout
+    again = run_tool("-m", "gcnet.model_zoo", "--manifest", manifest, "download", "test/mask_rcnn_gc", env=env)
+    assert again.returncode == 0 and "converted: " in again.stdout
+    assert requests == ["/" + Path(load_manifest(manifest).model("test/mask_rcnn_gc").url).name]  # cache hit
+
+    broken = run_tool("-m", "gcnet.model_zoo", "--manifest", manifest, "verify", "test/mask_rcnn_gc_broken", env=env)
+    assert broken.returncode == 1
+    assert "missing backbone.bottom_up.res3.0.context_block.conv_mask.weight" in broken.stderr
+
+    unknown = run_tool("-m", "gcnet.model_zoo", "--manifest", manifest, "show", "test/mask_rcnn", env=env)
+    assert unknown.returncode == 2 and "closest: test/mask_rcnn_gc" in unknown.stderr
+
+
+def test_get_loads_the_converted_checkpoint(served_zoo, tmp_path, monkeypatch):
+    manifest_path, _, checkpoint = served_zoo
+    manifest = load_manifest(manifest_path)
+    monkeypatch.setattr(manifest_module, "default_manifest", lambda: manifest)
+    monkeypatch.setattr(zoo.api, "default_manifest", lambda: manifest)
+    monkeypatch.setitem(PathManager._path_handlers, "gcnet://", GCNetHandler(manifest.sources(), str(tmp_path / "cache")))
+    model = zoo.get("test/mask_rcnn_gc", trained=True, device="cpu")
+    upstream = checkpoint["state_dict"]
+    torch.testing.assert_close(model.roi_heads.box_head.fc2.weight, upstream["roi_head.bbox_head.shared_fcs.1.weight"])
+    torch.testing.assert_close(
+        model.backbone.bottom_up.res5[2].context_block.conv_mask.weight,
+        upstream["backbone.layer4.2.context_block.conv_mask.weight"],
+    )
+
+
+def test_untrusted_pickle_is_refused():
+    checkpointer = GCNetCheckpointer(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match=r"Refusing to unpickle https://example\.com/model\.pkl: \.pkl files run code"):
+        checkpointer.load("https://example.com/model.pkl")
+
+
+def test_truncated_checkpoint_is_named(tmp_path):
+    path = tmp_path / "model_final.pth"
+    torch.save({"model": torch.nn.Linear(2, 2).state_dict()}, path)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match=rf"Cannot load checkpoint {path}: it is truncated or corrupt"):
+        GCNetCheckpointer(torch.nn.Linear(2, 2)).load(str(path))
+
+
+class Payload:
+    """A pickled object, as an untrusted file could hold."""
+
+
+def test_upstream_files_load_weights_only(tmp_path):
+    path = tmp_path / "upstream.pth"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "payload": Payload()}, path)
+    with pytest.raises(ValueError, match=rf"Cannot load checkpoint {path}"):
+        zoo.load_upstream_checkpoint(str(path))

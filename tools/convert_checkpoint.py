@@ -1,0 +1,48 @@
+#!/usr/bin/env python
+"""Convert an upstream checkpoint (mmdetection, the original GCNet code, mmsegmentation, or an
+ImageNet backbone) into a gcnet checkpoint for detectron2's checkpointer.
+
+    python tools/convert_checkpoint.py --converter mmdet upstream.pth converted.pth \\
+        [--config configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_gc_r16_1x.py [key=value ...]]
+
+Converters: mmdet (mmdetection v2/v3), mmdet_v1 (the original GCNet repository), mmseg,
+torchvision_resnet, mmcv_resnet_v1c, deep_base_resnet. Every upstream key must find its place;
+with --config, the result must also fill every parameter of the config's model exactly. Nothing
+is written when either fails.
+"""
+import argparse
+import sys
+
+from detectron2.config import LazyConfig, instantiate
+
+from gcnet.engine import apply_overrides
+from gcnet.model_zoo import CONVERTERS, checkpoint_mismatches, convert_upstream_file, save_checkpoint
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--converter", required=True, choices=sorted(CONVERTERS))
+    parser.add_argument("input", help="upstream .pth file (loaded with torch.load(weights_only=True))")
+    parser.add_argument("output", help="converted .pth file")
+    parser.add_argument("--config", help="LazyConfig whose model the result must fill")
+    parser.add_argument("opts", nargs="*", help="key=value overrides of --config")
+    args = parser.parse_intermixed_args(argv)
+    if args.opts and not args.config:
+        parser.error(f"overrides {args.opts} need --config")
+    try:
+        converted = convert_upstream_file(args.converter, args.input)
+        if args.config:
+            model = instantiate(apply_overrides(LazyConfig.load(args.config), args.opts).model)
+            problems = checkpoint_mismatches(model, converted)
+            if problems:
+                raise ValueError(f"the result does not fit {args.config}: " + "; ".join(problems))
+        save_checkpoint(converted, args.output)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"convert_checkpoint: {e}", file=sys.stderr)
+        return 1
+    print(f"Wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
