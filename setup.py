@@ -54,6 +54,8 @@ setup(
         "pyyaml",
     ],
     extras_require={
+        # tools/export_model.py --format onnx: the exporter and the check of its output
+        "export": ["onnx", "onnxscript", "onnxruntime"],
         "dev": ["pytest>=7", "onnx", "onnxscript", "onnxruntime", "mmcv-lite"],
     },
 )

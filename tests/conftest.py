@@ -1,3 +1,4 @@
+import logging
 import socket
 from pathlib import Path
 
@@ -29,3 +30,16 @@ def datasets_root(shared_data, tmp_path) -> Path:
     root.mkdir()
     (root / "balloon").symlink_to(shared_data / "balloon", target_is_directory=True)
     return root
+
+
+@pytest.fixture(autouse=True)
+def isolated_loggers():
+    """Tools called in-process set up loggers (detectron2's ``setup_logger``) whose handlers
+    write to this test's captured output; put the loggers back as they were afterwards."""
+    names = ("gcnet", "fvcore", "detectron2")
+    saved = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate, logging.getLogger(n).level) for n in names}
+    yield
+    for name, (handlers, propagate, level) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:] = handlers
+        logger.propagate, logger.level = propagate, level

@@ -13,9 +13,9 @@ is written when either fails.
 import argparse
 import sys
 
-from detectron2.config import LazyConfig, instantiate
+from detectron2.config import instantiate
 
-from gcnet.engine import apply_overrides
+from gcnet.engine import load_config
 from gcnet.model_zoo import CONVERTERS, checkpoint_mismatches, convert_upstream_file, save_checkpoint
 
 
@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     try:
         converted = convert_upstream_file(args.converter, args.input)
         if args.config:
-            model = instantiate(apply_overrides(LazyConfig.load(args.config), args.opts).model)
+            model = instantiate(load_config(args.config, args.opts).model)
             problems = checkpoint_mismatches(model, converted)
             if problems:
                 raise ValueError(f"the result does not fit {args.config}: " + "; ".join(problems))

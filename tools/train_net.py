@@ -23,7 +23,7 @@ import sys
 
 import torch
 
-from detectron2.config import LazyConfig, instantiate
+from detectron2.config import instantiate
 from detectron2.engine import default_argument_parser, default_setup, default_writers, hooks
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
@@ -32,7 +32,7 @@ from detectron2.utils.logger import setup_logger
 
 import gcnet.data  # noqa: F401  (registers the builtin datasets)
 import gcnet.modeling  # noqa: F401  (registers the backbones and gcnet://)
-from gcnet.engine import GCNetCheckpointer, GCNetTrainer, LossGuard, apply_overrides, launch
+from gcnet.engine import GCNetCheckpointer, GCNetTrainer, LossGuard, launch, load_config
 
 logger = logging.getLogger("detectron2")
 
@@ -125,7 +125,7 @@ def do_train(args, cfg):
 
 def main(args):
     with exit_on_bad_input():
-        cfg = apply_overrides(LazyConfig.load(args.config_file), args.opts)
+        cfg = load_config(args.config_file, args.opts)
     default_setup(cfg, args)
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="gcnet")
     if args.eval_only:

@@ -9,8 +9,8 @@ import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 
-from gcnet.model_zoo.file_io import PARTIAL_SUFFIX, atomic_write
 from gcnet.model_zoo.manifest import default_manifest
+from gcnet.utils.file_io import PARTIAL_SUFFIX, atomic_write
 
 __all__ = ["GCNetCheckpointer", "TRUSTED_PICKLE_HOSTS"]
 
@@ -49,6 +49,7 @@ class GCNetCheckpointer(DetectionCheckpointer):
             data[key] = obj.state_dict()
         data.update(kwargs)
         basename = f"{name}.pth"
+        os.makedirs(self.save_dir, exist_ok=True)
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {save_file}")
         atomic_write(save_file, lambda f: torch.save(data, f))

@@ -1,12 +1,13 @@
-"""LazyConfig overrides that refuse unknown keys."""
+"""Loading LazyConfigs, with overrides that refuse unknown keys."""
 import difflib
+import os
 from typing import List, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from detectron2.config import LazyConfig
 
-__all__ = ["apply_overrides", "config_keys"]
+__all__ = ["load_config", "apply_overrides", "config_keys"]
 
 _MISSING = object()
 
@@ -47,3 +48,11 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
             hint = f"; closest valid keys: {', '.join(close)}" if close else ""
             raise ValueError(f"Unknown config key {key!r} in override {override!r}{hint}")
     return LazyConfig.apply_overrides(cfg, list(overrides))
+
+
+def load_config(path: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """``LazyConfig.load(path)`` with :func:`apply_overrides`; a missing file raises a
+    ValueError naming it."""
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such config file")
+    return apply_overrides(LazyConfig.load(path), overrides)

@@ -172,6 +172,15 @@ class ContextBlock(nn.Module):
                 nn.init.zeros_(branch[-1].weight)
                 nn.init.zeros_(branch[-1].bias)
 
+    def attention_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooling weights alpha_j of Eq. 4 as an (N, H, W) map that sums to 1 per image:
+        softmax_j(W_k x_j) for attention pooling (Eq. 5, the maps of Fig. 5), 1/N_p for "avg"."""
+        check_feature_map(x, self.in_channels, "ContextBlock")
+        n, _, h, w = x.shape
+        if self.conv_mask is None:
+            return x.new_full((n, h, w), 1.0 / (h * w))
+        return self.conv_mask(x).reshape(n, h * w).float().softmax(dim=1).reshape(n, h, w)
+
     def spatial_pool(self, x: torch.Tensor) -> torch.Tensor:
         """The context modeling term sum_j alpha_j x_j of Eq. 4, shape (N, C, 1, 1)."""
         if self.conv_mask is not None:

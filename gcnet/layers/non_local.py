@@ -90,12 +90,15 @@ class NonLocalBlock(nn.Module):
             nn.init.zeros_(self.conv_out.weight)
             nn.init.zeros_(self.conv_out.bias)
 
-    def pairwise_weights(self, x: torch.Tensor) -> torch.Tensor:
-        """omega of Eq. 1 as an (N, H*W, H*W) matrix; row i is query position i's attention map."""
+    def pairwise_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The pairwise scores before normalisation, as an (N, H*W, H*W) matrix whose row i
+        belongs to query position i (the "prod" of Fig. 3 and Table 3): <x_i, x_j>
+        (gaussian), <W_q x_i, W_k x_j> (embedded gaussian, divided by sqrt(C') with
+        ``use_scale``; dot product), w_f^T [W_q x_i, W_k x_j] (concat)."""
         n, c, h, w = x.shape
         if self.theta is None or self.phi is None:  # gaussian: the raw features
-            query = x.reshape(n, c, h * w).transpose(1, 2)
-            return torch.bmm(query, x.reshape(n, c, h * w)).softmax(dim=-1)
+            flat = x.reshape(n, c, h * w)
+            return torch.bmm(flat.transpose(1, 2), flat)
         query = self.theta(x).reshape(n, self.inter_channels, h * w)
         key = self.phi(x).reshape(n, self.inter_channels, h * w)
         if self.concat_project is not None:
@@ -103,13 +106,21 @@ class NonLocalBlock(nn.Module):
             w_f = self.concat_project.weight.reshape(2, self.inter_channels)
             score_q = torch.matmul(w_f[0], query)  # (N, HW)
             score_k = torch.matmul(w_f[1], key)
-            return torch.relu(score_q[:, :, None] + score_k[:, None, :]) / (h * w)
+            return score_q[:, :, None] + score_k[:, None, :]
         logits = torch.bmm(query.transpose(1, 2), key)
-        if self.mode == "dot_product":
-            return logits / (h * w)
-        if self.use_scale:
+        if self.use_scale and self.mode == "embedded_gaussian":
             logits = logits / self.inter_channels**0.5
-        return logits.softmax(dim=-1)
+        return logits
+
+    def pairwise_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """omega of Eq. 1 as an (N, H*W, H*W) matrix; row i is query position i's attention map."""
+        logits = self.pairwise_logits(x)
+        num_positions = logits.shape[-1]
+        if self.mode in ("gaussian", "embedded_gaussian"):
+            return logits.softmax(dim=-1)
+        if self.mode == "dot_product":
+            return logits / num_positions
+        return torch.relu(logits) / num_positions
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_feature_map(x, self.in_channels, "NonLocalBlock")

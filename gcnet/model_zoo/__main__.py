@@ -5,7 +5,8 @@ import sys
 import torch
 import yaml
 
-from .file_io import atomic_write
+from gcnet.utils.file_io import atomic_write
+
 from .manifest import default_manifest, load_manifest
 
 

@@ -6,9 +6,10 @@ from typing import Any, Dict, List, Mapping, Optional
 import torch
 from iopath.common.file_io import PathHandler, file_lock
 
+from gcnet.utils.file_io import atomic_write
+
 from .converters import CONVERTERS
 from .download import cache_root, download_verified
-from .file_io import atomic_write
 from .manifest import CheckpointSource, default_manifest, unknown_name_error
 
 __all__ = ["GCNetHandler", "load_upstream_checkpoint", "convert_upstream_file", "save_checkpoint"]

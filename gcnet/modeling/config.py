@@ -26,6 +26,8 @@ def add_gcnet_config(cfg: CN) -> None:
     # EXTRA_BLOCK_STAGE; Table 5(a).
     cfg.MODEL.GCNET.EXTRA_BLOCK = ""
     cfg.MODEL.GCNET.EXTRA_BLOCK_STAGE = "res4"
+    # The pairwise function of an "nl" extra block (gcnet.layers.NON_LOCAL_MODES); Table 1.
+    cfg.MODEL.GCNET.NL_MODE = "embedded_gaussian"
     # "basic" (7x7 conv, MODEL.RESNETS.STEM_OUT_CHANNELS) or "deep" (three 3x3 convs).
     cfg.MODEL.GCNET.STEM = "basic"
     cfg.MODEL.GCNET.STEM_CHANNELS = [32, 32, 64]
@@ -44,6 +46,7 @@ def add_gcnet_config(cfg: CN) -> None:
     cfg.MODEL.GCNET_SEG.GC_POOLING_TYPE = "att"
     cfg.MODEL.GCNET_SEG.GC_FUSION_TYPES = ["channel_add"]
     cfg.MODEL.GCNET_SEG.NL_REDUCTION = 2
+    cfg.MODEL.GCNET_SEG.NL_MODE = "embedded_gaussian"
     cfg.MODEL.GCNET_SEG.ALIGN_CORNERS = False
     # Auxiliary FCN head ("" to disable): its feature, width and loss weight.
     cfg.MODEL.GCNET_SEG.AUX_IN_FEATURE = "res4"

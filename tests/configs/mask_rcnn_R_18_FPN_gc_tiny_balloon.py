@@ -1,5 +1,5 @@
 """The quick-start model made small for the training tests: GC-ResNet-18 with a 64-channel FPN
-and heads, 128-160 pixel images, no evaluation."""
+and heads, 128-160 pixel images (160 at test time), no evaluation."""
 from detectron2.layers import ShapeSpec
 
 from ...configs.quick_schedules.mask_rcnn_R_50_FPN_gc_r16_balloon import (
@@ -21,6 +21,8 @@ model.roi_heads.mask_head.conv_dims = [64, 64]
 dataloader.train.mapper.augmentations[0].short_edge_length = (128, 160)
 dataloader.train.mapper.augmentations[0].max_size = 256
 dataloader.train.num_workers = 0
+dataloader.test.mapper.augmentations[0].short_edge_length = 160
+dataloader.test.mapper.augmentations[0].max_size = 256
 del dataloader.evaluator
 
 train.init_checkpoint = ""

@@ -3,7 +3,7 @@ import pytest
 
 from detectron2.config import LazyConfig
 
-from gcnet.engine import apply_overrides
+from gcnet.engine import apply_overrides, load_config
 
 from ..helpers import CONFIGS
 
@@ -37,3 +37,9 @@ def test_unknown_key_names_the_closest(cfg, override, closest):
 def test_override_without_value(cfg):
     with pytest.raises(ValueError, match="Override 'train.max_iter' is not of the form key=value"):
         apply_overrides(cfg, ["train.max_iter"])
+
+
+def test_load_config_names_a_missing_file(tmp_path):
+    with pytest.raises(ValueError) as e:
+        load_config(str(tmp_path / "missing.py"))
+    assert str(e.value) == f"{tmp_path / 'missing.py'}: no such config file"

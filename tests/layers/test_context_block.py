@@ -95,6 +95,21 @@ def test_attention_pool_is_softmax_weighted_sum():
 
 
 @pytest.mark.parametrize("pooling", POOLINGS)
+def test_attention_map_holds_the_pooling_weights(pooling):
+    torch.manual_seed(0)
+    block = ContextBlock(6, 1 / 2, pooling_type=pooling)
+    x = torch.randn(2, 6, 3, 4)
+    alpha = block.attention_map(x)
+    assert alpha.shape == (2, 3, 4) and (alpha >= 0).all()
+    torch.testing.assert_close(alpha.sum(dim=(1, 2)), torch.ones(2))
+    # Eq. 4: the pooled context is sum_j alpha_j x_j.
+    torch.testing.assert_close(block.spatial_pool(x).flatten(1), (x * alpha[:, None]).sum(dim=(2, 3)))
+    if pooling == "att":
+        assert alpha.std() > 0
+        torch.testing.assert_close(alpha.flatten(1), block.conv_mask(x).flatten(1).softmax(dim=1))
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
 @pytest.mark.parametrize("transform", TRANSFORMS)
 def test_new_add_block_is_identity(pooling, transform):
     torch.manual_seed(0)

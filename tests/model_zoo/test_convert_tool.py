@@ -1,10 +1,8 @@
 """tools/convert_checkpoint.py: converts, checks the fit against a config, writes nothing on failure."""
-import importlib.util
-
 import pytest
 import torch
 
-from ..helpers import CONFIGS, REPO_ROOT, run_tool
+from ..helpers import CONFIGS, load_tool, run_tool
 from .upstream_layouts import mmdet_checkpoint
 
 CONFIG = CONFIGS / "COCO-InstanceSegmentation" / "mask_rcnn_R_50_FPN_gc_r16_1x.py"
@@ -12,10 +10,7 @@ CONFIG = CONFIGS / "COCO-InstanceSegmentation" / "mask_rcnn_R_50_FPN_gc_r16_1x.p
 
 @pytest.fixture(scope="module")
 def convert_main():
-    spec = importlib.util.spec_from_file_location("convert_checkpoint", REPO_ROOT / "tools" / "convert_checkpoint.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_tool("convert_checkpoint").main
 
 
 @pytest.fixture(scope="module")

@@ -160,6 +160,18 @@ def test_extra_block_before_last_block_of_c4(kind, module_type):
     assert model.res4[4].extra_context.in_channels == 1024
 
 
+@pytest.mark.parametrize("stage,mode", [("res3", "gaussian"), ("res4", "embedded_gaussian"), ("res5", "concat")])
+def test_extra_nl_block_instantiation_and_stage(stage, mode):
+    """Tables 1-2: the NL instantiation and the stage of the extra block are options."""
+    model = build_gcnet_resnet(50, extra_block="nl", extra_block_stage=stage, nl=dict(mode=mode))
+    holders = [name for name, m in model.named_modules() if getattr(m, "extra_context", None) is not None]
+    assert holders == [f"{stage}.{len(getattr(model, stage)) - 2}"]
+    block = getattr(model, stage)[-2].extra_context
+    assert (block.mode, block.inter_channels, block.use_scale) == (mode, block.in_channels // 2, True)
+    with pytest.raises(ValueError, match=r"nl has unknown keys \['ratio'\]; allowed: \['mode', 'reduction', 'use_scale'\]"):
+        build_gcnet_resnet(50, extra_block="nl", nl=dict(ratio=4))
+
+
 def test_extra_block_output_feeds_last_block():
     model = build_gcnet_resnet(50, norm="BN", extra_block="snl", out_features=["res4"]).eval()
     randomize_(model.res4[4].extra_context, seed=2, scale=0.05)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from detectron2.config import LazyConfig, get_cfg, instantiate
 from detectron2.modeling import build_model
 
-from gcnet.layers import ContextBlock, NonLocalBlock, SimplifiedNonLocalBlock
+from gcnet.layers import NON_LOCAL_MODES, ContextBlock, NonLocalBlock, SimplifiedNonLocalBlock
 from gcnet.modeling import ContextHead, ContextSegmentor, add_gcnet_config, build_gcnet_resnet
 
 from ..helpers import CONFIGS, num_parameters, randomize_
@@ -69,6 +69,13 @@ def test_head_layout(context, module_type):
     logits, losses = head({"res5": x})
     torch.testing.assert_close(logits, expected)
     assert losses == {}
+
+
+def test_nl_head_instantiations():
+    """Table 4: the four pairwise functions of the NL head."""
+    for mode in NON_LOCAL_MODES:
+        head = ContextHead(in_feature="res5", in_channels=16, num_classes=3, channels=8, context="nl", nl_mode=mode, nl_reduction=4, norm="BN")
+        assert head.context.mode == mode and head.context.inter_channels == 2
 
 
 def test_head_loss_ignores_255_and_scales():

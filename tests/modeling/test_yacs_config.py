@@ -49,6 +49,7 @@ def test_yacs_keys_reach_the_blocks():
     cfg.MODEL.GCNET.FUSION_TYPES = ["channel_mul"]
     cfg.MODEL.GCNET.POSITION = "afterAdd"
     cfg.MODEL.GCNET.EXTRA_BLOCK = "nl"
+    cfg.MODEL.GCNET.NL_MODE = "dot_product"
     backbone = build_backbone(cfg)
     assert isinstance(backbone, ResNet)
     block = backbone.res4[0]
@@ -57,7 +58,7 @@ def test_yacs_keys_reach_the_blocks():
     assert backbone.res2[0].context_block is None
     assert block.conv2_offset.out_channels == 27 and backbone.res3[0].conv2_offset is None
     assert backbone.res2[0].conv2.groups == 32
-    assert backbone.res4[4].extra_context is not None
+    assert backbone.res4[4].extra_context.mode == "dot_product"
     assert backbone(torch.zeros(1, 3, 64, 64))["res5"].shape == (1, 2048, 2, 2)
 
 

@@ -36,6 +36,7 @@ model = L(ContextSegmentor)(
         gc=dict(ratio=1 / 4, pooling_type="att", fusion_types=["channel_add"]),
         # Table 12(a) counts 71.22M parameters for the NL head: C' = C / 4 (C / 2 gives 71.48M).
         nl_reduction=4,
+        nl_mode="embedded_gaussian",  # Table 4 compares the four instantiations
         norm="SyncBN",
         dropout=0.1,
         ignore_value=255,

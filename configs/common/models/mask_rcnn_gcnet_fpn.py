@@ -30,7 +30,9 @@ model.backbone.bottom_up = L(build_gcnet_resnet)(
     deform_stages=[],
     deform_modulated=False,
     deform_num_groups=1,
-    extra_block=None,
+    extra_block=None,  # "nl", "snl" or "gc": Table 5(a)
+    extra_block_stage="res4",
+    nl=dict(mode="embedded_gaussian", reduction=2, use_scale=True),  # an "nl" extra block
 )
 model.input_format = "RGB"
 model.pixel_mean = [123.675, 116.28, 103.53]

@@ -32,6 +32,7 @@ __all__ = [
     "GCBottleneckBlock",
     "GC_POSITIONS",
     "EXTRA_BLOCK_TYPES",
+    "DEFAULT_NL",
     "build_extra_block",
 ]
 
@@ -39,12 +40,17 @@ GC_POSITIONS = ("after1x1", "afterAdd")
 EXTRA_BLOCK_TYPES = ("nl", "snl", "gc")
 
 
-def build_extra_block(kind: str, channels: int, gc: Mapping) -> nn.Module:
-    """The single context block of Table 5(a): "nl" (embedded Gaussian with the scaled
-    dot product of the reference implementation), "snl" or "gc" (a ContextBlock with the
-    ``gc`` options)."""
+# The extra NL block of Table 5(a): embedded Gaussian with the scaled dot product of the
+# reference implementation.
+DEFAULT_NL = dict(mode="embedded_gaussian", reduction=2, use_scale=True)
+
+
+def build_extra_block(kind: str, channels: int, gc: Mapping, nl: Optional[Mapping] = None) -> nn.Module:
+    """The single context block of Table 5(a): "nl" (a NonLocalBlock with the ``nl`` options
+    over :data:`DEFAULT_NL`; the instantiations of Tables 1-2), "snl" or "gc" (a ContextBlock
+    with the ``gc`` options)."""
     if kind == "nl":
-        return NonLocalBlock(channels, mode="embedded_gaussian", reduction=2, use_scale=True)
+        return NonLocalBlock(channels, **dict(DEFAULT_NL, **(nl or {})))
     if kind == "snl":
         return SimplifiedNonLocalBlock(channels)
     if kind == "gc":
@@ -62,13 +68,14 @@ class _GlobalContextMixin:
         gc_position: str,
         extra_block: Optional[str],
         extra_gc: Optional[Mapping],
+        extra_nl: Optional[Mapping],
     ) -> None:
         if gc_position not in GC_POSITIONS:
             raise ValueError(f"gc_position must be one of {GC_POSITIONS}, got {gc_position!r}")
         self.context_block = ContextBlock(channels, **gc) if gc is not None else None
         self.context_position = gc_position
         self.extra_context = (
-            build_extra_block(extra_block, channels, extra_gc or {}) if extra_block else None
+            build_extra_block(extra_block, channels, extra_gc or {}, extra_nl) if extra_block else None
         )
 
     def _add_residual(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -98,9 +105,10 @@ class GCBasicBlock(_GlobalContextMixin, BasicBlock):
         gc_position: str = "after1x1",
         extra_block: Optional[str] = None,
         extra_gc: Optional[Mapping] = None,
+        extra_nl: Optional[Mapping] = None,
     ):
         super().__init__(in_channels, out_channels, stride=stride, norm=resolve_norm(norm))
-        self._init_context(out_channels, gc, gc_position, extra_block, extra_gc)
+        self._init_context(out_channels, gc, gc_position, extra_block, extra_gc, extra_nl)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu_(self.conv1(x))
@@ -121,6 +129,7 @@ class GCBottleneckBlock(_GlobalContextMixin, BottleneckBlock):
         gc_position: "after1x1" or "afterAdd".
         extra_block: "nl", "snl" or "gc" to apply one more context block to the output.
         extra_gc: ``ContextBlock`` keyword arguments of an extra "gc" block.
+        extra_nl: ``NonLocalBlock`` keyword arguments of an extra "nl" block.
     """
 
     def __init__(
@@ -141,6 +150,7 @@ class GCBottleneckBlock(_GlobalContextMixin, BottleneckBlock):
         gc_position: str = "after1x1",
         extra_block: Optional[str] = None,
         extra_gc: Optional[Mapping] = None,
+        extra_nl: Optional[Mapping] = None,
     ):
         super().__init__(
             in_channels,
@@ -180,7 +190,7 @@ class GCBottleneckBlock(_GlobalContextMixin, BottleneckBlock):
             weight_init.c2_msra_fill(self.conv2)
         else:
             self.conv2_offset = None
-        self._init_context(out_channels, gc, gc_position, extra_block, extra_gc)
+        self._init_context(out_channels, gc, gc_position, extra_block, extra_gc, extra_nl)
 
     def _conv2(self, x: torch.Tensor) -> torch.Tensor:
         if self.conv2_offset is None:

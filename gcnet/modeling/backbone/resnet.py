@@ -13,7 +13,7 @@ from detectron2.layers import CNNBlockBase, ShapeSpec
 from detectron2.modeling.backbone import BACKBONE_REGISTRY, BasicStem, ResNet
 
 from ..norm import resolve_norm
-from .blocks import GCBasicBlock, GCBottleneckBlock
+from .blocks import DEFAULT_NL, GCBasicBlock, GCBottleneckBlock
 from .stem import DeepStem
 
 __all__ = [
@@ -68,6 +68,7 @@ def make_gcnet_resnet_stages(
     deform_num_groups: int = 1,
     extra_block: Optional[str] = None,
     extra_block_stage: str = "res4",
+    nl: Optional[Mapping] = None,
 ) -> List[List[CNNBlockBase]]:
     """The residual stages res2-res5 of a (GC-)ResNet or ResNeXt.
 
@@ -91,7 +92,11 @@ def make_gcnet_resnet_stages(
         deform_modulated: DCNv2 instead of DCNv1.
         deform_num_groups: deformable groups.
         extra_block: "nl", "snl" or "gc": one extra context block right before the last
-            residual block of ``extra_block_stage`` (Table 5(a)).
+            residual block of ``extra_block_stage`` (Table 5(a)); a "gc" block takes the
+            ``gc`` options.
+        nl: ``NonLocalBlock`` options of an "nl" extra block, merged onto
+            :data:`DEFAULT_NL` (e.g. ``dict(mode="gaussian")`` for the instantiations of
+            Table 1).
 
     Returns:
         list of 4 lists of blocks, for ``detectron2.modeling.backbone.ResNet``.
@@ -111,6 +116,10 @@ def make_gcnet_resnet_stages(
     unknown_gc = sorted(set(gc_options) - set(DEFAULT_GC))
     if unknown_gc:
         raise ValueError(f"gc has unknown keys {unknown_gc}; allowed: {sorted(DEFAULT_GC)}")
+    nl_options = dict(DEFAULT_NL, **(nl or {}))
+    unknown_nl = sorted(set(nl_options) - set(DEFAULT_NL))
+    if unknown_nl:
+        raise ValueError(f"nl has unknown keys {unknown_nl}; allowed: {sorted(DEFAULT_NL)}")
 
     bottleneck = depth >= 50
     if not bottleneck:
@@ -142,6 +151,7 @@ def make_gcnet_resnet_stages(
                 for i in range(num_blocks)
             ],
             extra_gc=gc_options,
+            extra_nl=nl_options,
         )
         if bottleneck:
             stage_kwargs.update(
@@ -200,6 +210,7 @@ def _gcnet_resnet_from_config(cfg: CfgNode, input_shape: ShapeSpec):
         deform_num_groups=resnets.DEFORM_NUM_GROUPS,
         extra_block=gcnet.EXTRA_BLOCK or None,
         extra_block_stage=gcnet.EXTRA_BLOCK_STAGE,
+        nl=dict(mode=gcnet.NL_MODE),
     )
 
 

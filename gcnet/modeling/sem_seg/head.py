@@ -26,13 +26,13 @@ CONTEXT_TYPES = ("none", "gc", "nl", "snl")
 DEFAULT_SEG_GC = dict(ratio=1 / 4, pooling_type="att", fusion_types=("channel_add",))
 
 
-def _build_context(context: str, channels: int, gc: Optional[Mapping], nl_reduction: int) -> Optional[nn.Module]:
+def _build_context(context: str, channels: int, gc: Optional[Mapping], nl_reduction: int, nl_mode: str) -> Optional[nn.Module]:
     if context == "none":
         return None
     if context == "gc":
         return ContextBlock(channels, **dict(DEFAULT_SEG_GC, **(gc or {})))
     if context == "nl":
-        return NonLocalBlock(channels, mode="embedded_gaussian", reduction=nl_reduction, use_scale=True)
+        return NonLocalBlock(channels, mode=nl_mode, reduction=nl_reduction, use_scale=True)
     if context == "snl":
         return SimplifiedNonLocalBlock(channels)
     raise ValueError(f"context must be one of {CONTEXT_TYPES}, got {context!r}")
@@ -56,6 +56,8 @@ class ContextHead(nn.Module):
         gc: ``ContextBlock`` options merged onto :data:`DEFAULT_SEG_GC` (Table 12(b) varies
             ``pooling_type`` and ``fusion_types``).
         nl_reduction: the NL block maps C to C // nl_reduction channels.
+        nl_mode: the NL block's pairwise function (``gcnet.layers.NON_LOCAL_MODES``; the
+            instantiations of Table 4).
         norm: norm of the convs ("SyncBN" in the paper).
         dropout: dropout before the classifier.
         ignore_value: label value excluded from the loss.
@@ -80,6 +82,7 @@ class ContextHead(nn.Module):
         context: str = "gc",
         gc: Optional[Mapping] = None,
         nl_reduction: int = 2,
+        nl_mode: str = "embedded_gaussian",
         norm="SyncBN",
         dropout: float = 0.1,
         ignore_value: int = 255,
@@ -102,7 +105,7 @@ class ContextHead(nn.Module):
             )  # fmt: skip
             for i in range(num_convs)
         )
-        self.context = _build_context(context, channels, gc, nl_reduction)
+        self.context = _build_context(context, channels, gc, nl_reduction, nl_mode)
         self.conv_cat = (
             Conv2d(
                 in_channels + channels, channels, kernel_size=3, padding=1, bias=False,
@@ -134,6 +137,7 @@ class ContextHead(nn.Module):
                 fusion_types=tuple(cfg.MODEL.GCNET_SEG.GC_FUSION_TYPES),
             ),
             nl_reduction=cfg.MODEL.GCNET_SEG.NL_REDUCTION,
+            nl_mode=cfg.MODEL.GCNET_SEG.NL_MODE,
             norm=head.NORM,
             ignore_value=head.IGNORE_VALUE,
             loss_weight=head.LOSS_WEIGHT,

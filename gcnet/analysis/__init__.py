@@ -1,0 +1,10 @@
+"""Looking into GCNet models: the GC blocks' attention maps, heatmap overlays, and the
+parameter/FLOPs/activation counts of the paper's tables."""
+from gcnet._detectron2 import require_detectron2
+
+require_detectron2(__name__)
+
+from .complexity import Complexity, measure_complexity  # noqa: E402
+from .context_attention import ContextAttentionRecorder, default_context_blocks, find_context_blocks  # noqa: E402
+from .heatmap import crop_to_image, overlay_heatmap, padded_input_size  # noqa: E402
+from .hooks import ForwardHooks  # noqa: E402

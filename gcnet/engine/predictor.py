@@ -1,0 +1,89 @@
+"""Single-image inference from a LazyConfig, the counterpart of detectron2's
+``DefaultPredictor`` (which takes yacs configs only)."""
+import copy
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+
+import detectron2.data.transforms as T
+from detectron2.config import instantiate
+from detectron2.data import MetadataCatalog
+
+from .checkpoint import GCNetCheckpointer
+
+__all__ = ["TestPreprocessor", "Predictor"]
+
+
+class TestPreprocessor:
+    """What a LazyConfig's test loader does to one image: the test-time augmentations (the
+    resize) and the input format ("RGB"/"BGR") of ``cfg.dataloader.test.mapper``.
+
+    Calling it on an (H, W, 3) BGR uint8 image returns the model input
+    ``{"image": (3, h, w) float32 tensor, "height": H, "width": W}``.
+    """
+
+    def __init__(self, cfg):
+        mapper = cfg.dataloader.test.mapper
+        self.input_format = mapper.image_format
+        if self.input_format not in ("RGB", "BGR"):
+            raise ValueError(
+                f"dataloader.test.mapper.image_format must be 'RGB' or 'BGR', got {self.input_format!r}"
+            )
+        self.augmentations = T.AugmentationList(list(instantiate(mapper.augmentations)))
+
+    def __call__(self, original_image: np.ndarray) -> Dict:
+        if original_image.ndim != 3 or original_image.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) BGR image, got shape {original_image.shape}")
+        if self.input_format == "RGB":
+            original_image = original_image[:, :, ::-1]
+        height, width = original_image.shape[:2]
+        aug_input = T.AugInput(np.ascontiguousarray(original_image))
+        self.augmentations(aug_input)
+        image = torch.as_tensor(aug_input.image.astype("float32").transpose(2, 0, 1))
+        return {"image": image, "height": height, "width": width}
+
+
+class Predictor:
+    """Build the model of a LazyConfig, load its weights, and run it on one image at a time.
+
+    What the config's test loader does to an image (:class:`TestPreprocessor`), the predictor
+    does too, and it returns the model's output for the original size, as detectron2's
+    ``DefaultPredictor`` does for yacs configs:
+
+    * instance segmentation: ``{"instances": Instances}`` (boxes, scores, classes, masks);
+    * semantic segmentation: ``{"sem_seg": (K, H, W) class probabilities}``.
+
+    Args:
+        cfg: a LazyConfig with ``model``, ``dataloader.test`` and ``train.init_checkpoint``
+            (a path, URL, ``detectron2://`` or ``gcnet://`` name; "" for no weights).
+        device: where the model runs (default: CUDA if available, else the CPU).
+
+    Attributes:
+        model: the model, in eval mode.
+        metadata: the ``MetadataCatalog`` entry of the first test dataset (class names and
+            colours for visualisation).
+    """
+
+    def __init__(self, cfg, device: Optional[str] = None):
+        self.cfg = copy.deepcopy(cfg)
+        self.preprocessor = TestPreprocessor(self.cfg)
+        names = self.cfg.dataloader.test.dataset.names
+        self.metadata = MetadataCatalog.get(names if isinstance(names, str) else names[0])
+
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = instantiate(self.cfg.model).to(self.device).eval()
+        if self.cfg.train.init_checkpoint:
+            GCNetCheckpointer(self.model).load(self.cfg.train.init_checkpoint)
+
+    def preprocess(self, original_image: np.ndarray) -> Dict:
+        """The model input of one (H, W, 3) BGR uint8 image, on the model's device."""
+        inputs = self.preprocessor(original_image)
+        inputs["image"] = inputs["image"].to(self.device)
+        return inputs
+
+    @torch.no_grad()
+    def __call__(self, original_image: np.ndarray) -> Dict:
+        """Predictions for one (H, W, 3) BGR uint8 image (as ``cv2.imread`` or
+        :func:`gcnet.data.read_image` return), at its original size."""
+        return self.model([self.preprocess(original_image)])[0]

@@ -1,0 +1,129 @@
+"""TorchScript and ONNX export (gcnet.export, tools/export_model.py): the exported models
+return what the eager ones do, at the traced size and, where the graph allows, at others."""
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+from detectron2.config import LazyConfig, instantiate
+
+from gcnet.export import export_onnx, export_torchscript, size_independent
+from gcnet.modeling import build_gcnet_resnet
+
+from ..helpers import CONFIGS, load_tool, randomize_
+
+SEGMENTATION = CONFIGS / "Cityscapes-SemanticSegmentation" / "mmseg_gcnet_R_50_D8_512x1024_40k.py"
+
+
+def run(fmt, path, image):
+    if fmt == "torchscript":
+        with torch.no_grad():
+            return [t.numpy() for t in torch.jit.load(str(path))(image)]
+    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": image.numpy()})
+
+
+EXPORTERS = {"torchscript": export_torchscript, "onnx": export_onnx}
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    torch.manual_seed(0)
+    model = build_gcnet_resnet(18, norm="BN", gc_stages=["res3", "res4", "res5"], gc=dict(ratio=1 / 4))
+    return randomize_(model, scale=0.1).eval()  # the GC blocks are not the identity
+
+
+@pytest.fixture(scope="module")
+def segmentor():
+    cfg = LazyConfig.load(str(SEGMENTATION))
+    cfg.model.sem_seg_head.channels = 64
+    torch.manual_seed(0)
+    model = instantiate(cfg.model).eval()
+    randomize_(model.sem_seg_head, scale=0.05)
+    return model
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_backbone_export_equals_eager(backbone, fmt, tmp_path):
+    path = tmp_path / f"backbone.{fmt}"
+    EXPORTERS[fmt](backbone, torch.randn(1, 3, 64, 96), str(path))
+    for shape in [(1, 3, 64, 96), (2, 3, 96, 128)]:  # the traced size, and another batch and size
+        x = torch.randn(shape)
+        with torch.no_grad():
+            expected = [t.numpy() for t in backbone(x).values()]
+        exported = run(fmt, path, x)
+        assert len(exported) == 4
+        for e, o in zip(expected, exported):
+            assert e.shape == o.shape
+            np.testing.assert_allclose(o, e, rtol=1e-4, atol=1e-4)
+    assert not backbone.training
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_deformable_backbone_export_equals_eager(fmt, tmp_path):
+    torch.manual_seed(0)
+    model = build_gcnet_resnet(50, norm="BN", deform_stages=["res5"], out_features=["res5"], gc_stages=["res5"])
+    randomize_(model, scale=0.05).eval()  # offsets that move the samples, GC blocks that act
+    x = torch.randn(1, 3, 64, 64)
+    EXPORTERS[fmt](model, x, str(tmp_path / "dcn"))
+    with torch.no_grad():
+        expected = model(x)["res5"].numpy()
+    np.testing.assert_allclose(run(fmt, tmp_path / "dcn", x)[0], expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_segmentation_export_equals_eager(segmentor, fmt, tmp_path):
+    segmentor.mode = "whole"
+    assert size_independent(segmentor)
+    path = tmp_path / f"seg.{fmt}"
+    g = torch.Generator().manual_seed(0)
+    EXPORTERS[fmt](segmentor, torch.rand(3, 96, 128, generator=g) * 255, str(path))
+    for shape in [(3, 96, 128), (3, 64, 160)]:
+        image = torch.rand(shape, generator=g) * 255
+        with torch.no_grad():
+            expected = segmentor([{"image": image}])[0]["sem_seg"].numpy()
+        (exported,) = run(fmt, path, image)
+        assert exported.shape == (19, *shape[1:])
+        np.testing.assert_allclose(exported, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_sliding_window_export_is_fixed_to_the_traced_size(segmentor, tmp_path):
+    segmentor.mode, segmentor.crop_size, segmentor.stride = "slide", (64, 64), (48, 48)
+    try:
+        assert not size_independent(segmentor)
+        image = torch.rand(3, 64, 112, generator=torch.Generator().manual_seed(1)) * 255  # two overlapping windows
+        export_onnx(segmentor, image, str(tmp_path / "slide.onnx"))
+        with torch.no_grad():
+            expected = segmentor([{"image": image}])[0]["sem_seg"].numpy()
+        np.testing.assert_allclose(run("onnx", tmp_path / "slide.onnx", image)[0], expected, rtol=1e-4, atol=1e-5)
+        session = onnxruntime.InferenceSession(str(tmp_path / "slide.onnx"), providers=["CPUExecutionProvider"])
+        assert session.get_inputs()[0].shape == [3, 64, 112]
+    finally:
+        segmentor.mode = "whole"
+
+
+def test_export_tool(shared_data, tmp_path, capsys):
+    export_model = load_tool("export_model")
+    args = [
+        "--config-file", str(SEGMENTATION), "--format", "onnx", "--output", str(tmp_path),
+        "--sample-image", str(shared_data / "camvid" / "val" / "0016E5_07959.png"),
+        "--opts", "train.init_checkpoint=", "model.inference.mode=whole", "model.sem_seg_head.channels=64",
+    ]  # fmt: skip
+    assert export_model.main(args) == 0
+    assert (tmp_path / "model.onnx").is_file()
+    out = capsys.readouterr().out
+    assert out.startswith(f"Wrote {tmp_path / 'model.onnx'}; largest difference from the eager model on the traced input: ")
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["sem_seg"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--config-file", "{coco}", "--format", "onnx", "--export", "model"], "--export model supports semantic segmentation models (ContextSegmentor), got GeneralizedRCNN; use --export backbone"),
+    (["--config-file", "{tmp}/missing.py", "--format", "onnx"], "{tmp}/missing.py: no such config file"),
+    (["--config-file", "{seg}", "--format", "onnx", "--sample-image", "{tmp}/missing.jpg"], "--sample-image {tmp}/missing.jpg: no such file"),
+])  # fmt: skip
+def test_export_tool_errors(args, message, tmp_path, capsys):
+    fill = dict(tmp=tmp_path, seg=SEGMENTATION, coco=CONFIGS / "COCO-InstanceSegmentation" / "mask_rcnn_R_50_FPN_gc_r16_1x.py")
+    export_model = load_tool("export_model")
+    assert export_model.main([a.format(**fill) for a in args] + ["--output", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == f"export_model: {message.format(**fill)}\n"
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,100 @@
+#!/usr/bin/env python
+"""Parameters, FLOPs and activations of LazyConfig models, as the paper's tables report them.
+
+    python tools/analyze_model.py --config-file configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_syncbn_1x.py \\
+        --compare configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_syncbn_gc_r16_1x.py [--table]
+
+prints one row per config (#params, FLOPs and activations, and their differences from the
+first config, the baseline) as a Markdown table; --table adds fvcore's per-module table of
+the first config. FLOPs are fvcore's (a fused multiply-add is one FLOP; BatchNorm one per
+element; additions and activations are not counted), on a fixed workload per input size:
+see gcnet.analysis.complexity.
+"""
+import argparse
+import os
+import sys
+from typing import List, Sequence, Tuple
+
+from detectron2.config import instantiate
+from detectron2.modeling import GeneralizedRCNN
+from detectron2.utils.logger import setup_logger
+
+from gcnet.analysis import Complexity, measure_complexity
+from gcnet.engine import load_config
+from gcnet.modeling import ContextSegmentor
+
+# The input sizes of the paper's tables: mmdetection's get_flops (Tables 5 and 7) and the
+# Cityscapes crop (Table 12).
+DEFAULT_INPUT_SIZES = ((GeneralizedRCNN, (800, 1280)), (ContextSegmentor, (769, 769)))
+
+
+def default_input_size(model) -> Tuple[int, int]:
+    for model_type, size in DEFAULT_INPUT_SIZES:
+        if isinstance(model, model_type):
+            return size
+    return (224, 224)
+
+
+def _delta(value: float, base: float, scale: float, digits: int) -> str:
+    return "-" if value == base else f"{(value - base) / scale:+.{digits}f}"
+
+
+def comparison_rows(names: Sequence[str], results: Sequence[Complexity]) -> List[str]:
+    """A Markdown table with a row per config, differences against the first."""
+    base = results[0]
+    lines = [
+        "| config | #params (M) | Δ #params (M) | FLOPs (G) | Δ FLOPs (G) | activations (M) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, c in zip(names, results):
+        lines.append(
+            f"| {name} | {c.params / 1e6:.2f} | {_delta(c.params, base.params, 1e6, 2)} "
+            f"| {c.flops / 1e9:.2f} | {_delta(c.flops, base.flops, 1e9, 2)} | {c.activations / 1e6:.1f} |"
+        )
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", required=True, metavar="FILE", help="the model (the baseline of --compare)")
+    parser.add_argument("--compare", nargs="+", default=[], metavar="FILE", help="configs to compare with the first")
+    parser.add_argument(
+        "--input-size",
+        nargs=2,
+        type=int,
+        metavar=("H", "W"),
+        help="input height and width (default: 800 1280 for R-CNNs, 769 769 for segmentors, else 224 224)",
+    )
+    parser.add_argument("--num-box-rois", type=int, default=1000, help="RoIs of each R-CNN box head")
+    parser.add_argument("--num-mask-rois", type=int, default=100, help="RoIs of each R-CNN mask head")
+    parser.add_argument("--table", action="store_true", help="print the per-module table of the first config")
+    parser.add_argument("--max-depth", type=int, default=4, help="module depth of --table")
+    parser.add_argument("--opts", nargs="+", default=[], metavar="KEY=VALUE", help="overrides of every config")
+    args = parser.parse_args(argv)
+    setup_logger(name="fvcore")
+
+    configs = [args.config_file] + args.compare
+    try:
+        if args.input_size and min(args.input_size) < 1:
+            raise ValueError(f"--input-size must be positive, got {args.input_size}")
+        loaded = [load_config(config, args.opts) for config in configs]  # all checked before any work
+        results = []
+        for config, cfg in zip(configs, loaded):
+            model = instantiate(cfg.model).eval()
+            height, width = args.input_size or default_input_size(model)
+            results.append(measure_complexity(model, height, width, args.num_box_rois, args.num_mask_rois))
+            print(f"{config}: input {height}x{width}", file=sys.stderr)
+    except ValueError as e:
+        print(f"analyze_model: {e}", file=sys.stderr)
+        return 2
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(c)) for c in configs])
+    names = [os.path.splitext(os.path.relpath(os.path.abspath(c), root))[0] for c in configs]
+    print("\n".join(comparison_rows(names, results)))
+    if args.table:
+        print()
+        print(results[0].table(args.max_depth))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
