@@ -56,6 +56,9 @@ setup(
     extras_require={
         # tools/export_model.py --format onnx: the exporter and the check of its output
         "export": ["onnx", "onnxscript", "onnxruntime"],
-        "dev": ["pytest>=7", "onnx", "onnxscript", "onnxruntime", "mmcv-lite"],
+        # tools/benchmark.py: the reference implementations the GC block is timed against
+        "benchmark": ["mmcv-lite", "timm>=0.9"],
+        # the tests also check the Triton kernel (in Triton's interpreter, without a GPU)
+        "dev": ["pytest>=7", "onnx", "onnxscript", "onnxruntime", "mmcv-lite", "timm>=0.9", "triton; platform_system == 'Linux'"],
     },
 )

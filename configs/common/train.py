@@ -15,3 +15,7 @@ train.loss_guard = dict(action="skip", spike_factor=10.0, window=20, max_consecu
 # Keep model_best.pth for the best value of this metric at evaluation time ("" to disable).
 train.best_checkpoint = dict(metric="segm/AP", mode="max")
 train.seed = -1
+# Throughput (README "Performance"): cuDNN's algorithm search for fixed input sizes, and the
+# channels_last memory format (faster convolutions on tensor-core GPUs, with train.amp).
+train.cudnn_benchmark = False
+train.channels_last = False

@@ -26,7 +26,9 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-__all__ = ["ContextBlock", "attention_pool", "check_feature_map"]
+from .attention_pool import AffineSource, attention_pool, conv_attention_pool
+
+__all__ = ["ContextBlock", "check_feature_map"]
 
 POOLING_TYPES = ("att", "avg")
 FUSION_TYPES = ("channel_add", "channel_mul")
@@ -40,25 +42,6 @@ def check_feature_map(x: torch.Tensor, in_channels: int, owner: str) -> None:
         raise ValueError(
             f"{owner}: input x must have shape (N, {in_channels}, H, W), got {list(x.shape)}"
         )
-
-
-def attention_pool(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """Global attention pooling, the context modeling term of Eq. 3 and Eq. 5.
-
-    Computes sum_j softmax_j(logits_j) x_j with the softmax over all H*W positions, as one
-    batched matrix product over the flattened positions.
-
-    Args:
-        x: (N, C, H, W) features.
-        logits: (N, 1, H, W) attention logits W_k x.
-
-    Returns:
-        (N, C, 1, 1) global context.
-    """
-    n, c, h, w = x.shape
-    # The softmax runs in fp32 so that low-precision inputs keep a normalised distribution.
-    weights = logits.reshape(n, h * w, 1).float().softmax(dim=1).to(x.dtype)
-    return torch.bmm(x.reshape(n, c, h * w), weights).reshape(n, c, 1, 1)
 
 
 def _make_transform(in_channels: int, planes: int, transform: str) -> nn.Sequential:
@@ -181,20 +164,37 @@ class ContextBlock(nn.Module):
             return x.new_full((n, h, w), 1.0 / (h * w))
         return self.conv_mask(x).reshape(n, h * w).float().softmax(dim=1).reshape(n, h, w)
 
-    def spatial_pool(self, x: torch.Tensor) -> torch.Tensor:
+    def spatial_pool(self, x: torch.Tensor, source: Optional[AffineSource] = None) -> torch.Tensor:
         """The context modeling term sum_j alpha_j x_j of Eq. 4, shape (N, C, 1, 1)."""
         if self.conv_mask is not None:
-            return attention_pool(x, self.conv_mask(x))
+            if torch.jit.is_scripting():  # TorchScript cannot script custom autograd functions
+                return attention_pool(x, self.conv_mask(x))
+            return conv_attention_pool(x, self.conv_mask.weight, self.conv_mask.bias, source)
         return x.mean(dim=(2, 3), keepdim=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, inplace: bool = False, source: Optional[AffineSource] = None) -> torch.Tensor:
+        """z = x * sigmoid(delta_mul(c)) + delta_add(c) with c the pooled context (the terms
+        of the configured fusions), in at most one new tensor.
+
+        Args:
+            inplace: write z into ``x`` instead of a new tensor, for callers that
+                own ``x`` and need no gradient through it: the residual blocks fuse the GC
+                block into their residual add this way at inference.
+            source: how ``x`` was computed, for attention pooling to save no copy of ``x``
+                for its backward (see :class:`AffineSource`); the residual blocks pass it.
+        """
         check_feature_map(x, self.in_channels, "ContextBlock")
-        context = self.spatial_pool(x)
+        if inplace and torch.is_grad_enabled() and x.requires_grad:
+            raise ValueError("ContextBlock: inplace=True needs an x that autograd does not track")
+        context = self.spatial_pool(x, source)
         out = x
         if self.channel_mul_conv is not None:
-            out = out * torch.sigmoid(self.channel_mul_conv(context))
+            scale = torch.sigmoid(self.channel_mul_conv(context))
+            out = out.mul_(scale) if inplace else out * scale
         if self.channel_add_conv is not None:
-            out = out + self.channel_add_conv(context)
+            term = self.channel_add_conv(context)
+            # A tensor made above is this block's own: adding to it in place is safe for autograd.
+            out = out.add_(term) if inplace or out is not x else out + term
         return out
 
     def extra_repr(self) -> str:

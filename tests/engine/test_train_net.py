@@ -123,6 +123,24 @@ def is_running(pid):
     return state != "Z"
 
 
+def test_throughput_knobs_reach_the_model(datasets_root, tmp_path):
+    """train.channels_last puts the model in channels_last memory format (its checkpoint keeps
+    it); train.cudnn_benchmark is a known key, read by detectron2's default_setup."""
+    import torch
+
+    out = tmp_path / "out"
+    result = run_tool(
+        "tools/train_net.py", "--config-file", TINY, "train.max_iter=2", "train.log_period=1", f"train.output_dir={out}",
+        "train.channels_last=True", "train.cudnn_benchmark=True",
+        env={"DETECTRON2_DATASETS": str(datasets_root)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    weights = torch.load(out / "model_final.pth", weights_only=True)["model"]
+    convs = {k: v for k, v in weights.items() if v.dim() == 4 and v.shape[-1] > 1}
+    assert convs and all(v.is_contiguous(memory_format=torch.channels_last) for v in convs.values())
+    assert [m["iteration"] for m in read_metrics(out) if "total_loss" in m] == [0, 1]
+
+
 def test_dead_worker_stops_the_whole_run(datasets_root, tmp_path, free_port):
     out = tmp_path / "out"
     run = start_train_net(

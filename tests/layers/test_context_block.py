@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from gcnet.layers import ContextBlock, attention_pool
+from gcnet.layers import ContextBlock
 
 from ..helpers import randomize_
 
@@ -84,14 +84,6 @@ def test_state_dict_keys_match_reference_layout():
         for idx in (0, 1, 3):
             expected |= {f"{branch}.{idx}.weight", f"{branch}.{idx}.bias"}
     assert set(block.state_dict()) == expected
-
-
-def test_attention_pool_is_softmax_weighted_sum():
-    x = torch.randn(2, 6, 3, 4)
-    logits = torch.randn(2, 1, 3, 4)
-    weights = logits.flatten(1).softmax(dim=1)
-    expected = (x.flatten(2) * weights[:, None, :]).sum(dim=2)
-    torch.testing.assert_close(attention_pool(x, logits).flatten(1), expected)
 
 
 @pytest.mark.parametrize("pooling", POOLINGS)

@@ -223,3 +223,71 @@ def test_bad_options_raise_value_error(kwargs, message):
 def test_bad_out_features():
     with pytest.raises(ValueError, match=r"out_features has unknown names \['p5'\]"):
         build_gcnet_resnet(50, out_features=["res4", "p5"])
+
+
+@pytest.mark.parametrize("position", ["after1x1", "afterAdd"])
+def test_inference_fuses_the_gc_add_into_the_block(position):
+    """Without autograd the GC block adds into the block's own tensor (no new tensor); the
+    result equals the training-time computation."""
+    torch.manual_seed(0)
+    model = build_gcnet_resnet(50, norm="BN", gc_stages=["res4"], gc_position=position, out_features=["res4"]).eval()
+    randomize_(model.res4, scale=0.05)
+    block = model.res4[1].context_block
+    same_tensor = []
+    handle = block.register_forward_hook(lambda m, i, o: same_tensor.append(o.data_ptr() == i[0].data_ptr()))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        fused = model(x)["res4"]
+    tracked = model(x)["res4"]
+    handle.remove()
+    assert same_tensor == [True, False]
+    torch.testing.assert_close(fused, tracked.detach(), rtol=1e-6, atol=1e-6)
+
+
+def _saved_bytes(fn):
+    """Bytes of the tensors autograd saves for backward while ``fn`` runs (each storage once),
+    and fn's result."""
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        result = fn()
+    return sum(storages.values()), result
+
+
+@pytest.mark.parametrize("norm", ["FrozenBN", "BN"])
+def test_training_pools_from_the_last_conv_input(norm, monkeypatch):
+    """With a frozen BN after the last 1x1 conv, the GC block's pooling backward reads that
+    conv's input (kept by the conv anyway) instead of keeping the block's (N, C, H, W) branch
+    alive: the block saves no more than without the GC block, and its gradients equal those
+    of the path that saves x. With a training BN it keeps x (the statistics come from the batch)."""
+    from gcnet.modeling.backbone import blocks
+
+    kwargs = dict(bottleneck_channels=16, norm=norm)
+    gc_block = randomize_(GCBottleneckBlock(64, 64, gc=dict(ratio=1 / 4), **kwargs), scale=0.05).train()
+    plain = GCBottleneckBlock(64, 64, **kwargs).train()
+    plain.load_state_dict(gc_block.state_dict(), strict=False)
+    x = torch.randn(2, 64, 32, 24)
+    branch_bytes = x.numel() * x.element_size()
+
+    def run(block):
+        leaf = x.clone().requires_grad_()
+        saved, out = _saved_bytes(lambda: block(leaf))
+        block.zero_grad(set_to_none=True)
+        out.backward(torch.linspace(-1, 1, out.numel()).reshape(out.shape))
+        return saved, [leaf.grad] + [p.grad for p in block.parameters()]
+
+    plain_saved, _ = run(plain)
+    gc_saved, gc_grads = run(gc_block)
+    monkeypatch.setattr(blocks, "_affine_source", lambda conv, conv_input: None)
+    keeping_saved, keeping_grads = run(gc_block)
+    assert keeping_saved - plain_saved >= branch_bytes
+    if norm == "FrozenBN":
+        assert gc_saved - plain_saved < branch_bytes / 10
+    else:
+        assert gc_saved == keeping_saved
+    for a, b in zip(gc_grads, keeping_grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

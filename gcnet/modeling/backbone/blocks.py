@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detectron2.layers import Conv2d
+from detectron2.layers import Conv2d, FrozenBatchNorm2d
 from detectron2.modeling.backbone.resnet import BasicBlock, BottleneckBlock
 
-from gcnet.layers import ContextBlock, NonLocalBlock, SimplifiedNonLocalBlock
+from gcnet.layers import AffineSource, ContextBlock, NonLocalBlock, SimplifiedNonLocalBlock
 
 from ..deform_conv import DeformConv2d, split_offset_mask
 from ..norm import get_norm, resolve_norm
@@ -78,17 +78,46 @@ class _GlobalContextMixin:
             build_extra_block(extra_block, channels, extra_gc or {}, extra_nl) if extra_block else None
         )
 
-    def _add_residual(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``out`` is the residual branch after its last conv + norm."""
+    def _add_residual(
+        self, out: torch.Tensor, x: torch.Tensor, last_conv_input: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """``out`` is the residual branch after its last conv + norm, ``last_conv_input`` the
+        input of that conv. Without autograd (at inference) the GC block writes into ``out``,
+        so that its broadcast add costs one pass over ``out`` next to the residual add, and no
+        new tensor. In training, where the last conv is a 1x1 conv with a frozen BatchNorm, the
+        GC block's attention pooling reads ``last_conv_input`` in its backward (an
+        :class:`AffineSource`) instead of keeping ``out`` alive."""
+        inplace = not (torch.is_grad_enabled() and out.requires_grad)
         if self.context_block is not None and self.context_position == "after1x1":
-            out = self.context_block(out)
+            source = None if inplace or last_conv_input is None else _affine_source(self.conv3, last_conv_input)
+            out = self.context_block(out, inplace=inplace, source=source)
         out += self.shortcut(x) if self.shortcut is not None else x
         out = F.relu_(out)
         if self.context_block is not None and self.context_position == "afterAdd":
-            out = self.context_block(out)
+            out = self.context_block(out, inplace=inplace)
         if self.extra_context is not None:
             out = self.extra_context(out)
         return out
+
+
+def _affine_source(conv: Conv2d, conv_input: torch.Tensor) -> Optional[AffineSource]:
+    """``conv``'s output as an :class:`AffineSource` of ``conv_input``, where ``conv`` is a
+    1x1 conv followed by a FrozenBatchNorm2d or no norm (the fixed-BN models); None where it
+    is anything else (a BatchNorm in training computes its statistics from the batch)."""
+    plain_1x1 = conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.groups == 1
+    if not plain_1x1 or conv.activation is not None:
+        return None
+    weight = conv.weight.reshape(conv.out_channels, conv.in_channels)
+    if isinstance(conv.norm, FrozenBatchNorm2d):
+        scale = conv.norm.weight * (conv.norm.running_var + conv.norm.eps).rsqrt()
+        shift = conv.norm.bias - conv.norm.running_mean * scale
+        if conv.bias is not None:
+            shift = shift + conv.bias * scale
+        return AffineSource(conv_input, weight, scale, shift)
+    if conv.norm is None:
+        shift = conv.bias if conv.bias is not None else weight.new_zeros(conv.out_channels)
+        return AffineSource(conv_input, weight, torch.ones_like(shift), shift)
+    return None
 
 
 class GCBasicBlock(_GlobalContextMixin, BasicBlock):
@@ -204,4 +233,4 @@ class GCBottleneckBlock(_GlobalContextMixin, BottleneckBlock):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu_(self.conv1(x))
         out = F.relu_(self._conv2(out))
-        return self._add_residual(self.conv3(out), x)
+        return self._add_residual(self.conv3(out), x, last_conv_input=out)
