@@ -32,6 +32,20 @@ def datasets_root(shared_data, tmp_path) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def gc_resnet18():
+    """A GC-ResNet-18 (GC r4 in res3-res5, BN) in eval mode whose GC blocks act (random weights)."""
+    import torch
+
+    from gcnet.modeling import build_gcnet_resnet
+
+    from .helpers import randomize_
+
+    torch.manual_seed(0)
+    model = build_gcnet_resnet(18, norm="BN", gc_stages=["res3", "res4", "res5"], gc=dict(ratio=1 / 4))
+    return randomize_(model, scale=0.1).eval()
+
+
 @pytest.fixture(autouse=True)
 def isolated_loggers():
     """Tools called in-process set up loggers (detectron2's ``setup_logger``) whose handlers

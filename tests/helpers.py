@@ -16,6 +16,8 @@ from torch import nn
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = REPO_ROOT / "configs"
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# A GC-ResNet-18-FPN Mask R-CNN at a tiny input size on balloon: the tools' test model.
+TINY_CONFIG = str(REPO_ROOT / "tests" / "configs" / "mask_rcnn_R_18_FPN_gc_tiny_balloon.py")
 
 
 def randomize_(module: nn.Module, seed: int = 0, scale: float = 0.5) -> nn.Module:

@@ -191,7 +191,7 @@ def block_table(rows: List[dict]) -> str:
 # ----------------------------------------------------------------------------- models
 
 
-def synthetic_batch(cfg, model, size, count: int, train: bool) -> List[dict]:
+def synthetic_batch(model, size, count: int, train: bool) -> List[dict]:
     """``count`` random images of ``size`` with ground truth for training: a few boxes with
     masks (R-CNN) or a random label map (segmentation)."""
     from detectron2.structures import BitMasks, Boxes, Instances
@@ -237,7 +237,7 @@ def measure_model(config: str, weights_from: Optional[str], mode: str, size, ite
         model.to(memory_format=torch.channels_last)
     train = mode == "train"
     model.train(train)
-    batch = synthetic_batch(cfg, model, size, 2 if train else 1, train)
+    batch = synthetic_batch(model, size, 2 if train else 1, train)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9) if train else None
 
     def step():

@@ -146,7 +146,7 @@ class Demo:
     def __init__(self, predictor: Predictor, confidence_threshold: float, context_blocks: Optional[List[str]]):
         self.predictor = predictor
         self.confidence_threshold = confidence_threshold
-        self.context_blocks = context_blocks
+        self.recorder = ContextAttentionRecorder(predictor.model, context_blocks) if context_blocks else None
         self.video_visualizer = VideoVisualizer(predictor.metadata, ColorMode.IMAGE)
 
     def _instances(self, predictions: Dict):
@@ -172,16 +172,17 @@ class Demo:
 
     def run_on_image(self, image_bgr: np.ndarray) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
         """The drawn predictions and, with context blocks, each block's heatmap (RGB images)."""
-        if not self.context_blocks:
+        if self.recorder is None:
             return self.draw(image_bgr, self.predictor(image_bgr)), {}
         model_input = self.predictor.preprocess(image_bgr)
-        with ContextAttentionRecorder(self.predictor.model, self.context_blocks) as recorder, torch.no_grad():
+        with self.recorder, torch.no_grad():
             predictions = self.predictor.model([model_input])[0]
         size = model_input["image"].shape[-2:]
         padded = padded_input_size(self.predictor.model, size)
+        image_rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
         heatmaps = {
-            name: overlay_heatmap(image_bgr[:, :, ::-1].copy(), crop_to_image(maps[0], size, padded))
-            for name, maps in recorder.maps.items()
+            name: overlay_heatmap(image_rgb, crop_to_image(maps[0], size, padded))
+            for name, maps in self.recorder.maps.items()
         }
         return self.draw(image_bgr, predictions), heatmaps
 

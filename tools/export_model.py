@@ -24,7 +24,7 @@ from detectron2.utils.registry import locate
 import gcnet.model_zoo  # noqa: F401  (gcnet:// weights)
 from gcnet.data import read_image
 from gcnet.engine import GCNetCheckpointer, TestPreprocessor, load_config
-from gcnet.export import EXPORT_FORMATS, export_onnx, export_torchscript
+from gcnet.export import EXPORT_FORMATS, eager_outputs, export_onnx, export_torchscript
 from gcnet.modeling import ContextSegmentor
 
 FILE_NAMES = {"torchscript": "model.ts", "onnx": "model.onnx"}
@@ -99,9 +99,7 @@ def main(argv=None) -> int:
             export_torchscript(model, example, path)
         else:
             export_onnx(model, example, path)
-        with torch.no_grad():
-            eager = model([{"image": example}])[0]["sem_seg"] if isinstance(model, ContextSegmentor) else model(example)
-        eager = [eager] if torch.is_tensor(eager) else list(eager.values())
+        eager = eager_outputs(model, example)
         exported = run_exported(args.format, path, example)
         difference = max(float(np.abs(e.numpy() - x).max()) for e, x in zip(eager, exported))
     except ValueError as e:

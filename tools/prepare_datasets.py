@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 
-from gcnet.data import create_train_id_labels, prepare_balloon
+from gcnet.data import create_train_id_labels, datasets_root, prepare_balloon
 from gcnet.data.balloon import BALLOON_URL
 
 
@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     parser.add_argument("dataset", choices=["balloon", "cityscapes"])
     parser.add_argument(
         "--root",
-        default=os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")),
+        default=datasets_root(),
         help="datasets folder (default: $DETECTRON2_DATASETS, else ./datasets)",
     )
     parser.add_argument("--url", default=BALLOON_URL, help="where to download balloon from")

@@ -14,14 +14,7 @@ from .mmseg_gcnet_R_50_D8_512x1024_40k import (
 
 model.sem_seg_head.align_corners = True
 model.inference.update(mode="slide", crop_size=[769, 769], stride=[513, 513])
-dataloader.train.mapper.augmentations = [
-    L(T.ResizeScale)(min_scale=0.5, max_scale=2.0, target_height=1025, target_width=2049),
-    L(T.RandomCrop_CategoryAreaConstraint)(
-        crop_type="absolute",
-        crop_size=(769, 769),
-        single_category_max_area=0.75,
-        ignored_category=255,
-    ),
-    L(T.RandomFlip)(horizontal=True),
-]
+# The shared augmentations (configs/common/data/cityscapes_sem_seg.py): resize, crop, flip.
+dataloader.train.mapper.augmentations[0].update(target_height=1025, target_width=2049)
+dataloader.train.mapper.augmentations[1].crop_size = (769, 769)
 dataloader.test.mapper.augmentations = [L(T.Resize)(shape=(1025, 2049))]

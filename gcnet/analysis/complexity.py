@@ -19,7 +19,6 @@ A deformable convolution counts as the regular convolution of its shape (its bil
 sampling is not counted), plus its offset convolution.
 """
 from dataclasses import dataclass
-from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -31,6 +30,8 @@ from detectron2.modeling import GeneralizedRCNN
 from detectron2.structures import Boxes
 
 from gcnet.modeling import ContextSegmentor
+
+from .heatmap import padded_input_size
 
 __all__ = ["Complexity", "measure_complexity", "complexity_proxy"]
 
@@ -139,8 +140,7 @@ def measure_complexity(
     Args:
         num_box_rois, num_mask_rois: the fixed RoIs of an R-CNN's box and mask heads.
     """
-    divisor = getattr(getattr(model, "backbone", model), "size_divisibility", 0) or 1
-    height, width = (-(-height // divisor) * divisor, -(-width // divisor) * divisor)
+    height, width = padded_input_size(model, (height, width))
     proxy = complexity_proxy(model, num_box_rois, num_mask_rois).eval()
     device = next(model.parameters()).device
     image = torch.zeros(1, 3, height, width, device=device)

@@ -10,9 +10,9 @@ __all__ = ["overlay_heatmap", "padded_input_size", "crop_to_image"]
 
 
 def padded_input_size(model: nn.Module, size: Sequence[int]) -> Tuple[int, int]:
-    """The (H, W) of the tensor a detectron2 model batches an image of ``size`` into: padded up
-    to its backbone's ``size_divisibility`` (e.g. 32 with an FPN)."""
-    divisor = getattr(getattr(model, "backbone", None), "size_divisibility", 0) or 1
+    """The (H, W) of the tensor a detectron2 model (or a backbone) batches an image of ``size``
+    into: padded up to its backbone's ``size_divisibility`` (e.g. 32 with an FPN)."""
+    divisor = getattr(getattr(model, "backbone", model), "size_divisibility", 0) or 1
     return tuple(-(-int(s) // divisor) * divisor for s in size)
 
 

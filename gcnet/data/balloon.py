@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 from PIL import Image

@@ -4,6 +4,7 @@ import os
 
 from .cityscapes import register_cityscapes_semantic
 from .coco import register_coco_instances
+from .datasets_root import datasets_root, datasets_root_hint
 
 __all__ = ["register_balloon"]
 
@@ -19,12 +20,12 @@ def register_balloon(root: str) -> None:
             os.path.join(root, "balloon", split),
             how_to_create=(
                 f"The layout is $DETECTRON2_DATASETS/balloon/{{train,val,annotations}} "
-                f"(DETECTRON2_DATASETS={os.environ.get('DETECTRON2_DATASETS', '<unset>, so ./datasets')}). "
+                f"({datasets_root_hint()}). "
                 "Create it with: python tools/prepare_datasets.py balloon"
             ),
         )
 
 
-_root = os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
+_root = datasets_root()
 register_balloon(_root)
 register_cityscapes_semantic(_root)

@@ -1,7 +1,6 @@
 """Cityscapes semantic segmentation (``cityscapes_fine_sem_seg_{train,val}``) with checks
 that name the file and what was expected, and the creation of the train-id label maps."""
 import glob
-import json
 import logging
 import os
 from typing import Dict, List
@@ -12,6 +11,10 @@ from PIL import Image
 
 from detectron2.data import DatasetCatalog
 from detectron2.utils.file_io import PathManager
+
+from gcnet.utils.file_io import atomic_path
+
+from .datasets_root import datasets_root_hint
 
 __all__ = [
     "CITYSCAPES_SEM_SEG_SPLITS",
@@ -27,6 +30,7 @@ CITYSCAPES_SEM_SEG_SPLITS = {
     "cityscapes_fine_sem_seg_val": ("cityscapes/leftImg8bit/val", "cityscapes/gtFine/val"),
 }
 IMAGE_SUFFIX = "_leftImg8bit.png"
+LABEL_ID_SUFFIX = "_gtFine_labelIds.png"
 TRAIN_ID_SUFFIX = "_gtFine_labelTrainIds.png"
 CREATE_TRAIN_IDS = "python tools/prepare_datasets.py cityscapes"
 # cityscapesscripts' label id -> train id (255: ignored in training and evaluation).
@@ -36,14 +40,14 @@ ID_TO_TRAIN_ID = {label.id: (label.trainId if 0 <= label.trainId < 255 else 255)
 def _layout_hint(root_hint: str) -> str:
     return (
         f"Expected leftImg8bit/<split>/<city>/*{IMAGE_SUFFIX} and gtFine/<split>/<city>/"
-        f"*_gtFine_labelIds.png under $DETECTRON2_DATASETS/cityscapes ({root_hint})"
+        f"*{LABEL_ID_SUFFIX} under $DETECTRON2_DATASETS/cityscapes ({root_hint})"
     )
 
 
 def load_cityscapes_semantic(image_dir: str, gt_dir: str) -> List[Dict]:
     """detectron2 dataset dicts (file_name, sem_seg_file_name, height, width) of a Cityscapes
     split, after checking that both split folders and every image's train-id label exist."""
-    root_hint = f"DETECTRON2_DATASETS={os.environ.get('DETECTRON2_DATASETS', '<unset>, so ./datasets')}"
+    root_hint = datasets_root_hint()
     for folder in (image_dir, gt_dir):
         if not PathManager.isdir(folder):
             raise FileNotFoundError(f"Cityscapes split folder {folder} not found. {_layout_hint(root_hint)}")
@@ -63,7 +67,7 @@ def load_cityscapes_semantic(image_dir: str, gt_dir: str) -> List[Dict]:
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} of {len(missing) + len(dicts)} label files *{TRAIN_ID_SUFFIX} are missing "
-            f"under {gt_dir} (first: {missing[0]}). Create them from the *_gtFine_labelIds.png "
+            f"under {gt_dir} (first: {missing[0]}). Create them from the *{LABEL_ID_SUFFIX} "
             f"files with: {CREATE_TRAIN_IDS}"
         )
     if not dicts:
@@ -86,8 +90,8 @@ def create_train_id_labels(gt_root: str) -> int:
     for label_id, train_id in ID_TO_TRAIN_ID.items():
         lut[label_id] = train_id
     written = 0
-    for label_ids in sorted(glob.glob(os.path.join(gt_root, "**", "*_gtFine_labelIds.png"), recursive=True)):
-        target = label_ids[: -len("_gtFine_labelIds.png")] + TRAIN_ID_SUFFIX
+    for label_ids in sorted(glob.glob(os.path.join(gt_root, "**", "*" + LABEL_ID_SUFFIX), recursive=True)):
+        target = label_ids[: -len(LABEL_ID_SUFFIX)] + TRAIN_ID_SUFFIX
         if os.path.exists(target):
             continue
         ids = np.asarray(Image.open(label_ids))
@@ -97,9 +101,8 @@ def create_train_id_labels(gt_root: str) -> int:
             raise ValueError(
                 f"{label_ids}: values {bad} are not Cityscapes label ids ({sorted(ID_TO_TRAIN_ID)})"
             )
-        tmp = target + ".partial.png"
-        Image.fromarray(train_ids.astype(np.uint8)).save(tmp)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            Image.fromarray(train_ids.astype(np.uint8)).save(tmp, format="PNG")
         written += 1
     logger.info(f"Wrote {written} *{TRAIN_ID_SUFFIX} files under {gt_root}")
     return written

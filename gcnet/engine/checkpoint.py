@@ -18,13 +18,18 @@ __all__ = ["GCNetCheckpointer", "TRUSTED_PICKLE_HOSTS"]
 TRUSTED_PICKLE_HOSTS = ("dl.fbaipublicfiles.com",)
 
 
+def _trusted_pickle_hosts() -> tuple:
+    """detectron2's hosts and those of the GCNet model zoo's manifest."""
+    return TRUSTED_PICKLE_HOSTS + tuple(default_manifest().hosts())
+
+
 def _is_trusted_pickle(path: str) -> bool:
     """A .pkl may run code when unpickled: load it only from a local path the user names,
     detectron2's model zoo, or a host of gcnet's manifest."""
     parsed = urlparse(path)
     if parsed.scheme in ("", "file") or parsed.scheme == "detectron2":
         return True
-    return parsed.netloc in TRUSTED_PICKLE_HOSTS + tuple(default_manifest().hosts())
+    return parsed.netloc in _trusted_pickle_hosts()
 
 
 class GCNetCheckpointer(DetectionCheckpointer):
@@ -77,7 +82,7 @@ class GCNetCheckpointer(DetectionCheckpointer):
         if path and path.split("?")[0].endswith(".pkl") and not _is_trusted_pickle(path):
             raise ValueError(
                 f"Refusing to unpickle {path}: .pkl files run code when loaded and are only read "
-                f"from local paths or {', '.join(TRUSTED_PICKLE_HOSTS + tuple(default_manifest().hosts()))}. "
+                f"from local paths or {', '.join(_trusted_pickle_hosts())}. "
                 "Download it yourself and pass the local path if you trust it."
             )
         return super().load(path, *args, **kwargs)

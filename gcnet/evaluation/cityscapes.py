@@ -22,13 +22,11 @@ from PIL import Image
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
-from gcnet.data.cityscapes import ID_TO_TRAIN_ID, TRAIN_ID_SUFFIX
+from gcnet.data.cityscapes import ID_TO_TRAIN_ID, IMAGE_SUFFIX, LABEL_ID_SUFFIX
 
 __all__ = ["CityscapesSemSegEvaluator"]
 
 logger = logging.getLogger(__name__)
-
-LABEL_ID_SUFFIX = "_gtFine_labelIds.png"
 
 
 def _encode_png(array: np.ndarray) -> bytes:
@@ -72,12 +70,12 @@ class CityscapesSemSegEvaluator(DatasetEvaluator):
     @staticmethod
     def _ground_truth(input: Dict) -> str:
         image = input["file_name"]
-        if not image.endswith("_leftImg8bit.png"):
-            raise ValueError(f"{image}: expected a Cityscapes image named *_leftImg8bit.png")
+        if not image.endswith(IMAGE_SUFFIX):
+            raise ValueError(f"{image}: expected a Cityscapes image named *{IMAGE_SUFFIX}")
         city_dir, name = os.path.split(image)
         split_dir, city = os.path.split(city_dir)
         gt_split = split_dir.replace(f"{os.sep}leftImg8bit{os.sep}", f"{os.sep}gtFine{os.sep}")
-        return os.path.join(gt_split, city, name[: -len("_leftImg8bit.png")] + LABEL_ID_SUFFIX)
+        return os.path.join(gt_split, city, name[: -len(IMAGE_SUFFIX)] + LABEL_ID_SUFFIX)
 
     @staticmethod
     def _read_ground_truth(label_ids: str, prediction: np.ndarray):

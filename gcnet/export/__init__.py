@@ -5,6 +5,7 @@ require_detectron2(__name__)
 
 from .exporters import (  # noqa: E402
     EXPORT_FORMATS,
+    eager_outputs,
     export_onnx,
     export_torchscript,
     output_names,

@@ -3,8 +3,8 @@
 Both formats go through detectron2's ``TracingAdapter``, which flattens the model's inputs and
 outputs into tensors (TorchScript by tracing, ONNX by ``torch.export``):
 
-* a backbone takes one (N, 3, H, W) normalized tensor and returns its feature maps, in the
-  order of ``output_shape()``;
+* a backbone takes one (N, 3, H, W) normalized tensor and returns its feature maps, sorted
+  by name (the order in which ``TracingAdapter`` flattens a dict);
 * a :class:`~gcnet.modeling.ContextSegmentor` takes one (3, H, W) image in the model's input
   format (pixel values, as in ``{"image": ...}``) and returns its (K, H, W) class
   probabilities, with the model's own inference (whole image or sliding window, test-time
@@ -28,7 +28,15 @@ from detectron2.modeling import Backbone
 from gcnet.modeling import ContextSegmentor
 from gcnet.utils.file_io import atomic_path, atomic_write
 
-__all__ = ["EXPORT_FORMATS", "tracing_adapter", "size_independent", "output_names", "export_torchscript", "export_onnx"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "tracing_adapter",
+    "size_independent",
+    "output_names",
+    "eager_outputs",
+    "export_torchscript",
+    "export_onnx",
+]
 
 EXPORT_FORMATS = ("torchscript", "onnx")
 ONNX_OPSET = 19  # DeformConv is an ONNX operator from opset 19 (LayerNormalization from 17)
@@ -60,10 +68,19 @@ def size_independent(model: nn.Module) -> bool:
 
 
 def output_names(model: nn.Module) -> List[str]:
-    """The names of the exported outputs: the backbone's features, or "sem_seg"."""
+    """The names of the exported outputs: the backbone's features (sorted, as they are
+    returned), or "sem_seg"."""
     if isinstance(model, ContextSegmentor):
         return ["sem_seg"]
-    return list(model.output_shape())
+    return sorted(model.output_shape())
+
+
+def eager_outputs(model: nn.Module, example: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    """What an export of ``model`` traced on ``example`` should return for it, computed by
+    ``model`` itself: its outputs on ``example``, in the exported order."""
+    adapter = tracing_adapter(model, example)
+    with torch.no_grad():
+        return tuple(adapter(*adapter.flattened_inputs))
 
 
 def _prepare_output(path: str) -> None:

@@ -1,5 +1,4 @@
 """The paper's block family as plain PyTorch modules (no detectron2 needed)."""
-from . import attention_pool_triton
 from .attention_pool import AffineSource, attention_pool, conv_attention_pool
 from .context_block import ContextBlock
 from .non_local import NON_LOCAL_MODES, NonLocalBlock, SimplifiedNonLocalBlock
@@ -11,6 +10,5 @@ __all__ = [
     "SimplifiedNonLocalBlock",
     "NON_LOCAL_MODES",
     "attention_pool",
-    "attention_pool_triton",
     "conv_attention_pool",
 ]

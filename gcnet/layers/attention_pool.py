@@ -18,13 +18,17 @@ the same from ``x`` and the 1x1 conv W_k, choosing its path automatically:
 
 All paths agree to float32 rounding, outputs and gradients (``tests/layers``).
 """
+import functools
+import importlib.util
+import os
 from typing import NamedTuple, Optional, Tuple
 
 import torch
 
-from . import attention_pool_triton
+__all__ = ["AffineSource", "attention_pool", "conv_attention_pool", "triton_supports", "TRITON_MAX_CHANNELS"]
 
-__all__ = ["AffineSource", "attention_pool", "conv_attention_pool"]
+# The Triton kernel keeps one fp32 accumulator per channel, padded to a power of two, in registers.
+TRITON_MAX_CHANNELS = 4096
 
 
 def attention_pool(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -40,6 +44,21 @@ def attention_pool(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     n, c, h, w = x.shape
     weights = logits.reshape(n, h * w, 1).to(_softmax_dtype(x)).softmax(dim=1).to(x.dtype)
     return torch.bmm(x.reshape(n, c, h * w), weights).reshape(n, c, 1, 1)
+
+
+@functools.lru_cache(maxsize=None)
+def _triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def triton_supports(x: torch.Tensor) -> bool:
+    """Whether the forward pools ``x`` with the Triton kernel of :mod:`.attention_pool_triton`:
+    a floating (N, C, H, W) tensor of at most TRITON_MAX_CHANNELS channels, on CUDA (or any
+    device in Triton's interpreter, ``TRITON_INTERPRET=1``), with Triton installed. Triton is
+    imported only then: it adds about 70 ms to start-up, which CPU runs need not pay."""
+    if not (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
+        return False
+    return x.is_floating_point() and x.dim() == 4 and x.shape[1] <= TRITON_MAX_CHANNELS and _triton_installed()
 
 
 def _softmax_dtype(x: torch.Tensor) -> torch.dtype:
@@ -99,7 +118,9 @@ class _ConvAttentionPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, source_features, projection, scale, shift):
         n, c, h, w = x.shape
-        if attention_pool_triton.supports(x):
+        if triton_supports(x):
+            from . import attention_pool_triton
+
             context, weights = attention_pool_triton.triton_attention_pool(x, weight, bias)
             context, weights = context.to(x.dtype), weights.to(x.dtype)
         else:
@@ -111,10 +132,8 @@ class _ConvAttentionPool(torch.autograd.Function):
                 logits = logits + bias.to(logits.dtype)
             weights = logits.softmax(dim=1).to(x.dtype)
             context = _matvec(matrices, weights, transpose=positions_major)  # (N, C)
-        ctx.has_source = source_features is not None
-        source = (source_features, projection, scale, shift) if ctx.has_source else (x,)
+        source = (x,) if source_features is None else (source_features, projection, scale, shift)
         ctx.save_for_backward(weight, weights, context, *source)
-        ctx.has_bias = bias is not None
         ctx.x_shape, ctx.x_dtype, ctx.x_channels_last = x.shape, x.dtype, _channels_last(x)
         return context.reshape(n, c, 1, 1)
 
@@ -122,7 +141,7 @@ class _ConvAttentionPool(torch.autograd.Function):
     def backward(ctx, grad_context: torch.Tensor):
         weight, weights, context, *source = ctx.saved_tensors
         n, c, h, w = ctx.x_shape
-        pooled = _PooledFeatures(*source) if ctx.has_source else _PooledFeatures(source[0])
+        pooled = _PooledFeatures(*source)
         g = grad_context.reshape(n, c).to(ctx.x_dtype)
         # context = sum_j p_j x_j, p = softmax(l):  dL/dl_j = p_j (g . x_j - g . context).
         dlogits = weights * (pooled.dot(g) - (g * context).sum(dim=1, keepdim=True))
@@ -140,7 +159,7 @@ class _ConvAttentionPool(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             # dL/dW_k = sum over images and positions of dl_j x_j.
             grad_weight = pooled.weighted_sum(dlogits).sum(dim=0).reshape(weight.shape).to(weight.dtype)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[2]:  # False for a None bias
             grad_bias = dlogits.sum().reshape(1).to(weight.dtype)
         return grad_x, grad_weight, grad_bias, None, None, None, None
 

@@ -11,102 +11,84 @@ dtype; ``x`` is read through its strides, so contiguous and ``channels_last`` in
 both read in place.
 
 With ``TRITON_INTERPRET=1`` the kernel runs on CPU tensors in Triton's interpreter, which is
-how the test suite checks it against the definition on a machine without a GPU.
+how the test suite checks it against the definition on a machine without a GPU. This module
+imports Triton: :func:`.attention_pool.triton_supports` says when to import it.
 """
-import os
 from typing import Optional, Tuple
 
 import torch
+import triton
+import triton.language as tl
 
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # the PyTorch paths of attention_pool.py serve every device then
-    triton = None
+from .attention_pool import triton_supports
 
-__all__ = ["MAX_CHANNELS", "supports", "triton_attention_pool"]
+__all__ = ["triton_attention_pool"]
 
-# The kernel keeps one fp32 accumulator per channel, padded to a power of two, in registers.
-MAX_CHANNELS = 4096
 # Elements of x per program and step: the (C, BLOCK_P) tile lives in registers.
 _TILE_ELEMENTS = 16384
 # Programs per streaming multiprocessor to aim for when splitting the positions.
 _PROGRAMS_PER_SM = 4
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
+@triton.jit
+def _partial_pool_kernel(
+    x_ptr,
+    weight_ptr,
+    bias_ptr,
+    logits_ptr,
+    split_max_ptr,
+    split_sum_ptr,
+    split_context_ptr,
+    channels,
+    positions,
+    positions_per_split,
+    num_splits,
+    stride_n,
+    stride_c,
+    stride_p,
+    HAS_BIAS: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+):
+    image = tl.program_id(0)
+    split = tl.program_id(1)
+    start = split * positions_per_split
+    end = tl.minimum(start + positions_per_split, positions)
 
+    offs_c = tl.arange(0, BLOCK_C)
+    mask_c = offs_c < channels
+    w_k = tl.load(weight_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)
+    bias = 0.0
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr).to(tl.float32)
+    x_image = x_ptr + image.to(tl.int64) * stride_n
 
-def supports(x: torch.Tensor) -> bool:
-    """Whether :func:`triton_attention_pool` takes ``x``: Triton importable, a CUDA tensor
-    (any tensor in the interpreter), at most MAX_CHANNELS channels, a floating dtype."""
-    if triton is None or not x.is_floating_point() or x.dim() != 4 or x.shape[1] > MAX_CHANNELS:
-        return False
-    return x.is_cuda or _interpreting()
+    running_max = -float("inf")
+    running_sum = 0.0
+    context = tl.zeros([BLOCK_C], dtype=tl.float32)
+    for p0 in range(start, end, BLOCK_P):
+        offs_p = p0 + tl.arange(0, BLOCK_P)
+        mask_p = offs_p < end
+        tile = tl.load(
+            x_image + offs_c[:, None] * stride_c + offs_p[None, :] * stride_p,
+            mask=mask_c[:, None] & mask_p[None, :],
+            other=0.0,
+        ).to(tl.float32)
+        logits = tl.sum(tile * w_k[:, None], axis=0) + bias
+        logits = tl.where(mask_p, logits, -float("inf"))
+        tl.store(logits_ptr + image * positions + offs_p, logits, mask=mask_p)
 
+        new_max = tl.maximum(running_max, tl.max(logits, axis=0))
+        rescale = tl.exp(running_max - new_max)
+        probs = tl.exp(logits - new_max)
+        context = context * rescale + tl.sum(tile * probs[None, :], axis=1)
+        running_sum = running_sum * rescale + tl.sum(probs, axis=0)
+        running_max = new_max
 
-if triton is not None:
-
-    @triton.jit
-    def _partial_pool_kernel(
-        x_ptr,
-        weight_ptr,
-        bias_ptr,
-        logits_ptr,
-        split_max_ptr,
-        split_sum_ptr,
-        split_context_ptr,
-        channels,
-        positions,
-        positions_per_split,
-        num_splits,
-        stride_n,
-        stride_c,
-        stride_p,
-        HAS_BIAS: tl.constexpr,
-        BLOCK_C: tl.constexpr,
-        BLOCK_P: tl.constexpr,
-    ):
-        image = tl.program_id(0)
-        split = tl.program_id(1)
-        start = split * positions_per_split
-        end = tl.minimum(start + positions_per_split, positions)
-
-        offs_c = tl.arange(0, BLOCK_C)
-        mask_c = offs_c < channels
-        w_k = tl.load(weight_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)
-        bias = 0.0
-        if HAS_BIAS:
-            bias = tl.load(bias_ptr).to(tl.float32)
-        x_image = x_ptr + image.to(tl.int64) * stride_n
-
-        running_max = -float("inf")
-        running_sum = 0.0
-        context = tl.zeros([BLOCK_C], dtype=tl.float32)
-        for p0 in range(start, end, BLOCK_P):
-            offs_p = p0 + tl.arange(0, BLOCK_P)
-            mask_p = offs_p < end
-            tile = tl.load(
-                x_image + offs_c[:, None] * stride_c + offs_p[None, :] * stride_p,
-                mask=mask_c[:, None] & mask_p[None, :],
-                other=0.0,
-            ).to(tl.float32)
-            logits = tl.sum(tile * w_k[:, None], axis=0) + bias
-            logits = tl.where(mask_p, logits, -float("inf"))
-            tl.store(logits_ptr + image * positions + offs_p, logits, mask=mask_p)
-
-            new_max = tl.maximum(running_max, tl.max(logits, axis=0))
-            rescale = tl.exp(running_max - new_max)
-            probs = tl.exp(logits - new_max)
-            context = context * rescale + tl.sum(tile * probs[None, :], axis=1)
-            running_sum = running_sum * rescale + tl.sum(probs, axis=0)
-            running_max = new_max
-
-        split_index = image * num_splits + split
-        tl.store(split_max_ptr + split_index, running_max)
-        tl.store(split_sum_ptr + split_index, running_sum)
-        tl.store(split_context_ptr + split_index * channels + offs_c, context, mask=mask_c)
+    split_index = image * num_splits + split
+    tl.store(split_max_ptr + split_index, running_max)
+    tl.store(split_sum_ptr + split_index, running_sum)
+    tl.store(split_context_ptr + split_index * channels + offs_c, context, mask=mask_c)
 
 
 def _launch_geometry(x: torch.Tensor, block_p: int) -> Tuple[int, int]:
@@ -135,7 +117,7 @@ def triton_attention_pool(
     Returns:
         (context (N, C) in fp32, softmax weights (N, H*W) in fp32).
     """
-    if not supports(x):
+    if not triton_supports(x):
         raise ValueError(f"triton_attention_pool: unsupported input {tuple(x.shape)} {x.dtype} on {x.device}")
     n, c, h, w = x.shape
     if x.stride(2) != w * x.stride(3):  # H and W must flatten into one position index

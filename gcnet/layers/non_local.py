@@ -114,7 +114,11 @@ class NonLocalBlock(nn.Module):
 
     def pairwise_weights(self, x: torch.Tensor) -> torch.Tensor:
         """omega of Eq. 1 as an (N, H*W, H*W) matrix; row i is query position i's attention map."""
-        logits = self.pairwise_logits(x)
+        return self.normalize_pairwise(self.pairwise_logits(x))
+
+    def normalize_pairwise(self, logits: torch.Tensor) -> torch.Tensor:
+        """omega from the scores of :meth:`pairwise_logits`: the mode's normalisation (softmax
+        over j for the Gaussians, 1/N_p for dot product and concat, after a ReLU for concat)."""
         num_positions = logits.shape[-1]
         if self.mode in ("gaussian", "embedded_gaussian"):
             return logits.softmax(dim=-1)

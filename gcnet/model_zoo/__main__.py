@@ -7,26 +7,8 @@ import yaml
 
 from gcnet.utils.file_io import atomic_write
 
+from .handler import GCNetHandler
 from .manifest import default_manifest, load_manifest
-
-
-def _handler(args):
-    """The gcnet:// handler of the chosen manifest."""
-    from detectron2.utils.file_io import PathManager
-
-    from .handler import GCNetHandler
-
-    if args.manifest:
-        return GCNetHandler(load_manifest(args.manifest).sources())
-    return PathManager._path_handlers[GCNetHandler.PREFIX]
-
-
-def _converted_path(args, name: str) -> str:
-    from iopath.common.file_io import PathManager as PathManagerBase
-
-    path_manager = PathManagerBase()
-    path_manager.register_handler(_handler(args))
-    return path_manager.get_local_path("gcnet://" + name)
 
 
 def main(argv=None) -> int:
@@ -56,10 +38,11 @@ def main(argv=None) -> int:
             model = manifest.model(args.name)
             print(yaml.safe_dump({"name": model.name, **{k: v for k, v in vars(model).items() if k != "name"}}, sort_keys=False))
         elif args.command == "download":
-            print(f"upstream: {_handler(args).download('gcnet://' + args.name)}")
-            print(f"converted: {_converted_path(args, args.name)}")
+            handler = GCNetHandler(manifest.sources())
+            print(f"upstream: {handler.download(GCNetHandler.PREFIX + args.name)}")
+            print(f"converted: {handler._get_local_path(GCNetHandler.PREFIX + args.name)}")
         elif args.command == "verify":
-            return _verify(args, manifest)
+            return _verify(args.name, manifest)
         else:
             from .markdown import model_zoo_markdown
 
@@ -74,21 +57,22 @@ def main(argv=None) -> int:
     return 0
 
 
-def _verify(args, manifest) -> int:
+def _verify(name: str, manifest) -> int:
     """Exit 0 when the converted checkpoint fills every parameter of the config's model."""
     from detectron2.config import instantiate
 
     from .api import load_zoo_config
     from .fit import checkpoint_mismatches
 
-    entry = manifest.model(args.name)
-    checkpoint = torch.load(_converted_path(args, args.name), map_location="cpu", weights_only=True)
+    entry = manifest.model(name)
+    converted = GCNetHandler(manifest.sources())._get_local_path(GCNetHandler.PREFIX + name)
+    checkpoint = torch.load(converted, map_location="cpu", weights_only=True)
     cfg = load_zoo_config(entry)
     problems = checkpoint_mismatches(instantiate(cfg.model), checkpoint)
     if problems:
-        print(f"gcnet.model_zoo: {args.name} does not fit {entry.config}: " + "; ".join(problems), file=sys.stderr)
+        print(f"gcnet.model_zoo: {name} does not fit {entry.config}: " + "; ".join(problems), file=sys.stderr)
         return 1
-    print(f"{args.name}: sha256 verified, converted checkpoint fills every parameter of {entry.config}")
+    print(f"{name}: sha256 verified, converted checkpoint fills every parameter of {entry.config}")
     return 0
 
 

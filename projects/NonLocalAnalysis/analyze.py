@@ -85,7 +85,7 @@ def main(argv=None) -> int:
         if args.output:
             os.makedirs(args.output, exist_ok=True)
         predictor = Predictor(cfg, device=args.device)
-        stats = NonLocalStatistics(predictor.model, keep_attention=bool(args.output and args.num_figures))
+        stats = NonLocalStatistics(predictor.model)
     except (ValueError, OSError) as e:
         print(f"analyze: {e}", file=sys.stderr)
         return 2
@@ -99,8 +99,9 @@ def main(argv=None) -> int:
                 logger.warning(f"Skipped {e}")
                 continue
             model_input = predictor.preprocess(image)
+            stats.keep_attention = bool(args.output) and index < args.num_figures
             predictor.model([model_input])
-            if args.output and index < args.num_figures:
+            if stats.keep_attention:
                 size = tuple(model_input["image"].shape[-2:])
                 padded = padded_input_size(predictor.model, size)
                 stem = os.path.splitext(os.path.basename(path))[0]

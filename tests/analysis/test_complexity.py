@@ -3,17 +3,15 @@ GC/NL costs in closed form, and the fixed R-CNN workload."""
 import re
 
 import pytest
-import torch
 
 from detectron2.config import LazyConfig, instantiate
 
 from gcnet.analysis import measure_complexity
 from gcnet.modeling import build_gcnet_resnet
 
-from ..helpers import CONFIGS, REPO_ROOT, load_tool, num_parameters
+from ..helpers import CONFIGS, TINY_CONFIG, load_tool, num_parameters
 
 COCO = CONFIGS / "COCO-InstanceSegmentation"
-TINY = REPO_ROOT / "tests" / "configs" / "mask_rcnn_R_18_FPN_gc_tiny_balloon.py"
 
 
 def gc_block_flops(channels: int, positions: int, ratio: float) -> int:
@@ -38,7 +36,7 @@ def test_gc_resnet50_costs_what_its_blocks_cost():
 
 
 def test_rcnn_heads_run_on_a_fixed_number_of_rois():
-    model = instantiate(LazyConfig.load(str(TINY)).model).eval()
+    model = instantiate(LazyConfig.load(str(TINY_CONFIG)).model).eval()
     costs = {n: measure_complexity(model, 128, 160, num_box_rois=n, num_mask_rois=n // 2).flop_analysis.by_module() for n in (8, 16)}
     box_head = 64 * 7 * 7 * 128 + 128 * 128  # two fc layers per RoI
     box_predictor = 128 * 2 + 128 * 4  # 1 class + background, 1 class x 4 deltas

@@ -10,9 +10,8 @@ from detectron2.config import LazyConfig, instantiate
 from gcnet.data import read_image
 from gcnet.engine import GCNetCheckpointer, Predictor
 
-from ..helpers import CONFIGS, REPO_ROOT, randomize_
+from ..helpers import CONFIGS, TINY_CONFIG, randomize_
 
-TINY = REPO_ROOT / "tests" / "configs" / "mask_rcnn_R_18_FPN_gc_tiny_balloon.py"
 SEGMENTATION = CONFIGS / "Cityscapes-SemanticSegmentation" / "mmseg_gcnet_R_50_D8_512x1024_40k.py"
 
 
@@ -22,7 +21,7 @@ def photo(shared_data):
 
 
 def test_detection_outputs_equal_a_direct_model_call(photo):
-    cfg = LazyConfig.load(str(TINY))
+    cfg = LazyConfig.load(str(TINY_CONFIG))
     predictor = Predictor(cfg, device="cpu")
     predicted = predictor(photo)["instances"]
     # What the test loader does: RGB, shorter side 160 (longer at most 256).
@@ -61,7 +60,7 @@ def test_semantic_segmentation_outputs_equal_a_direct_model_call(shared_data):
 
 
 def test_bgr_models_get_bgr_input(photo):
-    cfg = LazyConfig.load(str(TINY))
+    cfg = LazyConfig.load(str(TINY_CONFIG))
     cfg.dataloader.test.mapper.image_format = "BGR"
     predictor = Predictor(cfg, device="cpu")
     model_input = predictor.preprocess(photo)
@@ -70,7 +69,7 @@ def test_bgr_models_get_bgr_input(photo):
 
 
 def test_loads_the_config_checkpoint(photo, tmp_path):
-    cfg = LazyConfig.load(str(TINY))
+    cfg = LazyConfig.load(str(TINY_CONFIG))
     torch.manual_seed(1)
     trained = randomize_(instantiate(cfg.model), scale=0.05)
     GCNetCheckpointer(trained, save_dir=str(tmp_path)).save("trained")
@@ -82,6 +81,6 @@ def test_loads_the_config_checkpoint(photo, tmp_path):
 
 @pytest.mark.parametrize("image", [np.zeros((8, 8), np.uint8), np.zeros((8, 8, 4), np.uint8)])
 def test_rejects_images_that_are_not_bgr(image):
-    predictor = Predictor(LazyConfig.load(str(TINY)), device="cpu")
+    predictor = Predictor(LazyConfig.load(str(TINY_CONFIG)), device="cpu")
     with pytest.raises(ValueError, match=r"^expected an \(H, W, 3\) BGR image, got shape"):
         predictor(image)

@@ -12,10 +12,9 @@ import pytest
 
 from detectron2.config import LazyConfig, instantiate
 
-from ..helpers import REPO_ROOT, run_tool, tool_env
+from ..helpers import REPO_ROOT, TINY_CONFIG, run_tool, tool_env
 
 QUICK_START = "configs/quick_schedules/mask_rcnn_R_50_FPN_gc_r16_balloon.py"
-TINY = "tests/configs/mask_rcnn_R_18_FPN_gc_tiny_balloon.py"
 
 
 def read_metrics(output_dir: Path):
@@ -72,7 +71,7 @@ def test_quick_start_trains_evaluates_and_checkpoints(datasets_root, tmp_path):
 def test_sigkill_then_resume_continues_iteration_and_schedule(datasets_root, tmp_path):
     out = tmp_path / "out"
     args = [
-        "--config-file", TINY, "--resume", "train.max_iter=40", "train.checkpointer.period=6",
+        "--config-file", TINY_CONFIG, "--resume", "train.max_iter=40", "train.checkpointer.period=6",
         "train.checkpointer.max_to_keep=2", "train.log_period=1", f"train.output_dir={out}",
     ]  # fmt: skip
     env = {"DETECTRON2_DATASETS": str(datasets_root)}
@@ -96,7 +95,7 @@ def test_sigkill_then_resume_continues_iteration_and_schedule(datasets_root, tmp
 
     metrics = {m["iteration"]: m for m in read_metrics(out) if "lr" in m}
     assert max(metrics) == 39 and set(range(last_done + 1, 40)) <= set(metrics)
-    cfg = LazyConfig.load(str(REPO_ROOT / TINY))
+    cfg = LazyConfig.load(TINY_CONFIG)
     multiplier = instantiate(cfg.lr_multiplier)
     for it in range(last_done + 1, 40):  # the schedule went on where it was
         assert metrics[it]["lr"] == pytest.approx(cfg.optimizer.lr * multiplier(it / 40)), it
@@ -130,7 +129,7 @@ def test_throughput_knobs_reach_the_model(datasets_root, tmp_path):
 
     out = tmp_path / "out"
     result = run_tool(
-        "tools/train_net.py", "--config-file", TINY, "train.max_iter=2", "train.log_period=1", f"train.output_dir={out}",
+        "tools/train_net.py", "--config-file", TINY_CONFIG, "train.max_iter=2", "train.log_period=1", f"train.output_dir={out}",
         "train.channels_last=True", "train.cudnn_benchmark=True",
         env={"DETECTRON2_DATASETS": str(datasets_root)},
     )  # fmt: skip
@@ -144,7 +143,7 @@ def test_throughput_knobs_reach_the_model(datasets_root, tmp_path):
 def test_dead_worker_stops_the_whole_run(datasets_root, tmp_path, free_port):
     out = tmp_path / "out"
     run = start_train_net(
-        "--config-file", TINY, "--num-gpus", "2", "--dist-url", f"tcp://127.0.0.1:{free_port}",
+        "--config-file", TINY_CONFIG, "--num-gpus", "2", "--dist-url", f"tcp://127.0.0.1:{free_port}",
         "train.max_iter=100000", "train.log_period=1", f"train.output_dir={out}",
         env={"DETECTRON2_DATASETS": str(datasets_root)},
     )  # fmt: skip
@@ -153,10 +152,8 @@ def test_dead_worker_stops_the_whole_run(datasets_root, tmp_path, free_port):
         workers = [p for p in child_pids(run.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
         assert len(workers) == 2, workers
         os.kill(workers[1], signal.SIGKILL)
-        start = time.monotonic()
-        returncode = run.wait(timeout=120)
+        returncode = run.wait(timeout=120)  # raises TimeoutExpired if the others hang on
         assert returncode != 0
-        assert time.monotonic() - start < 120
         assert not [p for p in workers if is_running(p)]
     finally:
         if run.poll() is None:
@@ -165,7 +162,7 @@ def test_dead_worker_stops_the_whole_run(datasets_root, tmp_path, free_port):
 
 
 def test_unknown_override_key_names_the_closest(tmp_path):
-    result = run_tool("tools/train_net.py", "--config-file", TINY, "train.max_iterr=5", f"train.output_dir={tmp_path}")
+    result = run_tool("tools/train_net.py", "--config-file", TINY_CONFIG, "train.max_iterr=5", f"train.output_dir={tmp_path}")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "train_net: Unknown config key 'train.max_iterr' in override 'train.max_iterr=5'; "
@@ -176,7 +173,7 @@ def test_unknown_override_key_names_the_closest(tmp_path):
 
 def test_missing_dataset_is_one_clear_line(tmp_path):
     result = run_tool(
-        "tools/train_net.py", "--config-file", TINY, f"train.output_dir={tmp_path}",
+        "tools/train_net.py", "--config-file", TINY_CONFIG, f"train.output_dir={tmp_path}",
         env={"DETECTRON2_DATASETS": str(tmp_path / "datasets")},
     )  # fmt: skip
     assert result.returncode == 1

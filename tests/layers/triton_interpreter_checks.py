@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from gcnet.layers import attention_pool, attention_pool_triton, conv_attention_pool
+from gcnet.layers.attention_pool import TRITON_MAX_CHANNELS, triton_supports
 
 from .test_attention_pool import SHAPES, reference_and_fast
 
@@ -71,8 +72,9 @@ def test_kernel_accumulates_low_precision_in_fp32():
 
 
 def test_kernel_refuses_what_it_cannot_take():
-    too_wide = torch.zeros(1, attention_pool_triton.MAX_CHANNELS + 1, 2, 2)
-    assert not attention_pool_triton.supports(too_wide)
-    assert not attention_pool_triton.supports(torch.zeros(1, 4, 2, 2, dtype=torch.int32))
+    assert triton_supports(torch.zeros(1, TRITON_MAX_CHANNELS, 2, 2))
+    too_wide = torch.zeros(1, TRITON_MAX_CHANNELS + 1, 2, 2)
+    assert not triton_supports(too_wide)
+    assert not triton_supports(torch.zeros(1, 4, 2, 2, dtype=torch.int32))
     with pytest.raises(ValueError, match=r"triton_attention_pool: unsupported input \(1, 4097, 2, 2\)"):
         attention_pool_triton.triton_attention_pool(too_wide, torch.zeros(1, 4097, 1, 1), None)

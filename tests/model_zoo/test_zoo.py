@@ -41,6 +41,7 @@ def test_manifest_rows():
 @pytest.mark.parametrize("name", sorted(MANIFEST.sources()))
 def test_every_entry_is_consistent(name):
     source = MANIFEST.sources()[name]
+    assert source.url.startswith(("https://", "http://")) and source.converter in zoo.CONVERTERS, source
     if source.sha256:  # OpenMMLab and torchvision name files <stem>-<sha256 prefix>.pth
         assert re.search(rf"-{source.sha256}\.pth$", source.url), source.url
     if name in MANIFEST.models:

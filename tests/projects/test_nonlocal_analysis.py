@@ -13,10 +13,9 @@ from detectron2.config import LazyConfig, instantiate
 from gcnet.engine import GCNetCheckpointer
 from gcnet.layers import NON_LOCAL_MODES, NonLocalBlock
 
-from ..helpers import REPO_ROOT, randomize_
+from ..helpers import REPO_ROOT, TINY_CONFIG, randomize_
 
 PROJECT = REPO_ROOT / "projects" / "NonLocalAnalysis"
-TINY = REPO_ROOT / "tests" / "configs" / "mask_rcnn_R_18_FPN_gc_tiny_balloon.py"
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +109,7 @@ def test_analysis_script_on_real_images(project, shared_data, tmp_path, capsys):
     """The tiny GC-ResNet-18 Mask R-CNN with an embedded-Gaussian NL block in res3 (random but
     non-zero weights), on CamVid frames and the demo photo."""
     overrides = ["model.backbone.bottom_up.extra_block=nl", "model.backbone.bottom_up.extra_block_stage=res3"]
-    cfg = LazyConfig.load(str(TINY))
+    cfg = LazyConfig.load(str(TINY_CONFIG))
     cfg.model.backbone.bottom_up.extra_block, cfg.model.backbone.bottom_up.extra_block_stage = "nl", "res3"
     torch.manual_seed(0)
     model = instantiate(cfg.model)
@@ -119,7 +118,7 @@ def test_analysis_script_on_real_images(project, shared_data, tmp_path, capsys):
     images = sorted((shared_data / "camvid" / "val").glob("*.png"))[:2] + [shared_data / "demo" / "park_bench.jpg"]
     out = tmp_path / "analysis"
     code = project[1].main([
-        "--config-file", str(TINY), "--input", *map(str, images), "--output", str(out), "--num-figures", "2",
+        "--config-file", str(TINY_CONFIG), "--input", *map(str, images), "--output", str(out), "--num-figures", "2",
         "--opts", *overrides, f"train.init_checkpoint={tmp_path / 'nl.pth'}",
     ])  # fmt: skip
     assert code == 0
@@ -136,12 +135,12 @@ def test_analysis_script_on_real_images(project, shared_data, tmp_path, capsys):
         assert Image.open(figure).size == (3 * width, height)  # three query points side by side
 
 
-def test_analysis_script_errors(project, tmp_path, capsys):
+def test_analysis_script_errors(project, shared_data, tmp_path, capsys):
     analyze = project[1]
-    assert analyze.main(["--config-file", str(TINY), "--input", str(tmp_path / "missing.jpg")]) == 2
+    assert analyze.main(["--config-file", str(TINY_CONFIG), "--input", str(tmp_path / "missing.jpg")]) == 2
     assert capsys.readouterr().err.startswith(f"analyze: --input {tmp_path / 'missing.jpg'}: no such file")
-    assert analyze.main(["--config-file", str(TINY), "--dataset", "no_such_dataset"]) == 2
+    assert analyze.main(["--config-file", str(TINY_CONFIG), "--dataset", "no_such_dataset"]) == 2
     assert capsys.readouterr().err == "analyze: --dataset no_such_dataset: not a registered dataset\n"
-    image = REPO_ROOT.parent / "shared" / "data" / "demo" / "park_bench.jpg"
-    assert analyze.main(["--config-file", str(TINY), "--input", str(image), "--opts", "train.init_checkpoint="]) == 2
+    image = shared_data / "demo" / "park_bench.jpg"
+    assert analyze.main(["--config-file", str(TINY_CONFIG), "--input", str(image), "--opts", "train.init_checkpoint="]) == 2
     assert "has no non-local block" in capsys.readouterr().err

@@ -5,9 +5,8 @@ import argparse
 import pytest
 import torch
 
-from ..helpers import REPO_ROOT, load_tool
+from ..helpers import TINY_CONFIG, load_tool
 
-TINY = "tests/configs/mask_rcnn_R_18_FPN_gc_tiny_balloon.py"
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +39,7 @@ def test_block_rows_and_table(bench):
 
 @pytest.mark.parametrize("mode", ["inference", "train"])
 def test_model_measurement(bench, mode):
-    row = bench.measure_model(TINY, TINY, mode, (96, 128), iters=1, device="cpu", channels_last=mode == "train")
+    row = bench.measure_model(TINY_CONFIG, TINY_CONFIG, mode, (96, 128), iters=1, device="cpu", channels_last=mode == "train")
     assert row["median_s"] > 0 and row["peak_gb"] > 0 and row["memory"] == "peak RSS of the process"
     assert (row.get("saved_gb", 0) > 0) == (mode == "train")
     base, gc = dict(row, pair="tiny"), dict(row, pair="tiny", median_s=row["median_s"] * 1.02)

@@ -12,9 +12,8 @@ from detectron2.config import LazyConfig, instantiate
 
 from gcnet.engine import GCNetCheckpointer
 
-from ..helpers import REPO_ROOT, load_tool, run_tool
+from ..helpers import TINY_CONFIG, load_tool, run_tool
 
-TINY = str(REPO_ROOT / "tests" / "configs" / "mask_rcnn_R_18_FPN_gc_tiny_balloon.py")
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +25,7 @@ def demo():
 def weights(tmp_path_factory):
     """Fixed weights for the tiny model, so that every run draws the same instances."""
     torch.manual_seed(0)
-    model = instantiate(LazyConfig.load(TINY).model)
+    model = instantiate(LazyConfig.load(TINY_CONFIG).model)
     folder = tmp_path_factory.mktemp("weights")
     GCNetCheckpointer(model, save_dir=str(folder)).save("tiny")
     return ["--opts", f"train.init_checkpoint={folder / 'tiny.pth'}"]
@@ -41,7 +40,7 @@ def test_every_real_photo_gets_an_output_of_its_size(shared_data, tmp_path, weig
     photos = [shared_data / "demo" / "park_bench.jpg"] + sorted((shared_data / "tiny_coco" / "val2017").glob("*.jpg"))
     out = tmp_path / "out"
     result = run_tool(
-        "tools/demo.py", "--config-file", TINY, "--input", shared_data / "demo", shared_data / "tiny_coco" / "val2017",
+        "tools/demo.py", "--config-file", TINY_CONFIG, "--input", shared_data / "demo", shared_data / "tiny_coco" / "val2017",
         "--output", out, "--confidence-threshold", "0.9", *weights,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -54,7 +53,7 @@ def test_every_real_photo_gets_an_output_of_its_size(shared_data, tmp_path, weig
 def test_show_context_writes_a_heatmap_per_stage(demo, shared_data, tmp_path, weights):
     out = tmp_path / "out"
     code = demo.main([
-        "--config-file", TINY, "--input", str(shared_data / "demo" / "park_bench.jpg"), "--output", str(out) + "/",
+        "--config-file", TINY_CONFIG, "--input", str(shared_data / "demo" / "park_bench.jpg"), "--output", str(out) + "/",
         "--show-context", *weights,
     ])  # fmt: skip
     assert code == 0
@@ -66,7 +65,7 @@ def test_show_context_writes_a_heatmap_per_stage(demo, shared_data, tmp_path, we
     assert np.abs(drawn.astype(int) - heatmap.astype(int)).mean() > 10
 
     code = demo.main([
-        "--config-file", TINY, "--input", str(shared_data / "demo" / "park_bench.jpg"), "--output", str(out / "one.png"),
+        "--config-file", TINY_CONFIG, "--input", str(shared_data / "demo" / "park_bench.jpg"), "--output", str(out / "one.png"),
         "--show-context", "--context-blocks", "*res4.*", *weights,
     ])  # fmt: skip
     assert code == 0
@@ -96,7 +95,7 @@ def test_unusual_and_broken_images(demo, shared_data, tmp_path, demo_warnings, w
     (inputs / "corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     (inputs / "truncated.jpg").write_bytes((shared_data / "demo" / "park_bench.jpg").read_bytes()[:3000])
     out = tmp_path / "out"
-    assert demo.main(["--config-file", TINY, "--input", str(inputs), "--output", str(out), *weights]) == 0
+    assert demo.main(["--config-file", TINY_CONFIG, "--input", str(inputs), "--output", str(out), *weights]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["depth16.png", "gray.png", "palette.png", "rgba.png"]
     for name in ["gray.png", "rgba.png", "palette.png", "depth16.png"]:
         assert image_size(out / name) == (160, 107)
@@ -116,7 +115,7 @@ def test_video_gets_a_video_of_the_same_frames(demo, shared_data, tmp_path, weig
     writer.release()
     out = tmp_path / "out"
     out.mkdir()
-    assert demo.main(["--config-file", TINY, "--video-input", str(video), "--output", str(out), *weights]) == 0
+    assert demo.main(["--config-file", TINY_CONFIG, "--video-input", str(video), "--output", str(out), *weights]) == 0
     assert [p.name for p in out.iterdir()] == ["clip.mp4"]
     result = cv2.VideoCapture(str(out / "clip.mp4"))
     assert int(result.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
@@ -125,17 +124,17 @@ def test_video_gets_a_video_of_the_same_frames(demo, shared_data, tmp_path, weig
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--config-file", TINY, "--input", "{tmp}/missing.jpg"], "--input {tmp}/missing.jpg: no such file or folder"),
+    (["--config-file", TINY_CONFIG, "--input", "{tmp}/missing.jpg"], "--input {tmp}/missing.jpg: no such file or folder"),
     (["--config-file", "{tmp}/missing.py", "--input", "{photo}"], "{tmp}/missing.py: no such config file"),
     (["--model", "mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x", "--input", "{photo}"],
      "Unknown model 'mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x'; closest: mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco"),
-    (["--config-file", TINY, "--input", "{photo}", "--output", "{tmp}/file.txt/out"], "--output {tmp}/file.txt/out: cannot create the folder"),
-    (["--config-file", TINY, "--input", "{photo}", "{tmp}/a", "--output", "{tmp}/out.png"], "--output {tmp}/out.png: 2 inputs need an output folder, not a file"),
-    (["--config-file", TINY, "--input", "{photo}", "{tmp}/a/park_bench.jpg", "--output", "{tmp}/out"], "would both be written to {tmp}/out/park_bench.jpg"),
-    (["--config-file", TINY, "--video-input", "{tmp}/missing.mp4", "--output", "{tmp}/out.mp4"], "--video-input {tmp}/missing.mp4: no such file"),
-    (["--config-file", TINY, "--video-input", "{tmp}/file.txt", "--output", "{tmp}/out.mp4"], "--video-input {tmp}/file.txt: OpenCV cannot read it as a video"),
-    (["--config-file", TINY, "--video-input", "{photo}", "--show-context"], "--show-context draws heatmaps on images: use it with --input"),
-    (["--config-file", TINY, "--input", "{photo}", "--opts", "model.no_such_key=1"], "model.no_such_key"),
+    (["--config-file", TINY_CONFIG, "--input", "{photo}", "--output", "{tmp}/file.txt/out"], "--output {tmp}/file.txt/out: cannot create the folder"),
+    (["--config-file", TINY_CONFIG, "--input", "{photo}", "{tmp}/a", "--output", "{tmp}/out.png"], "--output {tmp}/out.png: 2 inputs need an output folder, not a file"),
+    (["--config-file", TINY_CONFIG, "--input", "{photo}", "{tmp}/a/park_bench.jpg", "--output", "{tmp}/out"], "would both be written to {tmp}/out/park_bench.jpg"),
+    (["--config-file", TINY_CONFIG, "--video-input", "{tmp}/missing.mp4", "--output", "{tmp}/out.mp4"], "--video-input {tmp}/missing.mp4: no such file"),
+    (["--config-file", TINY_CONFIG, "--video-input", "{tmp}/file.txt", "--output", "{tmp}/out.mp4"], "--video-input {tmp}/file.txt: OpenCV cannot read it as a video"),
+    (["--config-file", TINY_CONFIG, "--video-input", "{photo}", "--show-context"], "--show-context draws heatmaps on images: use it with --input"),
+    (["--config-file", TINY_CONFIG, "--input", "{photo}", "--opts", "model.no_such_key=1"], "model.no_such_key"),
 ])  # fmt: skip
 def test_bad_arguments_fail_before_any_work(demo, args, message, shared_data, tmp_path, capsys, monkeypatch):
     (tmp_path / "file.txt").write_text("x")

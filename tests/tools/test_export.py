@@ -7,7 +7,7 @@ import torch
 
 from detectron2.config import LazyConfig, instantiate
 
-from gcnet.export import export_onnx, export_torchscript, size_independent
+from gcnet.export import eager_outputs, export_onnx, export_torchscript, size_independent
 from gcnet.modeling import build_gcnet_resnet
 
 from ..helpers import CONFIGS, load_tool, randomize_
@@ -16,20 +16,10 @@ SEGMENTATION = CONFIGS / "Cityscapes-SemanticSegmentation" / "mmseg_gcnet_R_50_D
 
 
 def run(fmt, path, image):
-    if fmt == "torchscript":
-        with torch.no_grad():
-            return [t.numpy() for t in torch.jit.load(str(path))(image)]
-    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": image.numpy()})
+    return load_tool("export_model").run_exported(fmt, str(path), image)
 
 
 EXPORTERS = {"torchscript": export_torchscript, "onnx": export_onnx}
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    torch.manual_seed(0)
-    model = build_gcnet_resnet(18, norm="BN", gc_stages=["res3", "res4", "res5"], gc=dict(ratio=1 / 4))
-    return randomize_(model, scale=0.1).eval()  # the GC blocks are not the identity
 
 
 @pytest.fixture(scope="module")
@@ -43,19 +33,40 @@ def segmentor():
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
-def test_backbone_export_equals_eager(backbone, fmt, tmp_path):
+def test_backbone_export_equals_eager(gc_resnet18, fmt, tmp_path):
     path = tmp_path / f"backbone.{fmt}"
-    EXPORTERS[fmt](backbone, torch.randn(1, 3, 64, 96), str(path))
+    EXPORTERS[fmt](gc_resnet18, torch.randn(1, 3, 64, 96), str(path))
     for shape in [(1, 3, 64, 96), (2, 3, 96, 128)]:  # the traced size, and another batch and size
         x = torch.randn(shape)
         with torch.no_grad():
-            expected = [t.numpy() for t in backbone(x).values()]
+            expected = [t.numpy() for t in gc_resnet18(x).values()]
         exported = run(fmt, path, x)
         assert len(exported) == 4
         for e, o in zip(expected, exported):
             assert e.shape == o.shape
             np.testing.assert_allclose(o, e, rtol=1e-4, atol=1e-4)
-    assert not backbone.training
+    assert not gc_resnet18.training
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_backbone_outputs_come_sorted_by_name(fmt, tmp_path):
+    """Exported feature maps come in name order (TracingAdapter's), whatever the order of
+    out_features; eager_outputs and the ONNX output names follow it."""
+    torch.manual_seed(0)
+    model = build_gcnet_resnet(18, norm="BN", out_features=["stem", "res3"], gc_stages=["res3"]).eval()
+    x = torch.randn(1, 3, 64, 64)
+    path = tmp_path / f"backbone.{fmt}"
+    EXPORTERS[fmt](model, x, str(path))
+    with torch.no_grad():
+        features = model(x)
+    expected = [features["res3"].numpy(), features["stem"].numpy()]
+    exported = run(fmt, path, x)
+    for e, eager, o in zip(expected, eager_outputs(model, x), exported):
+        np.testing.assert_allclose(eager.numpy(), e, rtol=0, atol=0)
+        np.testing.assert_allclose(o, e, rtol=1e-4, atol=1e-4)
+    if fmt == "onnx":
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        assert [o.name for o in session.get_outputs()] == ["res3", "stem"]
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])

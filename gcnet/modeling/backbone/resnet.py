@@ -41,6 +41,15 @@ DEFAULT_GC = dict(
 )
 
 
+def _merge_options(name: str, defaults: Mapping, given: Optional[Mapping]) -> dict:
+    """``given`` over ``defaults``, refusing keys that ``defaults`` does not have."""
+    options = dict(defaults, **(given or {}))
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise ValueError(f"{name} has unknown keys {unknown}; allowed: {sorted(defaults)}")
+    return options
+
+
 def _check_stage_names(option: str, stages: Sequence[str]) -> List[str]:
     if isinstance(stages, str):
         raise ValueError(f"{option} must be a list of stage names from {STAGE_NAMES}, got {stages!r}")
@@ -112,14 +121,8 @@ def make_gcnet_resnet_stages(
         raise ValueError(f"extra_block_stage must be one of {STAGE_NAMES}, got {extra_block_stage!r}")
     if len(dilations) != 4 or any(not isinstance(d, int) or d < 1 for d in dilations):
         raise ValueError(f"dilations must be 4 positive ints (res2-res5), got {list(dilations)}")
-    gc_options = dict(DEFAULT_GC, **(gc or {}))
-    unknown_gc = sorted(set(gc_options) - set(DEFAULT_GC))
-    if unknown_gc:
-        raise ValueError(f"gc has unknown keys {unknown_gc}; allowed: {sorted(DEFAULT_GC)}")
-    nl_options = dict(DEFAULT_NL, **(nl or {}))
-    unknown_nl = sorted(set(nl_options) - set(DEFAULT_NL))
-    if unknown_nl:
-        raise ValueError(f"nl has unknown keys {unknown_nl}; allowed: {sorted(DEFAULT_NL)}")
+    gc_options = _merge_options("gc", DEFAULT_GC, gc)
+    nl_options = _merge_options("nl", DEFAULT_NL, nl)
 
     bottleneck = depth >= 50
     if not bottleneck:

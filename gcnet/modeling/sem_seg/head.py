@@ -15,8 +15,7 @@ from detectron2.config import CfgNode, configurable
 from detectron2.layers import Conv2d, ShapeSpec
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 
-from gcnet.layers import ContextBlock, NonLocalBlock, SimplifiedNonLocalBlock
-
+from ..backbone.blocks import build_extra_block
 from ..norm import get_norm
 
 __all__ = ["ContextHead", "CONTEXT_TYPES", "DEFAULT_SEG_GC"]
@@ -27,15 +26,12 @@ DEFAULT_SEG_GC = dict(ratio=1 / 4, pooling_type="att", fusion_types=("channel_ad
 
 
 def _build_context(context: str, channels: int, gc: Optional[Mapping], nl_reduction: int, nl_mode: str) -> Optional[nn.Module]:
+    if context not in CONTEXT_TYPES:
+        raise ValueError(f"context must be one of {CONTEXT_TYPES}, got {context!r}")
     if context == "none":
         return None
-    if context == "gc":
-        return ContextBlock(channels, **dict(DEFAULT_SEG_GC, **(gc or {})))
-    if context == "nl":
-        return NonLocalBlock(channels, mode=nl_mode, reduction=nl_reduction, use_scale=True)
-    if context == "snl":
-        return SimplifiedNonLocalBlock(channels)
-    raise ValueError(f"context must be one of {CONTEXT_TYPES}, got {context!r}")
+    gc = dict(DEFAULT_SEG_GC, **(gc or {}))
+    return build_extra_block(context, channels, gc=gc, nl=dict(mode=nl_mode, reduction=nl_reduction))
 
 
 @SEM_SEG_HEADS_REGISTRY.register()

@@ -41,7 +41,7 @@ class NonLocalStatistics(ForwardHooks):
         block_names: the blocks to measure (default: all of them).
         keep_attention: keep the attention maps of each block's last call in
             ``attention[name]``: the (N, N_p, N_p) weights and the feature map's (h, w), for
-            :func:`query_attention_figure`.
+            :func:`query_attention_figure` (an attribute: it may change between calls).
     """
 
     def __init__(self, model: nn.Module, block_names: Optional[Sequence[str]] = None, keep_attention: bool = False):
@@ -58,30 +58,31 @@ class NonLocalStatistics(ForwardHooks):
         self._values: Dict[str, Dict[str, List[float]]] = defaultdict(lambda: defaultdict(list))
 
     @staticmethod
-    def measure(block: NonLocalBlock, x: torch.Tensor, z: torch.Tensor) -> List[Dict[str, float]]:
+    def measure(block: NonLocalBlock, x: torch.Tensor, z: torch.Tensor) -> Tuple[List[Dict[str, float]], torch.Tensor]:
         """The average cosine distance of every statistic, for each image of a call
-        ``z = block(x)``."""
-        results = []
+        ``z = block(x)``, and the (N, N_p, N_p) attention weights measured on the way."""
+        results, attention = [], []
         with torch.no_grad():
             for image, out in zip(x.split(1), z.split(1)):
                 maps = {"input": _positions(image), "output": _positions(out - image)}
                 if block.theta is not None and block.phi is not None:
                     maps["key"] = _positions(block.phi(image))
                     maps["query"] = _positions(block.theta(image))
-                maps["prod"] = block.pairwise_logits(image)[0]
-                maps["att"] = block.pairwise_weights(image)[0]
+                logits = block.pairwise_logits(image)
+                weights = block.normalize_pairwise(logits)
+                maps["prod"], maps["att"] = logits[0], weights[0]
                 results.append({name: average_cosine_distance(value) for name, value in maps.items()})
-        return results
+                attention.append(weights)
+        return results, torch.cat(attention)
 
     def _hook(self, name: str):
         def record(block: NonLocalBlock, inputs, output):
-            for values in self.measure(block, inputs[0], output):
+            results, attention = self.measure(block, inputs[0], output)
+            for values in results:
                 for statistic, value in values.items():
                     self._values[name][statistic].append(value)
             if self.keep_attention:
-                with torch.no_grad():
-                    weights = block.pairwise_weights(inputs[0]).cpu()
-                self.attention[name] = (weights, tuple(inputs[0].shape[-2:]))
+                self.attention[name] = (attention.cpu(), tuple(inputs[0].shape[-2:]))
 
         return record
 
