@@ -1,10 +1,15 @@
 import logging
 import socket
+import sys
 from pathlib import Path
 
 import pytest
 
 from .helpers import SHARED_DATA
+
+# setuptools 82 removed pkg_resources, which detectron2's model_zoo imports: run every test as
+# on such a setuptools, so that nothing of ours comes to depend on it.
+sys.modules["pkg_resources"] = None
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 """Training settings: detectron2's LazyConfig ``train`` dict (output_dir, init_checkpoint,
 max_iter, amp, ddp, checkpointer, eval_period, log_period, device) for the 1x schedule, plus
 the options ``tools/train_net.py`` adds."""
-from detectron2.model_zoo import get_config
+from gcnet.engine.config import get_detectron2_config
 
-train = get_config("common/train.py").train
+train = get_detectron2_config("common/train.py").train
 train.max_iter = 90000
 # Mixed precision on CUDA: "float16" (with a gradient scaler) or "bfloat16".
 train.amp.precision = "float16"

@@ -1,5 +1,7 @@
-"""Loading LazyConfigs, with overrides that refuse unknown keys."""
+"""Loading LazyConfigs, with overrides that refuse unknown keys, and detectron2's own config
+files."""
 import difflib
+import importlib.util
 import os
 from typing import List, Sequence
 
@@ -7,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from detectron2.config import LazyConfig
 
-__all__ = ["load_config", "apply_overrides", "config_keys"]
+__all__ = ["load_config", "apply_overrides", "config_keys", "detectron2_config_file", "get_detectron2_config"]
 
 _MISSING = object()
 
@@ -56,3 +58,27 @@ def load_config(path: str, overrides: Sequence[str] = ()) -> DictConfig:
     if not os.path.isfile(path):
         raise ValueError(f"{path}: no such config file")
     return apply_overrides(LazyConfig.load(path), overrides)
+
+
+def detectron2_config_file(relative_path: str) -> str:
+    """The path of one of the config files detectron2 ships in its package
+    (``common/train.py``, ``COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml``, ...), as
+    ``detectron2.model_zoo.get_config_file`` finds it, without importing
+    ``detectron2.model_zoo`` (which needs ``pkg_resources``, gone from setuptools 82 on):
+    ``find_spec`` locates the package's folder without running it."""
+    spec = importlib.util.find_spec("detectron2.model_zoo")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
+        path = os.path.join(folder, "configs", relative_path)
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(
+        f"detectron2's config {relative_path} is not in {folders or 'an installed detectron2'}: "
+        "reinstall detectron2 (README.md, Install)"
+    )
+
+
+def get_detectron2_config(relative_path: str) -> DictConfig:
+    """One of detectron2's LazyConfig files (:func:`detectron2_config_file`), loaded, as
+    ``detectron2.model_zoo.get_config`` returns it."""
+    return LazyConfig.load(detectron2_config_file(relative_path))

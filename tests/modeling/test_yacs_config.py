@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from detectron2 import model_zoo
 from detectron2.config import get_cfg
 from detectron2.modeling import build_backbone, build_model
 from detectron2.modeling.backbone import FPN, ResNet
 
+from gcnet.engine.config import detectron2_config_file
 from gcnet.layers import ContextBlock
 from gcnet.modeling import add_gcnet_config
 
@@ -16,7 +16,7 @@ from ..helpers import num_parameters
 def gcnet_cfg(base="COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"):
     cfg = get_cfg()
     add_gcnet_config(cfg)
-    cfg.merge_from_file(model_zoo.get_config_file(base))
+    cfg.merge_from_file(detectron2_config_file(base))
     cfg.MODEL.DEVICE = "cpu"
     return cfg
 

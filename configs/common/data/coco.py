@@ -2,9 +2,10 @@
 side 800 (longer side at most 1333), horizontal flip, 16 images per batch."""
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
-from detectron2.model_zoo import get_config
 
-dataloader = get_config("common/data/coco.py").dataloader
+from gcnet.engine.config import get_detectron2_config
+
+dataloader = get_detectron2_config("common/data/coco.py").dataloader
 dataloader.train.mapper.image_format = "RGB"
 dataloader.train.mapper.augmentations = [
     L(T.ResizeShortestEdge)(short_edge_length=800, max_size=1333, sample_style="choice"),

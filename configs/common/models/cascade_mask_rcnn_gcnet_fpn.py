@@ -1,13 +1,12 @@
 """Cascade Mask R-CNN with FPN on a (GC-)ResNet (Table 7): detectron2's three-stage cascade on
 the backbone of ``mask_rcnn_gcnet_fpn.py``, with a mask head per stage whose masks are
 averaged at test time and stage loss weights 1, 0.5, 0.25, as the paper's implementation."""
-from detectron2.model_zoo import get_config
-
+from gcnet.engine.config import get_detectron2_config
 from gcnet.modeling import MultiMaskCascadeROIHeads
 
 from .mask_rcnn_gcnet_fpn import model as _mask_rcnn
 
-model = get_config("common/models/cascade_rcnn.py").model
+model = get_detectron2_config("common/models/cascade_rcnn.py").model
 model.backbone = _mask_rcnn.backbone
 model.input_format = _mask_rcnn.input_format
 model.pixel_mean = _mask_rcnn.pixel_mean

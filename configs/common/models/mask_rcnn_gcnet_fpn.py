@@ -6,11 +6,11 @@ The paper's models start from pytorch-style ImageNet weights (stride in the 3x3 
 input normalised by the ImageNet mean/std); model configs set depth, norm, GC and DCN.
 """
 from detectron2.config import LazyCall as L
-from detectron2.model_zoo import get_config
 
+from gcnet.engine.config import get_detectron2_config
 from gcnet.modeling import build_gcnet_resnet
 
-model = get_config("common/models/mask_rcnn_fpn.py").model
+model = get_detectron2_config("common/models/mask_rcnn_fpn.py").model
 model.backbone.bottom_up = L(build_gcnet_resnet)(
     depth=50,
     num_groups=1,
