@@ -143,8 +143,9 @@ def summarize_attention(weights: torch.Tensor, image_size: Sequence[int]) -> Att
     if weights.ndim != 2 or weights.numel() == 0 or (weights < 0).any() or weights.sum() <= 0:
         raise ValueError(f"summarize_attention: expected non-negative (h, w) weights with a positive sum, got {tuple(weights.shape)}")
     p = (weights / weights.sum()).flatten()
-    entropy = float(-(p[p > 0] * p[p > 0].log()).sum() / math.log(p.numel())) if p.numel() > 1 else 0.0
-    row, col = divmod(int(p.argmax()), weights.shape[1])
+    p = p[p > 0]
+    entropy = max(0.0, float(-(p * p.log()).sum() / math.log(weights.numel()))) if weights.numel() > 1 else 0.0
+    row, col = divmod(int(weights.argmax()), weights.shape[1])
     height, width = int(image_size[0]), int(image_size[1])
     x = min(int((col + 0.5) * width / weights.shape[1]), width - 1)
     y = min(int((row + 0.5) * height / weights.shape[0]), height - 1)

@@ -9,6 +9,7 @@ from . import builtin  # noqa: E402,F401  (registers the builtin datasets)
 from .balloon import prepare_balloon, via_to_coco  # noqa: E402
 from .cityscapes import create_train_id_labels, load_cityscapes_semantic  # noqa: E402
 from .coco import load_coco_instances, register_coco_instances  # noqa: E402
+from .custom_dataset import custom_dataset_num_classes, register_custom_dataset  # noqa: E402
 from .datasets_root import datasets_root  # noqa: E402
 from .image_io import list_images, read_image, write_image  # noqa: E402
 from .sem_seg_mapper import SemSegDatasetMapper  # noqa: E402
