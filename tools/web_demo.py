@@ -177,16 +177,16 @@ def build_app(web_demo: WebDemo, examples: Sequence[str], title: str):
         logger.warning(str(error))
         return gr.Error(str(error), print_exception=False)
 
-    class PhotoInput(gr.Image):
-        """gradio's image upload, whose unreadable files end in a message on the page."""
+    def checked_upload(preprocess):
+        """gradio's reading of an upload, whose failures end in a message on the page."""
 
-        is_template = True  # drawn by gr.Image's own front end
-
-        def preprocess(self, payload):
+        def read(payload):
             try:
-                return super().preprocess(payload)
+                return preprocess(payload)
             except Exception as e:
                 raise page_error(unreadable_image(getattr(payload, "orig_name", None) or "The upload", e)) from None
+
+        return read
 
     def run(photo: Optional[str], threshold: float, blocks: List[str], progress=gr.Progress()):
         if photo is None:
@@ -199,7 +199,8 @@ def build_app(web_demo: WebDemo, examples: Sequence[str], title: str):
     with gr.Blocks(title=title, analytics_enabled=False) as app:
         gr.Markdown(f"## {title}\nUpload a photo or click an example.")
         with gr.Row():
-            photo = PhotoInput(label="Photo", type="filepath", image_mode=None, sources=["upload", "clipboard"], elem_id="photo")
+            photo = gr.Image(label="Photo", type="filepath", image_mode=None, sources=["upload", "clipboard"], elem_id="photo")
+            photo.preprocess = checked_upload(photo.preprocess)
             result = gr.Image(label="Predictions", interactive=False, elem_id="result")
         with gr.Row():
             threshold = gr.Slider(

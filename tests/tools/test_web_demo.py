@@ -190,6 +190,7 @@ def test_uploaded_photo_gets_predictions_and_attention_maps(browser, server, sha
     assert re.search(r"s on cpu\.$", browser.find_element(By.CSS_SELECTOR, "#summary").text)
     assert (tmp_path / "web_demo.png").stat().st_size > 10_000
     assert log.read_text().count("Built the model on cpu") == 1
+    assert not list((REPO_ROOT / "tools").glob("*.pyi"))  # the server writes nothing into the checkout
 
 
 def test_bad_uploads_get_a_message_and_the_page_goes_on(browser, server, shared_data, tmp_path):
