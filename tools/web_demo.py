@@ -129,7 +129,7 @@ class WebDemo:
             shares = labels.bincount().float() / labels.numel()
             top = shares.argsort(descending=True)[:3]
             text = "Largest classes: " + ", ".join(
-                f"{classes[i] if classes else i} {shares[i]:.0%}" for i in top.tolist() if shares[i] > 0
+                f"{classes[i] if classes else i} {float(shares[i]):.0%}" for i in top.tolist() if shares[i] > 0
             )
         return f"{text}. {seconds:.1f} s on {device}."
 
@@ -153,7 +153,10 @@ class WebDemo:
         image_bgr = self.read(path)
         report(0.1, "Running the model")
         start = time.perf_counter()
-        predictions, maps = predict_with_attention(self.predictor, image_bgr, [self.blocks[b] for b in blocks] or None)
+        if blocks:
+            predictions, maps = predict_with_attention(self.predictor, image_bgr, [self.blocks[b] for b in blocks])
+        else:  # none chosen, or a model without GC blocks
+            predictions, maps = self.predictor(image_bgr), {}
         seconds = time.perf_counter() - start
         report(0.8, "Drawing")
         drawn = Demo(self.predictor, threshold, None).draw(image_bgr, predictions)

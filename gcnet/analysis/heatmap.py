@@ -81,9 +81,8 @@ def _put_label(canvas: np.ndarray, text: str, x: int, y: int, anchor_right: bool
     scale, thickness = _text_style(*canvas.shape[:2])
     (text_w, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
     pad = max(2, text_h // 3)
-    if anchor_right:
-        x -= text_w + 2 * pad
-    box = canvas[max(y, 0) : y + text_h + baseline + 2 * pad, max(x, 0) : x + text_w + 2 * pad]
+    x, y = max(x - (text_w + 2 * pad if anchor_right else 0), 0), max(y, 0)
+    box = canvas[y : y + text_h + baseline + 2 * pad, x : x + text_w + 2 * pad]
     box[:] = box // 3  # darken what is behind the text
     cv2.putText(canvas, text, (x + pad, y + pad + text_h), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA)
 

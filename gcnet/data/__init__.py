@@ -1,6 +1,7 @@
 """Datasets: COCO-format and Cityscapes loading with checks, the builtin
-``balloon_{train,val}`` and ``cityscapes_fine_sem_seg_{train,val}``, a checked
-semantic segmentation mapper, and image reading for inference."""
+``balloon_{train,val}`` and ``cityscapes_fine_sem_seg_{train,val}``, your own COCO-format
+datasets registered from a config (and labelme files converted to one), a checked semantic
+segmentation mapper, and image reading for inference."""
 from gcnet._detectron2 import require_detectron2
 
 require_detectron2(__name__)

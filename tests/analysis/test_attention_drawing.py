@@ -58,6 +58,12 @@ def test_attention_picture_has_the_image_size_a_colour_bar_and_the_name():
     assert is_red(column[top + 1]) and is_blue(column[bottom - 1])  # JET, high at the top
 
 
+def test_tiny_images_are_drawn_too():
+    for height, width in [(10, 12), (40, 8), (3, 300)]:
+        image = np.full((height, width, 3), 128, np.uint8)
+        assert draw_attention_map(image, torch.rand(2, 3), "res4.22").shape == (height, width, 3)
+
+
 def test_drawing_checks_its_inputs():
     with pytest.raises(ValueError, match="non-negative"):
         draw_attention_map(GRAY, -torch.ones(2, 2), "x")

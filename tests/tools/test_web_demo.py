@@ -277,6 +277,14 @@ def test_semantic_segmentation_config(web_demo, shared_data, tmp_path):
     assert match and match.group(1) in classes, summary
 
 
+def test_model_without_gc_blocks(web_demo, shared_data):
+    predictor = Predictor(load_config(TINY_CONFIG, ["model.backbone.bottom_up.gc_stages=[]"]), device="cpu")
+    demo = web_demo.WebDemo(predictor, max_pixels=1e6)
+    assert demo.blocks == {} and demo.default_blocks == []
+    drawn, gallery, summary = demo.run(str(shared_data / "demo" / "park_bench.jpg"), 0.5, [])
+    assert drawn.shape == (427, 640, 3) and gallery == [] and summary.endswith(" s on cpu.")
+
+
 @pytest.mark.parametrize("args,message", [
     (["--config-file", "{tmp}/missing.py"], "{tmp}/missing.py: no such config file"),
     (["--config-file", TINY_CONFIG, "--opts", "model.no_such_key=1"], "model.no_such_key"),
