@@ -174,6 +174,7 @@ class WebDemo:
 
 def build_app(web_demo: WebDemo, examples: Sequence[str], title: str):
     """The page: a gradio ``Blocks`` app around ``web_demo``."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home
     import gradio as gr
 
     def page_error(error: ValueError) -> gr.Error:

@@ -33,7 +33,6 @@ def test_notebook_runs_top_to_bottom(datasets_root, monkeypatch):
     )
     assert "a new block is the identity (its last conv starts at zero): True" in text
     assert re.search(r"mask_rcnn_R_50_FPN_syncbn_gc_r16_1x\.py +46\.92M +46\.9M", text), text
-    print(text)
     assert "loss: " in text and "instances with a score of at least 0.3 on" in text
     figures = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
                if "image/png" in output.get("data", {})]  # fmt: skip
