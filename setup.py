@@ -58,7 +58,14 @@ setup(
         "export": ["onnx", "onnxscript", "onnxruntime"],
         # tools/benchmark.py: the reference implementations the GC block is timed against
         "benchmark": ["mmcv-lite", "timm>=0.9"],
-        # the tests also check the Triton kernel (in Triton's interpreter, without a GPU)
-        "dev": ["pytest>=7", "onnx", "onnxscript", "onnxruntime", "mmcv-lite", "timm>=0.9", "triton; platform_system == 'Linux'"],
+        # tools/web_demo.py: the page
+        "demo": ["gradio>=6,<7"],
+        # the tests also check the Triton kernel (in Triton's interpreter, without a GPU), drive
+        # the web demo in headless Chromium (Debian's chromium and chromium-driver, installed
+        # apart) and run the tutorial notebook in a Jupyter kernel
+        "dev": [
+            "pytest>=7", "onnx", "onnxscript", "onnxruntime", "mmcv-lite", "timm>=0.9", "triton; platform_system == 'Linux'",
+            "gradio>=6,<7", "selenium>=4.10", "nbclient>=0.10", "nbformat>=5", "ipykernel>=6", "matplotlib",
+        ],
     },
 )

@@ -21,7 +21,6 @@ from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
-import torch
 import tqdm
 
 from detectron2.utils.logger import setup_logger
@@ -29,14 +28,7 @@ from detectron2.utils.video_visualizer import VideoVisualizer
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 import gcnet.model_zoo
-from gcnet.analysis import (
-    ContextAttentionRecorder,
-    crop_to_image,
-    default_context_blocks,
-    find_context_blocks,
-    overlay_heatmap,
-    padded_input_size,
-)
+from gcnet.analysis import default_context_blocks, draw_attention_map, find_context_blocks, predict_with_attention, short_block_name
 from gcnet.data import list_images, read_image, write_image
 from gcnet.engine import Predictor, apply_overrides, load_config
 from gcnet.utils.file_io import atomic_path
@@ -146,7 +138,7 @@ class Demo:
     def __init__(self, predictor: Predictor, confidence_threshold: float, context_blocks: Optional[List[str]]):
         self.predictor = predictor
         self.confidence_threshold = confidence_threshold
-        self.recorder = ContextAttentionRecorder(predictor.model, context_blocks) if context_blocks else None
+        self.context_blocks = context_blocks
         self.video_visualizer = VideoVisualizer(predictor.metadata, ColorMode.IMAGE)
 
     def _instances(self, predictions: Dict):
@@ -172,24 +164,12 @@ class Demo:
 
     def run_on_image(self, image_bgr: np.ndarray) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
         """The drawn predictions and, with context blocks, each block's heatmap (RGB images)."""
-        if self.recorder is None:
+        if not self.context_blocks:
             return self.draw(image_bgr, self.predictor(image_bgr)), {}
-        model_input = self.predictor.preprocess(image_bgr)
-        with self.recorder, torch.no_grad():
-            predictions = self.predictor.model([model_input])[0]
-        size = model_input["image"].shape[-2:]
-        padded = padded_input_size(self.predictor.model, size)
+        predictions, maps = predict_with_attention(self.predictor, image_bgr, self.context_blocks)
         image_rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
-        heatmaps = {
-            name: overlay_heatmap(image_rgb, crop_to_image(maps[0], size, padded))
-            for name, maps in self.recorder.maps.items()
-        }
+        heatmaps = {name: draw_attention_map(image_rgb, weights, short_block_name(name)) for name, weights in maps.items()}
         return self.draw(image_bgr, predictions), heatmaps
-
-
-def short_block_name(name: str) -> str:
-    """``backbone.bottom_up.res5.2.context_block`` -> ``res5.2``."""
-    return re.sub(r"^(backbone\.)?(bottom_up\.)?", "", name).replace(".context_block", "") or name
 
 
 def run_images(demo: Demo, planned: List[Tuple[str, Optional[str]]]) -> int:

@@ -5,6 +5,14 @@ from gcnet._detectron2 import require_detectron2
 require_detectron2(__name__)
 
 from .complexity import Complexity, measure_complexity  # noqa: E402
-from .context_attention import ContextAttentionRecorder, default_context_blocks, find_context_blocks  # noqa: E402
-from .heatmap import crop_to_image, overlay_heatmap, padded_input_size  # noqa: E402
+from .context_attention import (  # noqa: E402
+    AttentionSummary,
+    ContextAttentionRecorder,
+    default_context_blocks,
+    find_context_blocks,
+    predict_with_attention,
+    short_block_name,
+    summarize_attention,
+)
+from .heatmap import crop_to_image, draw_attention_map, overlay_heatmap, padded_input_size  # noqa: E402
 from .hooks import ForwardHooks  # noqa: E402

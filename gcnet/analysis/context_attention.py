@@ -1,18 +1,29 @@
 """The attention maps of GC blocks (the softmax of ``conv_mask``, Fig. 5), recorded as a model
-runs."""
+runs, and what they say in two numbers (entropy and peak)."""
 import fnmatch
+import math
 import re
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from gcnet.layers import ContextBlock
 
+from .heatmap import crop_to_image, padded_input_size
 from .hooks import ForwardHooks
 
-__all__ = ["find_context_blocks", "default_context_blocks", "ContextAttentionRecorder"]
+__all__ = [
+    "find_context_blocks",
+    "default_context_blocks",
+    "short_block_name",
+    "ContextAttentionRecorder",
+    "predict_with_attention",
+    "AttentionSummary",
+    "summarize_attention",
+]
 
 _STAGE_BLOCK = re.compile(r"^(?P<stage>.+)\.(?P<index>\d+)\.context_block$")
 
@@ -39,6 +50,11 @@ def default_context_blocks(model: nn.Module) -> List[str]:
             match = _STAGE_BLOCK.match(name)
             last_of_stage[match["stage"] if match else name] = name
     return list(last_of_stage.values())
+
+
+def short_block_name(name: str) -> str:
+    """``backbone.bottom_up.res5.2.context_block`` -> ``res5.2``; ``sem_seg_head.context`` as it is."""
+    return re.sub(r"^(backbone\.)?(bottom_up\.)?", "", name).replace(".context_block", "") or name
 
 
 class ContextAttentionRecorder(ForwardHooks):
@@ -77,3 +93,60 @@ class ContextAttentionRecorder(ForwardHooks):
     def __enter__(self) -> "ContextAttentionRecorder":
         self.maps = {}
         return super().__enter__()
+
+
+def predict_with_attention(predictor, image_bgr, block_names: Optional[Sequence[str]] = None):
+    """Run a :class:`gcnet.engine.Predictor` on one image and record the attention maps of GC
+    blocks over that image.
+
+    Args:
+        predictor: a :class:`gcnet.engine.Predictor` (anything with its ``preprocess`` and
+            ``model``).
+        image_bgr: (H, W, 3) uint8 BGR image, as the predictor takes it.
+        block_names: the blocks (default: :func:`default_context_blocks`).
+
+    Returns:
+        the predictions (as the predictor returns them) and, per block, its (h, w) attention
+        map over the image, the part over the batch's padding cropped. With sliding-window or
+        test-time-augmented inference, a block's map is that of its last window or
+        augmentation.
+    """
+    model_input = predictor.preprocess(image_bgr)
+    with ContextAttentionRecorder(predictor.model, block_names) as recorder, torch.no_grad():
+        predictions = predictor.model([model_input])[0]
+    size = model_input["image"].shape[-2:]
+    padded = padded_input_size(predictor.model, size)
+    return predictions, {name: crop_to_image(maps[0], size, padded) for name, maps in recorder.maps.items()}
+
+
+@dataclass(frozen=True)
+class AttentionSummary:
+    """An attention map in two numbers.
+
+    Attributes:
+        entropy: -sum_j p_j log p_j / log N_p of the map p over N_p positions: 1 for the
+            uniform map of average pooling, 0 when all the weight is on one position.
+        peak: (x, y), the image pixel at the centre of the most attended position.
+    """
+
+    entropy: float
+    peak: Tuple[int, int]
+
+    def __str__(self) -> str:
+        return f"entropy {self.entropy:.2f}, peak at ({self.peak[0]}, {self.peak[1]})"
+
+
+def summarize_attention(weights: torch.Tensor, image_size: Sequence[int]) -> AttentionSummary:
+    """The :class:`AttentionSummary` of an (h, w) attention map over an image of ``image_size``
+    (H, W); the map is renormalised to sum to 1 (a cropped map may not)."""
+    weights = torch.as_tensor(weights, dtype=torch.float64)
+    if weights.ndim != 2 or weights.numel() == 0 or (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError(f"summarize_attention: expected non-negative (h, w) weights with a positive sum, got {tuple(weights.shape)}")
+    p = (weights / weights.sum()).flatten()
+    p = p[p > 0]
+    entropy = max(0.0, float(-(p * p.log()).sum() / math.log(weights.numel()))) if weights.numel() > 1 else 0.0
+    row, col = divmod(int(weights.argmax()), weights.shape[1])
+    height, width = int(image_size[0]), int(image_size[1])
+    x = min(int((col + 0.5) * width / weights.shape[1]), width - 1)
+    y = min(int((row + 0.5) * height / weights.shape[0]), height - 1)
+    return AttentionSummary(entropy=entropy, peak=(x, y))

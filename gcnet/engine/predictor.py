@@ -68,7 +68,7 @@ class Predictor:
     def __init__(self, cfg, device: Optional[str] = None):
         self.cfg = copy.deepcopy(cfg)
         self.preprocessor = TestPreprocessor(self.cfg)
-        names = self.cfg.dataloader.test.dataset.names
+        names = instantiate(self.cfg.dataloader.test.dataset.names)  # a LazyCall may register them
         self.metadata = MetadataCatalog.get(names if isinstance(names, str) else names[0])
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

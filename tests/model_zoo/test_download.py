@@ -138,4 +138,4 @@ def test_every_config_checkpoint_resolves():
             assert source.url.startswith("http") and source.sha256 in source.url, checkpoint
         else:
             assert checkpoint == "detectron2://ImageNetPretrained/torchvision/R-50.pkl", config
-    assert "gcnet://ImageNetPretrained/mit/R-101-deepbase" in names and len(names) == 6
+    assert "gcnet://ImageNetPretrained/mit/R-101-deepbase" in names and len(names) == 7
