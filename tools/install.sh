@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs gcnet and what it needs into the active Python (a virtual environment is best):
 # a torch/torchvision pair built for each other, detectron2 built from source at a pinned
-# commit, and gcnet with its `dev` extra (the test tools). Steps already done are kept, so a
-# second run changes nothing.
+# commit, gcnet with its `dev` extra (the test tools), and Debian's Chromium with its driver
+# (the web demo's browser test). Steps already done are kept, so a second run changes nothing.
 #
 #   bash tools/install.sh            # install what is missing
 #   bash tools/install.sh --check    # only say what is missing (exit 1 if anything is)
@@ -32,6 +32,12 @@ install_torch() {
     # shellcheck disable=SC2086  # TORCH_PIP_ARGS is a list of arguments
     pip_install torch torchvision ${TORCH_PIP_ARGS:-}
     torchvision_works
+}
+install_browser() {
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq chromium chromium-driver
 }
 install_detectron2() {
     pip_install --no-build-isolation "$1"
@@ -112,6 +118,14 @@ if gcnet_installed_here; then
     echo "kept: gcnet installed from this checkout, with every requirement of setup.py met"
 else
     install pip_install --no-build-isolation -e ".[dev]"
+fi
+
+step "Chromium and its driver, for the web demo's browser test" \
+    "Install Debian's (or Ubuntu's) chromium and chromium-driver packages as root, then run this again."
+if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+    echo "kept: $(chromium --version 2>/dev/null)"
+else
+    install install_browser
 fi
 [ "$CHECK_ONLY" = 1 ] && exit "$MISSING"
 
