@@ -1,3 +1,4 @@
+import importlib.abc
 import logging
 import socket
 import sys
@@ -7,9 +8,20 @@ import pytest
 
 from .helpers import find_test_data
 
-# setuptools 82 removed pkg_resources, which detectron2's model_zoo imports: run every test as
-# on such a setuptools, so that nothing of ours comes to depend on it.
-sys.modules["pkg_resources"] = None
+
+class _NoPkgResources(importlib.abc.MetaPathFinder):
+    """setuptools 82 removed ``pkg_resources``, which detectron2's ``model_zoo`` imports: every
+    test runs as on such a setuptools, so that nothing of ours comes to depend on it. (A finder,
+    not ``sys.modules["pkg_resources"] = None``: pytest looks that key up itself.)"""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "pkg_resources" or name.startswith("pkg_resources."):
+            raise ModuleNotFoundError(f"No module named {name!r} (as on setuptools >= 82)", name=name)
+        return None
+
+
+sys.modules.pop("pkg_resources", None)
+sys.meta_path.insert(0, _NoPkgResources())
 
 
 @pytest.fixture
