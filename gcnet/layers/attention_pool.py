@@ -100,7 +100,8 @@ def triton_supports(x: torch.Tensor) -> bool:
 def _give_up_triton(error: Exception) -> None:
     """Warn, once, that the kernel failed and that the PyTorch path takes over."""
     global _triton_failure
-    _triton_failure = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+    message = str(error).strip()
+    _triton_failure = f"{type(error).__name__}: {message.splitlines()[0]}" if message else type(error).__name__
     warnings.warn(
         f"gcnet: the Triton attention-pooling kernel failed ({_triton_failure}); attention pooling "
         f"uses PyTorch from now on. Set {DISABLE_TRITON_ENV}=1 to choose PyTorch from the start.",
@@ -242,11 +243,11 @@ class _ConvAttentionPool(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             # dL/dx_j = p_j g + dl_j W_k: one rank-2 update per image, written once into a
             # gradient with the dtype and layout of x.
-            low = dict(dtype=ctx.x_dtype)
-            w_k = weight.reshape(1, c).expand(n, c).to(**low)
+            dtype = ctx.x_dtype
             layout = torch.channels_last if ctx.x_channels_last else torch.contiguous_format
-            grad_x = torch.empty(ctx.x_shape, **low, device=g.device, memory_format=layout)
-            g_x, p_x, dl_x = g.to(**low), weights.to(**low), dlogits.to(**low)
+            grad_x = torch.empty(ctx.x_shape, dtype=dtype, device=g.device, memory_format=layout)
+            w_k = weight.reshape(1, c).expand(n, c).to(dtype)
+            g_x, p_x, dl_x = g.to(dtype), weights.to(dtype), dlogits.to(dtype)
             if ctx.x_channels_last:  # (HW, C) per image: p g^T + dl W_k^T
                 _rank2_update(_as_matrices(grad_x)[0], p_x, g_x, dl_x, w_k)
             else:  # (C, HW) per image: g p^T + W_k dl^T

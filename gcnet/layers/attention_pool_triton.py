@@ -158,11 +158,11 @@ def plan_launch(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
     )
     # W_k and b in fp32 whatever the model's dtype: one compiled variant per dtype of x.
     weight = weight.detach().reshape(c).to(torch.float32).contiguous()
-    bias = weight if bias is None else bias.detach().reshape(1).to(torch.float32)  # weight: a placeholder
-    stride_n, stride_c, stride_h, stride_w = x.stride()
-    args = (x.detach(), weight, bias, *outputs, c, h * w, w, tiles_per_split, splits, stride_n, stride_c, stride_h, stride_w)
+    bias_or_placeholder = weight if bias is None else bias.detach().reshape(1).to(torch.float32)
+    stride_h, stride_w = x.stride()[2:]
+    args = (x.detach(), weight, bias_or_placeholder, *outputs, c, h * w, w, tiles_per_split, splits, *x.stride())
     options = dict(
-        HAS_BIAS=bias is not weight,
+        HAS_BIAS=bias is not None,
         FLAT=h == 1 or stride_h == w * stride_w,
         BLOCK_C=block_c,
         BLOCK_P=block_p,

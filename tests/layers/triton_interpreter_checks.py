@@ -132,13 +132,14 @@ def test_low_precision_is_as_accurate_as_the_definition(dtype, layout, kernel):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 def test_kernel_accumulates_low_precision_in_fp32(dtype):
-    x = torch.randn(2, 48, 16, 16).to(dtype)
-    weight, bias = torch.randn(1, 48, 1, 1).to(dtype), torch.randn(1).to(dtype)
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 48, 16, 16, generator=g).to(dtype)
+    weight, bias = torch.randn(1, 48, 1, 1, generator=g).to(dtype), torch.randn(1, generator=g).to(dtype)
     context, weights = attention_pool_triton.triton_attention_pool(x, weight, bias)
     assert context.dtype == weights.dtype == torch.float32
     x64, w64, b64 = x.double(), weight.double(), bias.double()
     exact = attention_pool(x64, F.conv2d(x64, w64, b64)).flatten(1)
-    assert relative_error(context, exact) < 1e-6  # fp32 accumulation of fp16/bf16 values
+    assert relative_error(context, exact) < 1e-5  # fp32 sums of fp16/bf16 values (in bf16/fp16: 1e-3)
 
 
 def test_widest_input(kernel):
