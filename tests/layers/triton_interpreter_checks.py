@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from gcnet.layers import attention_pool, attention_pool_triton, conv_attention_pool
 from gcnet.layers.attention_pool import DISABLE_TRITON_ENV, TRITON_MAX_CHANNELS, triton_supports
 
+from . import test_attention_pool as pytorch_path_tests
 from .test_attention_pool import (
     EMPTY_SHAPES,
     SHAPES,
@@ -24,7 +25,6 @@ from .test_attention_pool import (
     reference_pool,
     relative_error,
 )
-from . import test_attention_pool as pytorch_path_tests
 
 assert os.environ.get("TRITON_INTERPRET") == "1", "run through tests/layers/test_attention_pool_triton.py"
 attention_pool_module = importlib.import_module("gcnet.layers.attention_pool")
@@ -67,11 +67,11 @@ def kernel(monkeypatch):
     return recording
 
 
-def assert_paths_agree(x, weight, bias, rtol=1e-5, atol=1e-5):
+def assert_paths_agree(x, weight, bias):
     (ref, *ref_grads), (fast, *fast_grads) = reference_and_fast(x, weight, bias)
-    torch.testing.assert_close(fast, ref, rtol=rtol, atol=atol)
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
     for name, a, b in zip(["x", "weight", "bias"], fast_grads, ref_grads):
-        torch.testing.assert_close(a, b, rtol=rtol, atol=atol, msg=name)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=name)
 
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
