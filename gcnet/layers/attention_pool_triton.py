@@ -6,31 +6,43 @@ weighted sum). The kernel reads it once, with the online softmax of flash-decodi
 program takes one image and a contiguous range of positions, loads a (C, BLOCK_P) tile of
 ``x`` at a time, computes the tile's logits from it and, from the same registers, rescales its
 running context by exp(m_old - m_new) and adds the tile's exp-weighted sum. A few hundred
-(N, C) partial results are then merged in PyTorch. Accumulation is in fp32 for every input
-dtype; ``x`` is read through its strides, so contiguous and ``channels_last`` inputs are
-both read in place.
+(N, C) partial results are then merged in fp32 by PyTorch, outside autocast.
+
+Accumulation is in fp32 for fp16, bf16 and fp32 inputs. ``x`` is read in place through its
+four strides, so contiguous, ``channels_last``, sliced (storage offsets, any strides) and
+expanded (zero strides) inputs need no copy; offsets inside an image are 64-bit. The kernel is
+compiled once per dtype, channel tile and layout class (contiguous rows aligned to 16
+elements or not): image sizes and grid geometry are runtime arguments
+(``tools/triton_kernel_report.py`` compiles it for GPU targets and reports its registers).
 
 With ``TRITON_INTERPRET=1`` the kernel runs on CPU tensors in Triton's interpreter, which is
 how the test suite checks it against the definition on a machine without a GPU. This module
 imports Triton: :func:`.attention_pool.triton_supports` says when to import it.
 """
-from typing import Optional, Tuple
+import contextlib
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 import triton
 import triton.language as tl
 
-from .attention_pool import triton_supports
+from .attention_pool import triton_supports, without_autocast
 
-__all__ = ["triton_attention_pool"]
+__all__ = ["KernelLaunch", "plan_launch", "triton_attention_pool"]
 
-# Elements of x per program and step: the (C, BLOCK_P) tile lives in registers.
-_TILE_ELEMENTS = 16384
+# Elements of x per program and step: the (C, BLOCK_P) tile lives in registers, 16 per thread
+# (num_warps follows the tile). 8192 elements over 16 warps keep every c2-c5 and D8 shape
+# within 128 registers and free of spills on sm_80 and sm_90, in both layouts, with rows
+# aligned to 16 elements or not (tools/README.md).
+_TILE_ELEMENTS = 8192
+_ELEMENTS_PER_THREAD = 16
+# Positions per tile at most: 64 contiguous fp32 values (256 bytes) per channel row.
+_MAX_BLOCK_P = 64
 # Programs per streaming multiprocessor to aim for when splitting the positions.
 _PROGRAMS_PER_SM = 4
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["positions", "width", "tiles_per_split", "num_splits", "stride_h"])
 def _partial_pool_kernel(
     x_ptr,
     weight_ptr,
@@ -41,27 +53,31 @@ def _partial_pool_kernel(
     split_context_ptr,
     channels,
     positions,
-    positions_per_split,
+    width,
+    tiles_per_split,
     num_splits,
     stride_n,
     stride_c,
-    stride_p,
+    stride_h,
+    stride_w,
     HAS_BIAS: tl.constexpr,
+    FLAT: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_P: tl.constexpr,
 ):
-    image = tl.program_id(0)
+    image = tl.program_id(0).to(tl.int64)
     split = tl.program_id(1)
-    start = split * positions_per_split
-    end = tl.minimum(start + positions_per_split, positions)
+    start = split * tiles_per_split * BLOCK_P
+    end = tl.minimum(start + tiles_per_split * BLOCK_P, positions)
 
     offs_c = tl.arange(0, BLOCK_C)
     mask_c = offs_c < channels
-    w_k = tl.load(weight_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)
+    w_k = tl.load(weight_ptr + offs_c, mask=mask_c, other=0.0)
     bias = 0.0
     if HAS_BIAS:
-        bias = tl.load(bias_ptr).to(tl.float32)
-    x_image = x_ptr + image.to(tl.int64) * stride_n
+        bias = tl.load(bias_ptr)
+    # 64-bit offsets: an image may span more than 2**31 elements.
+    rows = x_ptr + image * stride_n + offs_c.to(tl.int64) * stride_c
 
     running_max = -float("inf")
     running_sum = 0.0
@@ -69,11 +85,12 @@ def _partial_pool_kernel(
     for p0 in range(start, end, BLOCK_P):
         offs_p = p0 + tl.arange(0, BLOCK_P)
         mask_p = offs_p < end
-        tile = tl.load(
-            x_image + offs_c[:, None] * stride_c + offs_p[None, :] * stride_p,
-            mask=mask_c[:, None] & mask_p[None, :],
-            other=0.0,
-        ).to(tl.float32)
+        if FLAT:  # H and W flatten into one position index of stride stride_w
+            offs_x = offs_p.to(tl.int64) * stride_w
+        else:
+            offs_x = (offs_p // width).to(tl.int64) * stride_h + (offs_p % width).to(tl.int64) * stride_w
+        tile = tl.load(rows[:, None] + offs_x[None, :], mask=mask_c[:, None] & mask_p[None, :], other=0.0)
+        tile = tile.to(tl.float32)
         logits = tl.sum(tile * w_k[:, None], axis=0) + bias
         logits = tl.where(mask_p, logits, -float("inf"))
         tl.store(logits_ptr + image * positions + offs_p, logits, mask=mask_p)
@@ -91,18 +108,73 @@ def _partial_pool_kernel(
     tl.store(split_context_ptr + split_index * channels + offs_c, context, mask=mask_c)
 
 
-def _launch_geometry(x: torch.Tensor, block_p: int) -> Tuple[int, int]:
-    """(positions per split, number of splits): enough programs to fill the device, each
-    with a non-empty range of whole tiles."""
+class KernelLaunch(NamedTuple):
+    """One launch of the kernel: ``_partial_pool_kernel[grid](*args, **options)``; the
+    outputs are the fp32 buffers among ``args`` that :func:`triton_attention_pool` merges."""
+
+    grid: Tuple[int, int]
+    args: tuple
+    options: dict
+
+    @property
+    def outputs(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits (N, HW), split maxima (N, S), split sums (N, S), split contexts (N, S, C))."""
+        return self.args[3:7]
+
+
+def _tile_shape(channels: int) -> Tuple[int, int]:
+    """(BLOCK_C, BLOCK_P): all channels, padded to a power of two, and as many positions as
+    fit _TILE_ELEMENTS (at least 1, at most _MAX_BLOCK_P)."""
+    block_c = triton.next_power_of_2(channels)
+    return block_c, max(1, min(_MAX_BLOCK_P, _TILE_ELEMENTS // block_c))
+
+
+def _split_positions(x: torch.Tensor, block_p: int) -> Tuple[int, int]:
+    """(tiles per split, number of splits): enough programs to fill the device, each with a
+    non-empty range of whole tiles."""
     n, positions = x.shape[0], x.shape[2] * x.shape[3]
     if x.is_cuda:
         target = _PROGRAMS_PER_SM * torch.cuda.get_device_properties(x.device).multi_processor_count
     else:  # the interpreter: a few splits, so that the merge is exercised
         target = 4 * n
     tiles = triton.cdiv(positions, block_p)
-    splits = max(1, min(tiles, triton.cdiv(target, n)))
-    positions_per_split = triton.cdiv(tiles, splits) * block_p
-    return positions_per_split, triton.cdiv(positions, positions_per_split)
+    tiles_per_split = triton.cdiv(tiles, max(1, min(tiles, triton.cdiv(target, n))))
+    return tiles_per_split, triton.cdiv(tiles, tiles_per_split)
+
+
+def plan_launch(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> KernelLaunch:
+    """The kernel's launch for ``x`` (a non-empty input that :func:`triton_supports`), with
+    its output buffers allocated on ``x.device``. Tile shape and ``num_warps`` follow C by
+    rule; H, W, N and the strides are runtime values, so they add no compiled variants."""
+    n, c, h, w = x.shape
+    block_c, block_p = _tile_shape(c)
+    tiles_per_split, splits = _split_positions(x, block_p)
+    f32 = dict(device=x.device, dtype=torch.float32)
+    outputs = (
+        torch.empty(n, h * w, **f32),
+        torch.empty(n, splits, **f32),
+        torch.empty(n, splits, **f32),
+        torch.empty(n, splits, c, **f32),
+    )
+    # W_k and b in fp32 whatever the model's dtype: one compiled variant per dtype of x.
+    weight = weight.detach().reshape(c).to(torch.float32).contiguous()
+    bias_or_placeholder = weight if bias is None else bias.detach().reshape(1).to(torch.float32)
+    stride_h, stride_w = x.stride()[2:]
+    args = (x.detach(), weight, bias_or_placeholder, *outputs, c, h * w, w, tiles_per_split, splits, *x.stride())
+    options = dict(
+        HAS_BIAS=bias is not None,
+        FLAT=h == 1 or stride_h == w * stride_w,
+        BLOCK_C=block_c,
+        BLOCK_P=block_p,
+        num_warps=max(1, block_c * block_p // (32 * _ELEMENTS_PER_THREAD)),
+    )
+    return KernelLaunch((n, splits), args, options)
+
+
+def on_device(device: torch.device):
+    """A guard that makes ``device`` current: Triton launches on the current CUDA device and
+    its current stream, whatever the device of its arguments."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def triton_attention_pool(
@@ -111,7 +183,7 @@ def triton_attention_pool(
     """Eq. 5's attention pooling with the 1x1 conv W_k in one pass over ``x``.
 
     Args:
-        x: (N, C, H, W), contiguous or ``channels_last`` (any strides that flatten H, W).
+        x: (N, C, H, W) fp16, bf16 or fp32, non-empty, in any memory layout.
         weight: (1, C, 1, 1) W_k; bias: (1,) or None.
 
     Returns:
@@ -119,42 +191,15 @@ def triton_attention_pool(
     """
     if not triton_supports(x):
         raise ValueError(f"triton_attention_pool: unsupported input {tuple(x.shape)} {x.dtype} on {x.device}")
-    n, c, h, w = x.shape
-    if x.stride(2) != w * x.stride(3):  # H and W must flatten into one position index
-        x = x.contiguous()
-    block_c = triton.next_power_of_2(c)
-    block_p = max(1, min(64, _TILE_ELEMENTS // block_c))
-    positions_per_split, splits = _launch_geometry(x, block_p)
-
-    f32 = dict(device=x.device, dtype=torch.float32)
-    logits = torch.empty(n, h * w, **f32)
-    split_max = torch.empty(n, splits, **f32)
-    split_sum = torch.empty(n, splits, **f32)
-    split_context = torch.empty(n, splits, c, **f32)
-    weight = weight.detach().reshape(c).contiguous()
-    _partial_pool_kernel[(n, splits)](
-        x.detach(),
-        weight,
-        bias.detach() if bias is not None else weight,  # a placeholder pointer without bias
-        logits,
-        split_max,
-        split_sum,
-        split_context,
-        c,
-        h * w,
-        positions_per_split,
-        splits,
-        x.stride(0),
-        x.stride(1),
-        x.stride(3),
-        HAS_BIAS=bias is not None,
-        BLOCK_C=block_c,
-        BLOCK_P=block_p,
-        num_warps=8 if block_c * block_p >= 8192 else 4,
-    )
-    # Merge the splits: each holds sum_j exp(l_j - m_s) x_j and sum_j exp(l_j - m_s).
-    image_max = split_max.amax(dim=1, keepdim=True)
-    rescale = torch.exp(split_max - image_max)
-    total = (split_sum * rescale).sum(dim=1, keepdim=True)
-    context = torch.einsum("nsc,ns->nc", split_context, rescale) / total
-    return context, torch.exp(logits - image_max) / total
+    launch = plan_launch(x, weight, bias)
+    with on_device(x.device):
+        _partial_pool_kernel[launch.grid](*launch.args, **launch.options)
+    logits, split_max, split_sum, split_context = launch.outputs
+    # Merge the splits: each holds sum_j exp(l_j - m_s) x_j and sum_j exp(l_j - m_s). The
+    # partial sums exceed fp16's range at real sizes: fp32 whatever autocast would choose.
+    with without_autocast(x.device):
+        image_max = split_max.amax(dim=1, keepdim=True)
+        rescale = torch.exp(split_max - image_max)
+        total = (split_sum * rescale).sum(dim=1, keepdim=True)
+        context = torch.bmm(rescale.unsqueeze(1), split_context).squeeze(1) / total
+        return context, torch.exp(logits - image_max) / total

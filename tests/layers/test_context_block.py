@@ -145,6 +145,8 @@ def test_one_step_gives_every_parameter_a_gradient(fusion):
         if name.endswith(".3.weight") or name.endswith(".3.bias"):
             assert first[name] > 0, name  # the zero-initialised last convs learn first
     second = step()
+    # The softmax ignores a shift of all logits: W_k's bias gets no gradient (Sum_j dl_j = 0).
+    assert second.pop("conv_mask.bias") < 1e-6
     assert all(v > 0 for v in second.values()), second
 
 
