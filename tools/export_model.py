@@ -36,7 +36,6 @@ from gcnet.data import read_image
 from gcnet.engine import GCNetCheckpointer, TestPreprocessor, load_config
 from gcnet.export import (
     EXPORT_FORMATS,
-    DetectionTolerance,
     compare_detections,
     detections_from_outputs,
     eager_outputs,
@@ -44,6 +43,7 @@ from gcnet.export import (
     export_torchscript,
     output_names,
     trace_model,
+    tracing_adapter,
 )
 from gcnet.modeling import ContextSegmentor
 
@@ -51,10 +51,8 @@ FILE_NAMES = {"torchscript": "model.ts", "onnx": "model.onnx"}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def build_model(cfg, what: str):
-    """What to export, in eval mode with the weights of ``train.init_checkpoint``: the detector
-    or segmentation model ("model"), or the bottom-up GC-ResNet of the config's backbone
-    ("backbone")."""
+def model_class(cfg, what: str) -> type:
+    """The class of the model to export, checked before it is built."""
     target = cfg.model._target_
     target = locate(target) if isinstance(target, str) else target
     if what == "model" and not (isinstance(target, type) and issubclass(target, (GeneralizedRCNN, ContextSegmentor))):
@@ -62,6 +60,13 @@ def build_model(cfg, what: str):
             f"--export model supports detectors (GeneralizedRCNN) and semantic segmentation models (ContextSegmentor), "
             f"got {getattr(target, '__name__', target)}; use --export backbone"
         )
+    return target
+
+
+def build_model(cfg, what: str):
+    """What to export, in eval mode with the weights of ``train.init_checkpoint``: the detector
+    or segmentation model ("model"), or the bottom-up GC-ResNet of the config's backbone
+    ("backbone")."""
     model = instantiate(cfg.model).eval()
     if cfg.train.init_checkpoint:
         GCNetCheckpointer(model).load(cfg.train.init_checkpoint)
@@ -185,10 +190,9 @@ def check_outputs(model, runners: dict, example: torch.Tensor, tolerance: float)
 
 
 def benchmark(model, runners: dict, example: torch.Tensor, repeats: int) -> None:
-    """Median seconds per call of the eager model (as exported: the traced inference) and of
-    each export, on the traced input, after one warm-up call each."""
-    from gcnet.export import tracing_adapter
-
+    """Median seconds per call, wall clock and this process's CPU time (all its threads), of
+    the eager model (the traced inference, as exported) and of each export, on the traced
+    input, after one warm-up call each."""
     adapter = tracing_adapter(model, example)
 
     def eager(x):
@@ -197,12 +201,13 @@ def benchmark(model, runners: dict, example: torch.Tensor, repeats: int) -> None
 
     for name, run in {"eager PyTorch": eager, **runners}.items():
         run(example)
-        times = []
+        wall, cpu = [], []
         for _ in range(repeats):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             run(example)
-            times.append(time.perf_counter() - start)
-        print(f"{name}: {statistics.median(times):.3f} s per call (median of {repeats}, {torch.get_num_threads()} torch threads)")
+            wall.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+        print(f"{name}: {statistics.median(wall):.3f} s per call, {statistics.median(cpu):.3f} s CPU time (medians of {repeats}; {torch.get_num_threads()} torch threads)")
 
 
 def parse_args(argv=None):
@@ -227,10 +232,11 @@ def export_and_check(args) -> bool:
     cfg = load_config(args.config_file, args.opts)
     if args.sample_image and not os.path.isfile(args.sample_image):
         raise ValueError(f"--sample-image {args.sample_image}: no such file")
+    detector = args.export == "model" and issubclass(model_class(cfg, args.export), GeneralizedRCNN)
     images = check_images(args.check_images) if args.check_images else []
-    model = build_model(cfg, args.export)
-    if images and not isinstance(model, GeneralizedRCNN):
+    if images and not detector:
         raise ValueError("--check-images compares detectors only; other exports are checked on the traced input")
+    model = build_model(cfg, args.export)
     sample = example_input(cfg, model, args)
     paths = export(model, sample["image"], list(dict.fromkeys(args.format)), args.output)
     runners = {fmt: load_exported(fmt, path) for fmt, path in paths.items()}
