@@ -146,6 +146,7 @@ class Res5(torch.nn.Module):
         return self.backbone(image[None])["res5"]
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 @pytest.mark.parametrize("modulated", [False, True])
 def test_deformable_convs_export_to_onnx_deform_conv(modulated, tmp_path):
     """DCN (v1 and v2) in a detector's ONNX file: the exporter of traces writes ONNX DeformConv
