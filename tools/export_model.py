@@ -138,23 +138,32 @@ def check_images(patterns: List[str]) -> List[str]:
     return files
 
 
+class Stopwatch:
+    """Wall-clock and CPU seconds (this process, all its threads) since it was made."""
+
+    def __init__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def __str__(self) -> str:
+        return f"{time.perf_counter() - self.wall:.1f} s ({time.process_time() - self.cpu:.1f} s CPU)"
+
+
 def export(model, example, formats, output: str) -> dict:
     """Write each format; return {format: path}. A detector is traced once for both formats."""
     traced = None
     if "torchscript" in formats or isinstance(model, GeneralizedRCNN):
-        start = time.perf_counter()
+        watch = Stopwatch()
         traced = trace_model(model, example)
-        print(f"Traced the model on a {'x'.join(map(str, example.shape))} input in {time.perf_counter() - start:.1f} s")
+        print(f"Traced the model on a {'x'.join(map(str, example.shape))} input in {watch}")
     paths = {}
     for fmt in formats:
         paths[fmt] = os.path.join(output, FILE_NAMES[fmt])
-        start = time.perf_counter()
+        watch = Stopwatch()
         if fmt == "torchscript":
             export_torchscript(model, example, paths[fmt], traced=traced)
         else:
             export_onnx(model, example, paths[fmt], traced=traced)
-        size = os.path.getsize(paths[fmt]) / 2**20
-        print(f"Wrote {paths[fmt]} ({size:.1f} MiB) in {time.perf_counter() - start:.1f} s")
+        print(f"Wrote {paths[fmt]} ({os.path.getsize(paths[fmt]) / 2**20:.1f} MiB) in {watch}")
     return paths
 
 
@@ -232,7 +241,8 @@ def export_and_check(args) -> bool:
     cfg = load_config(args.config_file, args.opts)
     if args.sample_image and not os.path.isfile(args.sample_image):
         raise ValueError(f"--sample-image {args.sample_image}: no such file")
-    detector = args.export == "model" and issubclass(model_class(cfg, args.export), GeneralizedRCNN)
+    target = model_class(cfg, args.export)
+    detector = args.export == "model" and issubclass(target, GeneralizedRCNN)
     images = check_images(args.check_images) if args.check_images else []
     if images and not detector:
         raise ValueError("--check-images compares detectors only; other exports are checked on the traced input")
@@ -241,7 +251,8 @@ def export_and_check(args) -> bool:
     paths = export(model, sample["image"], list(dict.fromkeys(args.format)), args.output)
     runners = {fmt: load_exported(fmt, path) for fmt, path in paths.items()}
     if isinstance(model, GeneralizedRCNN):
-        ok = check_detector(model, runners, [sample] + [model_input(cfg, model, f) for f in images])
+        others = [f for f in images if not (args.sample_image and os.path.samefile(f, args.sample_image))]
+        ok = check_detector(model, runners, [sample] + [model_input(cfg, model, f) for f in others])
     else:
         ok = check_outputs(model, runners, sample["image"], args.tolerance)
     if args.benchmark:

@@ -58,13 +58,9 @@ def detection_adapter(model: nn.Module, image: torch.Tensor) -> TracingAdapter:
 
 def detection_output_names(model: nn.Module) -> List[str]:
     """The exported outputs: the Instances fields of the model's predictions, sorted (as
-    ``TracingAdapter`` flattens them), and the image size."""
-    fields = ["pred_boxes", "pred_classes", "scores"]
-    if getattr(model.roi_heads, "mask_on", False):
-        fields.append("pred_masks")
-    if getattr(model.roi_heads, "keypoint_on", False):
-        fields += ["pred_keypoints", "pred_keypoint_heatmaps"]
-    return sorted(fields) + ["image_size"]
+    ``TracingAdapter`` flattens them), and the image size: :data:`DETECTION_OUTPUTS` for
+    Mask R-CNN, without "pred_masks" for a detector without a mask head."""
+    return [name for name in DETECTION_OUTPUTS if name != "pred_masks" or getattr(model.roi_heads, "mask_on", False)]
 
 
 def detections_from_outputs(outputs: Sequence, names: Sequence[str], height: int, width: int) -> Instances:

@@ -122,7 +122,7 @@ def test_export_tool(shared_data, tmp_path, capsys):
     assert export_model.main(args) == 0
     assert (tmp_path / "model.onnx").is_file()
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith(f"Wrote {tmp_path / 'model.onnx'} (") and lines[0].endswith(" s")
+    assert lines[0].startswith(f"Wrote {tmp_path / 'model.onnx'} (") and lines[0].endswith(" s CPU)")
     assert lines[1].startswith("onnx: largest difference from the eager model on the traced input: ")
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == ["sem_seg"]

@@ -22,9 +22,8 @@ from torch import nn
 from detectron2.config import CfgNode, configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import BACKBONE_REGISTRY, FPN, Backbone
-from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 
-from ..norm import resolve_norm
+from .fpn import build_fpn
 
 __all__ = [
     "TIMM_NORMS",
@@ -267,11 +266,4 @@ def build_timm_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> TimmBackbone:
 @BACKBONE_REGISTRY.register()
 def build_timm_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> FPN:
     """:class:`TimmBackbone` with detectron2's FPN (MODEL.FPN.*) on top."""
-    return FPN(
-        bottom_up=TimmBackbone(cfg, input_shape),
-        in_features=cfg.MODEL.FPN.IN_FEATURES,
-        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
-        norm=resolve_norm(cfg.MODEL.FPN.NORM),
-        top_block=LastLevelMaxPool(),
-        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
-    )
+    return build_fpn(cfg, TimmBackbone(cfg, input_shape))
