@@ -56,6 +56,8 @@ setup(
     extras_require={
         # tools/export_model.py --format onnx: the exporter and the check of its output
         "export": ["onnx", "onnxscript", "onnxruntime"],
+        # gcnet.modeling.TimmBackbone: timm's ImageNet-pretrained GC networks (configs/*timm*)
+        "timm": ["timm>=0.9"],
         # tools/benchmark.py: the reference implementations the GC block is timed against
         "benchmark": ["mmcv-lite", "timm>=0.9"],
         # tools/web_demo.py: the page

@@ -89,7 +89,8 @@ def build_trainer(cfg, model, data_loader, optimizer) -> GCNetTrainer:
 def build_model(cfg):
     """The model on ``train.device``, in channels_last memory format with
     ``train.channels_last`` (faster convolutions on tensor-core GPUs)."""
-    model = instantiate(cfg.model)
+    with exit_on_bad_input():  # a bad backbone option, ImageNet weights that cannot be found
+        model = instantiate(cfg.model)
     model.to(cfg.train.device)
     if cfg.train.get("channels_last", False):
         model.to(memory_format=torch.channels_last)

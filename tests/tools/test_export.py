@@ -10,7 +10,7 @@ from detectron2.config import LazyConfig, instantiate
 from gcnet.export import eager_outputs, export_onnx, export_torchscript, size_independent
 from gcnet.modeling import build_gcnet_resnet
 
-from ..helpers import CONFIGS, load_tool, randomize_
+from ..helpers import CONFIGS, TINY_CONFIG, load_tool, randomize_
 
 SEGMENTATION = CONFIGS / "Cityscapes-SemanticSegmentation" / "mmseg_gcnet_R_50_D8_512x1024_40k.py"
 
@@ -121,18 +121,31 @@ def test_export_tool(shared_data, tmp_path, capsys):
     ]  # fmt: skip
     assert export_model.main(args) == 0
     assert (tmp_path / "model.onnx").is_file()
-    out = capsys.readouterr().out
-    assert out.startswith(f"Wrote {tmp_path / 'model.onnx'}; largest difference from the eager model on the traced input: ")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"Wrote {tmp_path / 'model.onnx'} (") and lines[0].endswith(" s CPU)")
+    assert lines[1].startswith("onnx: largest difference from the eager model on the traced input: ")
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == ["sem_seg"]
 
 
+UNSUPPORTED_MODEL_CONFIG = """
+from detectron2.config import LazyCall as L
+from torch import nn
+
+model = L(nn.Identity)()
+train = dict(init_checkpoint="")
+"""
+
+
 @pytest.mark.parametrize("args,message", [
-    (["--config-file", "{coco}", "--format", "onnx", "--export", "model"], "--export model supports semantic segmentation models (ContextSegmentor), got GeneralizedRCNN; use --export backbone"),
+    (["--config-file", "{tmp}/identity.py", "--format", "onnx", "--export", "model"], "--export model supports detectors (GeneralizedRCNN) and semantic segmentation models (ContextSegmentor), got Identity; use --export backbone"),
     (["--config-file", "{tmp}/missing.py", "--format", "onnx"], "{tmp}/missing.py: no such config file"),
     (["--config-file", "{seg}", "--format", "onnx", "--sample-image", "{tmp}/missing.jpg"], "--sample-image {tmp}/missing.jpg: no such file"),
+    (["--config-file", "{coco}", "--format", "onnx", "--check-images", "{tmp}/missing.jpg"], "--check-images {tmp}/missing.jpg: no such image file"),
+    (["--config-file", "{seg}", "--format", "onnx", "--check-images", "{seg}", "--opts", "model.sem_seg_head.channels=64"], "--check-images compares detectors only; other exports are checked on the traced input"),
 ])  # fmt: skip
 def test_export_tool_errors(args, message, tmp_path, capsys):
+    (tmp_path / "identity.py").write_text(UNSUPPORTED_MODEL_CONFIG)
     fill = dict(tmp=tmp_path, seg=SEGMENTATION, coco=CONFIGS / "COCO-InstanceSegmentation" / "mask_rcnn_R_50_FPN_gc_r16_1x.py")
     export_model = load_tool("export_model")
     assert export_model.main([a.format(**fill) for a in args] + ["--output", str(tmp_path / "out")]) == 2

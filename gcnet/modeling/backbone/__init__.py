@@ -7,3 +7,4 @@ from .resnet import (
     build_gcnet_resnet_backbone,
     make_gcnet_resnet_stages,
 )
+from .timm_backbone import TimmBackbone, add_timm_backbone_config, build_timm_backbone, build_timm_fpn_backbone
