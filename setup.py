@@ -56,9 +56,12 @@ setup(
     extras_require={
         # tools/export_model.py --format onnx: the exporter and the check of its output
         "export": ["onnx", "onnxscript", "onnxruntime"],
+        # tools/prepare_datasets.py voc_aug: SBD's MATLAB label files
+        "datasets": ["scipy"],
         # tools/benchmark.py: the reference implementations the GC block is timed against
         "benchmark": ["mmcv-lite", "timm>=0.9"],
         # the tests also check the Triton kernel (in Triton's interpreter, without a GPU)
-        "dev": ["pytest>=7", "onnx", "onnxscript", "onnxruntime", "mmcv-lite", "timm>=0.9", "triton; platform_system == 'Linux'"],
+        # (mmengine: the tests write checkpoints with its real MessageHub and HistoryBuffer)
+        "dev": ["pytest>=7", "onnx", "onnxscript", "onnxruntime", "mmcv-lite", "mmengine", "scipy", "timm>=0.9", "triton; platform_system == 'Linux'"],
     },
 )
