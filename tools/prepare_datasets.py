@@ -65,7 +65,7 @@ def main(argv=None) -> int:
                     f"{os.path.join(args.root, 'cityscapes')}"
                 )
             print(f"Wrote {create_train_id_labels(gt_root)} train-id label maps under {gt_root}")
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, ImportError) as e:
         print(f"prepare_datasets: {e}", file=sys.stderr)
         return 1
     return 0

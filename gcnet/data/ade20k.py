@@ -25,10 +25,14 @@ _SPLITS = ("training", "validation")
 def _detectron2_label(annotation_file: str) -> np.ndarray:
     ids = np.asarray(Image.open(annotation_file))
     if ids.ndim != 2 or ids.dtype != np.uint8:
-        raise ValueError(f"{annotation_file}: expected a single-channel 8-bit label map, got {ids.dtype} of shape {ids.shape}")
+        raise ValueError(
+            f"{annotation_file}: expected a single-channel 8-bit label map, got {ids.dtype} of shape {ids.shape}"
+        )
     if ids.max() > ADE20K_NUM_CLASSES:
         bad = sorted(int(v) for v in np.unique(ids[ids > ADE20K_NUM_CLASSES]))
-        raise ValueError(f"{annotation_file}: values {bad} are not ADE20K class ids (0 = other, 1..{ADE20K_NUM_CLASSES})")
+        raise ValueError(
+            f"{annotation_file}: values {bad} are not ADE20K class ids (0 = other, 1..{ADE20K_NUM_CLASSES})"
+        )
     return ids - np.uint8(1)  # 0 wraps around to 255
 
 

@@ -52,7 +52,9 @@ def _layout_hint(label_dir: str) -> str:
         f"Expected JPEGImages/<id>.jpg, {label_dir}/<id>.png and ImageSets/Segmentation/<split>.txt "
         f"under $DETECTRON2_DATASETS/{VOC_ROOT} ({datasets_root_hint()})"
     )
-    return hint + (f"; create aug.txt and SegmentationClassAug/ with: {CREATE_AUG}" if label_dir.endswith("Aug") else "")
+    if label_dir.endswith("Aug"):
+        hint += f"; create aug.txt and SegmentationClassAug/ with: {CREATE_AUG}"
+    return hint
 
 
 def load_voc_semantic(voc_root: str, parts: Sequence[Tuple[str, str]]) -> List[Dict]:
@@ -105,7 +107,9 @@ def _sbd_label(mat_file: str) -> np.ndarray:
     labels = np.asarray(labels)
     bad = sorted(int(v) for v in np.unique(labels) if not (0 <= v < len(VOC_SEM_SEG_CLASSES) or v == 255))
     if labels.ndim != 2 or bad:
-        raise ValueError(f"{mat_file}: expected a 2-d map of VOC class ids 0..20 or 255, got shape {labels.shape}, values {bad}")
+        raise ValueError(
+            f"{mat_file}: expected a 2-d map of VOC class ids 0..20 or 255, got shape {labels.shape}, values {bad}"
+        )
     return labels.astype(np.uint8)
 
 
@@ -123,7 +127,10 @@ def prepare_voc_aug(root: str, sbd_root: str) -> Tuple[int, int]:
     lists += [os.path.join(sbd, f"{s}.txt") for s in ("train", "val")]
     for path in lists:
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path} not found: expected VOC2012 (VOCtrainval_11-May-2012.tar) under {root} and SBD's benchmark_RELEASE at {sbd_root}")
+            raise FileNotFoundError(
+                f"{path} not found: expected VOC2012 (VOCtrainval_11-May-2012.tar) under {root} "
+                f"and SBD's benchmark_RELEASE at {sbd_root}"
+            )
     out_dir = os.path.join(voc_root, "SegmentationClassAug")
     os.makedirs(out_dir, exist_ok=True)
     written = 0
@@ -136,6 +143,7 @@ def prepare_voc_aug(root: str, sbd_root: str) -> Tuple[int, int]:
             written += 1
     voc_ids = set(_read_ids(lists[0]) + _read_ids(lists[1]))
     aug = sorted(set(_read_ids(lists[2]) + _read_ids(lists[3])) - voc_ids)
-    atomic_write(os.path.join(voc_root, "ImageSets", "Segmentation", "aug.txt"), lambda f: f.write("".join(f"{i}\n" for i in aug).encode()))
+    aug_txt = os.path.join(voc_root, "ImageSets", "Segmentation", "aug.txt")
+    atomic_write(aug_txt, lambda f: f.write("".join(f"{i}\n" for i in aug).encode()))
     logger.info(f"Wrote {written} label maps to {out_dir} and {len(aug)} image ids to aug.txt")
     return written, len(aug)

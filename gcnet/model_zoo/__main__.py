@@ -79,10 +79,10 @@ def _verify(name: str, manifest) -> int:
         print(f"gcnet.model_zoo: {name} does not fit {entry.config}: " + "; ".join(problems), file=sys.stderr)
         return 1
     keys = [k for k in model.state_dict() if not k.endswith(".num_batches_tracked")]
+    checked = f"sha256 {entry.sha256} verified" if entry.sha256 else "no sha256 published"
     print(
-        f"{name}: sha256 {entry.sha256 or '(none published)'} verified; its {len(checkpoint['model'])} converted "
-        f"keys fill the {len(keys)} parameters and buffers of {entry.config} exactly "
-        "(none missing, none left over, every shape equal)"
+        f"{name}: {checked}; its {len(checkpoint['model'])} converted keys fill the {len(keys)} parameters and "
+        f"buffers of {entry.config} exactly (none missing, none left over, every shape equal)"
     )
     for reproduced, label in ((True, "reproduced"), (False, "not reproduced")):
         rules = [r for r in entry.test_rules if manifest.test_rules[r].reproduced == reproduced]

@@ -109,9 +109,10 @@ def _check(path: Path, entry: Mapping, required: Tuple[str, ...], converters) ->
 def _test_rules(path: Path, data: Mapping) -> Dict[str, UpstreamRule]:
     rules = {}
     for key, rule in data.get("test_rules", {}).items():
-        if not isinstance(rule, dict) or not isinstance(rule.get("reproduced"), bool) or not isinstance(rule.get("text"), str):
+        fields = rule if isinstance(rule, dict) else {}
+        if not isinstance(fields.get("reproduced"), bool) or not isinstance(fields.get("text"), str):
             raise ValueError(f"{path}: test rule {key!r} must have reproduced (true or false) and text, got {rule!r}")
-        rules[key] = UpstreamRule(reproduced=rule["reproduced"], text=rule["text"])
+        rules[key] = UpstreamRule(reproduced=fields["reproduced"], text=fields["text"])
     return rules
 
 

@@ -55,7 +55,8 @@ def _row(model: ZooModel, columns: List[str], rules: Mapping[str, UpstreamRule])
 
 
 def _table(models: List[ZooModel], columns: List[str], rules: Mapping[str, UpstreamRule]) -> List[str]:
-    header = ["name (config)", "schedule", "train mem (GB)", *columns, "provenance", "upstream test-time rules", "notes", "download (sha256)"]
+    header = ["name (config)", "schedule", "train mem (GB)", *columns, "provenance"]
+    header += ["upstream test-time rules", "notes", "download (sha256)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + [_row(m, columns, rules) for m in models]
 

@@ -49,7 +49,8 @@ def _statistics_method(owner: type, name: str) -> str:
     ``HistoryBuffer.min``, ``.max``, ``.current``, ``.mean``: gives their name, and refuses
     any other use."""
     if owner is not HistoryBuffer or not isinstance(name, str) or not name.isidentifier():
-        raise pickle.UnpicklingError(f"refused: builtins.getattr({owner!r}, {name!r}), not a HistoryBuffer statistics method")
+        refused = f"builtins.getattr({owner!r}, {name!r})"
+        raise pickle.UnpicklingError(f"refused: {refused}, not a HistoryBuffer statistics method")
     return f"{HistoryBuffer.upstream_type}.{name}"
 
 

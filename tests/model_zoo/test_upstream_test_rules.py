@@ -171,3 +171,14 @@ def test_mmseg_test_time_augmentation_averages_the_softmax_of_resized_logits():
                 logits = model.logits(x.flip(-1) if flip else x)
                 expected = expected + mmseg_postprocess(logits.flip(-1) if flip else logits, size, False)
     torch.testing.assert_close(predicted, expected[0] / 4)
+
+
+def test_rule_options_are_checked():
+    cfg = zoo.get_config(CASCADE_ENTRIES[0])
+    cfg.model.roi_heads.score_fusion = "max_logits"
+    with pytest.raises(ValueError, match=r"score_fusion must be one of \('mean_probabilities', 'mean_logits'\), got 'max_logits'"):
+        instantiate(cfg.model.roi_heads)
+    backbone = build_gcnet_resnet(18, norm="BN", out_features=["res5"])
+    head = ContextHead(in_feature="res5", in_channels=512, num_classes=4, channels=8, norm="BN")
+    with pytest.raises(ValueError, match=r"inference.output_resize must be one of \('probabilities', 'logits'\), got 'labels'"):
+        ContextSegmentor(backbone=backbone, sem_seg_head=head, pixel_mean=[0] * 3, pixel_std=[1] * 3, inference=dict(output_resize="labels"))

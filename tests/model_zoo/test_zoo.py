@@ -75,6 +75,27 @@ def test_every_entry_config_instantiates(config, overrides):
         assert pooler.aligned is False and pooler.sampling_ratio == 2
 
 
+MINIMAL_ENTRY = dict(
+    name="test/model", task="semantic_segmentation", dataset="ade20k_sem_seg_val", config="configs/x.py",
+    upstream={}, url="https://example.com/model-0123abcd.pth", sha256="0123abcd", converter="mmseg", metrics={},
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        ({"test_rules": {"r": {"reproduced": "yes", "text": "t"}}}, "test rule 'r' must have reproduced (true or false) and text, got {'reproduced': 'yes', 'text': 't'}"),
+        ({"test_rules": {}, "models": [dict(MINIMAL_ENTRY, test_rules=["nope"])]}, "entry 'test/model' refers to unknown test_rules ['nope']"),
+    ],
+)  # fmt: skip
+def test_manifest_test_rules_are_checked(data, message, tmp_path):
+    path = tmp_path / "manifest.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ValueError) as info:
+        load_manifest(path)
+    assert str(info.value) == f"{path}: {message}"
+
+
 def test_model_zoo_markdown_is_current():
     assert (REPO_ROOT / "model_zoo" / "MODEL_ZOO.md").read_text() == model_zoo_markdown(MANIFEST), (
         "model_zoo/MODEL_ZOO.md is stale: python -m gcnet.model_zoo markdown --output model_zoo/MODEL_ZOO.md"

@@ -122,10 +122,8 @@ class MultiMaskCascadeROIHeads(CascadeROIHeads):
             stage_logits.append(predictions[0])
         predictor = self.box_predictor[-1]
         scores = predictor.predict_probs((sum(stage_logits) / len(stage_logits), None), proposals)
-        instances, _ = fast_rcnn_inference(
-            boxes, scores, image_sizes, predictor.test_score_thresh, predictor.test_nms_thresh, predictor.test_topk_per_image
-        )
-        return instances
+        thresholds = (predictor.test_score_thresh, predictor.test_nms_thresh, predictor.test_topk_per_image)
+        return fast_rcnn_inference(boxes, scores, image_sizes, *thresholds)[0]
 
     def _forward_mask(self, features: Dict[str, torch.Tensor], instances: List[Instances]):
         features = [features[f] for f in self.mask_in_features]
