@@ -16,3 +16,4 @@ from .datasets_root import datasets_root  # noqa: E402
 from .image_io import list_images, read_image, write_image  # noqa: E402
 from .pascal_voc import VOC_SEM_SEG_CLASSES, load_voc_semantic, prepare_voc_aug  # noqa: E402
 from .sem_seg_mapper import SemSegDatasetMapper  # noqa: E402
+from .test_data import prepare_test_data  # noqa: E402

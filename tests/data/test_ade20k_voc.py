@@ -122,7 +122,7 @@ def test_prepare_voc_aug_and_the_registered_splits(shared_data, tmp_path):
 
 def test_voc_aug_needs_sbd(tmp_path):
     result = run_tool("tools/prepare_datasets.py", "voc_aug", "--root", tmp_path)
-    assert result.returncode == 2 and "voc_aug needs --sbd" in result.stderr
+    assert result.returncode == 2 and "the following arguments are required: --sbd" in result.stderr
 
 
 def metrics_of(out):
