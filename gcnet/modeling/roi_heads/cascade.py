@@ -35,8 +35,8 @@ class MultiMaskCascadeROIHeads(CascadeROIHeads):
         score_fusion: the test-time class scores of the final boxes, one of
             :data:`SCORE_FUSIONS`: "mean_probabilities" averages the stages' softmax
             probabilities (detectron2's ``CascadeROIHeads``); "mean_logits" takes the softmax of
-            the mean of the stages' logits (mmdetection's ``CascadeRoIHead``, v1 to v3, which
-            the converted mmdetection models need to score as upstream).
+            the mean of the stages' logits (mmdetection's ``CascadeRoIHead``, v1 to v3; the zoo's
+            cascade models set it).
     """
 
     @configurable
