@@ -16,9 +16,10 @@ from detectron2.data.datasets import load_sem_seg
 from gcnet.data import VOC_SEM_SEG_CLASSES, load_voc_semantic
 from gcnet.data.pascal_voc import VOC_SEM_SEG_SPLITS
 
-from ..helpers import run_tool
+from ..helpers import load_tool, run_tool
 
 UNLABELLED = 11  # CamVid's "unlabelled"; 0..10 are its classes
+PREPARE = load_tool("prepare_datasets")
 # Small inputs for the R-50-D8 configs on CPU.
 TINY_SEM_SEG = [
     "train.init_checkpoint=", "train.device=cpu", "train.log_period=1",
@@ -49,11 +50,16 @@ def write_camvid_as_ade20k(camvid, root, counts):
     return dataset
 
 
-def test_prepare_ade20k_writes_detectron2_label_maps(shared_data, tmp_path):
+def prepare(capsys, *args):
+    """tools/prepare_datasets.py with ``args``, in-process: (exit status, stdout, stderr)."""
+    status = PREPARE.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_prepare_ade20k_writes_detectron2_label_maps(shared_data, tmp_path, capsys):
     dataset = write_camvid_as_ade20k(shared_data / "camvid", tmp_path, {"train": 2, "val": 2})
-    result = run_tool("tools/prepare_datasets.py", "ade20k", "--root", tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "Wrote 4 ADE20K label maps" in result.stdout
+    assert prepare(capsys, "ade20k", "--root", tmp_path)[:2] == (0, "Wrote 4 ADE20K label maps\n")
     val = MetadataCatalog.get("ade20k_sem_seg_val")
     assert val.sem_seg_root.endswith("ADEChallengeData2016/annotations_detectron2/validation") and len(val.stuff_classes) == 150
     dicts = load_sem_seg(str(dataset / "annotations_detectron2" / "validation"), str(dataset / "images" / "validation"))
@@ -62,19 +68,18 @@ def test_prepare_ade20k_writes_detectron2_label_maps(shared_data, tmp_path):
     assert dicts[0]["file_name"].endswith(f"{image.stem}.jpg")
     labels = np.asarray(Image.open(dicts[0]["sem_seg_file_name"]))
     assert np.array_equal(labels, np.where(camvid == UNLABELLED, 255, camvid))  # "other" ignored, classes - 1
-    again = run_tool("tools/prepare_datasets.py", "ade20k", "--root", tmp_path)
-    assert "Wrote 0 ADE20K label maps" in again.stdout  # existing files are kept
+    assert prepare(capsys, "ade20k", "--root", tmp_path)[1] == "Wrote 0 ADE20K label maps\n"  # existing files are kept
 
 
-def test_prepare_ade20k_names_a_bad_label_file(shared_data, tmp_path):
+def test_prepare_ade20k_names_a_bad_label_file(shared_data, tmp_path, capsys):
     dataset = write_camvid_as_ade20k(shared_data / "camvid", tmp_path, {"train": 1, "val": 1})
     bad = next((dataset / "annotations" / "validation").glob("*.png"))
     labels = np.asarray(Image.open(bad)).copy()
     labels[0, 0] = 200
     Image.fromarray(labels).save(bad)
-    result = run_tool("tools/prepare_datasets.py", "ade20k", "--root", tmp_path)
-    assert result.returncode == 1
-    assert result.stderr.strip() == f"prepare_datasets: {bad}: values [200] are not ADE20K class ids (0 = other, 1..150)"
+    status, _, err = prepare(capsys, "ade20k", "--root", tmp_path)
+    assert status == 1
+    assert err == f"prepare_datasets: {bad}: values [200] are not ADE20K class ids (0 = other, 1..150)\n"
 
 
 def write_camvid_as_voc(camvid, root, counts, sbd_extra):
@@ -102,15 +107,14 @@ def write_camvid_as_voc(camvid, root, counts, sbd_extra):
     return voc, sbd.parent, sbd_only
 
 
-def test_prepare_voc_aug_and_the_registered_splits(shared_data, tmp_path):
+def test_prepare_voc_aug_and_the_registered_splits(shared_data, tmp_path, capsys):
     voc, sbd_root, sbd_only = write_camvid_as_voc(shared_data / "camvid", tmp_path, {"train": 2, "val": 2}, sbd_extra=2)
     missing = f"Pascal VOC image list {voc}/ImageSets/Segmentation/aug.txt not found"
     with pytest.raises(FileNotFoundError, match="python tools/prepare_datasets.py voc_aug --sbd") as info:
         load_voc_semantic(str(voc), VOC_SEM_SEG_SPLITS["voc_2012_aug_sem_seg_train"])
     assert str(info.value).startswith(missing)
-    result = run_tool("tools/prepare_datasets.py", "voc_aug", "--root", tmp_path, "--sbd", sbd_root)
-    assert result.returncode == 0, result.stderr
-    assert "Wrote 6 SegmentationClassAug label maps and 2 image ids to aug.txt" in result.stdout
+    status, out, err = prepare(capsys, "voc_aug", "--root", tmp_path, "--sbd", sbd_root)
+    assert (status, out) == (0, "Wrote 6 SegmentationClassAug label maps and 2 image ids to aug.txt\n"), err
     assert (voc / "ImageSets/Segmentation/aug.txt").read_text().split() == sorted(sbd_only)
     train = load_voc_semantic(str(voc), VOC_SEM_SEG_SPLITS["voc_2012_aug_sem_seg_train"])
     assert [d["sem_seg_file_name"].split("/")[-2] for d in train] == ["SegmentationClass"] * 2 + ["SegmentationClassAug"] * 2
@@ -120,19 +124,20 @@ def test_prepare_voc_aug_and_the_registered_splits(shared_data, tmp_path):
     assert val.stuff_classes == list(VOC_SEM_SEG_CLASSES) and len(val.stuff_classes) == 21 and val.ignore_label == 255
 
 
-def test_voc_aug_needs_sbd(tmp_path):
-    result = run_tool("tools/prepare_datasets.py", "voc_aug", "--root", tmp_path)
-    assert result.returncode == 2 and "the following arguments are required: --sbd" in result.stderr
+def test_voc_aug_needs_sbd(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        prepare(capsys, "voc_aug", "--root", tmp_path)
+    assert info.value.code == 2 and "the following arguments are required: --sbd" in capsys.readouterr().err
 
 
 def metrics_of(out):
     return [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
 
 
-def test_voc_config_trains_and_evaluates_on_camvid(shared_data, tmp_path):
+def test_voc_config_trains_and_evaluates_on_camvid(shared_data, tmp_path, capsys):
     write_camvid_as_voc(shared_data / "camvid", tmp_path, {"train": 2, "val": 2}, sbd_extra=2)
     env = {"DETECTRON2_DATASETS": str(tmp_path)}
-    assert run_tool("tools/prepare_datasets.py", "voc_aug", "--sbd", tmp_path / "benchmark_RELEASE", env=env).returncode == 0
+    assert prepare(capsys, "voc_aug", "--root", tmp_path, "--sbd", tmp_path / "benchmark_RELEASE")[0] == 0
     out = tmp_path / "out"
     result = run_tool(
         "tools/train_net.py", "--config-file", "configs/PascalVOC-SemanticSegmentation/mmseg_gcnet_R_50_D8_512x512_20k.py",
@@ -144,10 +149,10 @@ def test_voc_config_trains_and_evaluates_on_camvid(shared_data, tmp_path):
     assert 0 <= metrics[-1]["sem_seg/mIoU"] <= 100 and "sem_seg/IoU-aeroplane" in metrics[-1]
 
 
-def test_ade20k_config_evaluates_on_camvid(shared_data, tmp_path):
+def test_ade20k_config_evaluates_on_camvid(shared_data, tmp_path, capsys):
     write_camvid_as_ade20k(shared_data / "camvid", tmp_path, {"train": 1, "val": 2})
     env = {"DETECTRON2_DATASETS": str(tmp_path)}
-    assert run_tool("tools/prepare_datasets.py", "ade20k", env=env).returncode == 0
+    assert prepare(capsys, "ade20k", "--root", tmp_path)[0] == 0
     out = tmp_path / "out"
     result = run_tool(
         "tools/train_net.py", "--config-file", "configs/ADE20K-SemanticSegmentation/mmseg_gcnet_R_50_D8_512x512_80k.py",
