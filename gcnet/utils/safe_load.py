@@ -16,7 +16,7 @@ from typing import Any, Callable, List
 import numpy as np
 import torch
 
-__all__ = ["SAFE_GLOBALS", "UnsafeCheckpointError", "UpstreamObject", "load_checkpoint_file"]
+__all__ = ["SAFE_GLOBALS", "HistoryBuffer", "UnsafeCheckpointError", "UpstreamObject", "load_checkpoint_file"]
 
 
 class UnsafeCheckpointError(ValueError):
