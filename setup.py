@@ -58,15 +58,19 @@ setup(
         "export": ["onnx", "onnxscript", "onnxruntime"],
         # gcnet.modeling.TimmBackbone: timm's ImageNet-pretrained GC networks (configs/*timm*)
         "timm": ["timm>=0.9"],
+        # tools/prepare_datasets.py voc_aug: SBD's MATLAB label files
+        "datasets": ["scipy"],
         # tools/benchmark.py: the reference implementations the GC block is timed against
         "benchmark": ["mmcv-lite", "timm>=0.9"],
         # tools/web_demo.py: the page
         "demo": ["gradio>=6,<7"],
         # the tests also check the Triton kernel (in Triton's interpreter, without a GPU), drive
         # the web demo in headless Chromium (Debian's chromium and chromium-driver, installed
-        # apart) and run the tutorial notebook in a Jupyter kernel
+        # apart), run the tutorial notebook in a Jupyter kernel and write checkpoints with
+        # mmengine's real MessageHub and HistoryBuffer
         "dev": [
-            "pytest>=7", "onnx", "onnxscript", "onnxruntime", "mmcv-lite", "timm>=0.9", "triton; platform_system == 'Linux'",
+            "pytest>=7", "onnx", "onnxscript", "onnxruntime", "mmcv-lite", "mmengine", "scipy", "timm>=0.9",
+            "triton; platform_system == 'Linux'",
             "gradio>=6,<7", "selenium>=4.10", "nbclient>=0.10", "nbformat>=5", "ipykernel>=6", "matplotlib",
             # selenium's trio: 0.35 declares a hypothesis plugin it no longer has, which stops
             # pytest wherever hypothesis is installed

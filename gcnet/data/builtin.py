@@ -5,6 +5,7 @@ import os
 from .cityscapes import register_cityscapes_semantic
 from .coco import register_coco_instances
 from .datasets_root import datasets_root, datasets_root_hint
+from .pascal_voc import register_voc_semantic
 
 __all__ = ["register_balloon"]
 
@@ -29,3 +30,4 @@ def register_balloon(root: str) -> None:
 _root = datasets_root()
 register_balloon(_root)
 register_cityscapes_semantic(_root)
+register_voc_semantic(_root)

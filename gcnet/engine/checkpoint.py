@@ -13,6 +13,7 @@ from detectron2.utils.file_io import Detectron2Handler
 from gcnet.model_zoo.manifest import default_manifest
 from gcnet.utils.download import DownloadError
 from gcnet.utils.file_io import PARTIAL_SUFFIX, atomic_write
+from gcnet.utils.safe_load import UnsafeCheckpointError, load_checkpoint_file
 
 __all__ = ["GCNetCheckpointer", "TRUSTED_PICKLE_HOSTS"]
 
@@ -50,7 +51,8 @@ class GCNetCheckpointer(DetectionCheckpointer):
       killed at any moment (even while saving) resumes from the last complete checkpoint;
       ``resume_or_load`` removes what a killed save left, and says so when ``resume`` finds no
       checkpoint;
-    * safe loads: ``.pth`` files through ``torch.load(weights_only=True)``, pickled ``.pkl``
+    * safe loads: ``.pth`` files through ``torch.load(weights_only=True)`` with the numpy and
+      mmengine types of :data:`gcnet.utils.safe_load.SAFE_GLOBALS`, pickled ``.pkl``
       files only from local paths, detectron2's model zoo or the manifest's hosts, and a
       truncated or corrupt file reported by name;
     * a remote checkpoint that cannot be downloaded (no network) or a local one that does not
@@ -129,12 +131,12 @@ class GCNetCheckpointer(DetectionCheckpointer):
         try:
             return super()._load_file(filename)
         except (OSError, EOFError, RuntimeError, ValueError, KeyError) as e:
-            if isinstance(e, FileNotFoundError):
+            if isinstance(e, (FileNotFoundError, UnsafeCheckpointError)):
                 raise
             raise ValueError(f"Cannot load checkpoint {filename}: it is truncated or corrupt ({e})") from e
 
     def _torch_load(self, f):
-        return torch.load(f, map_location="cpu", weights_only=True)
+        return load_checkpoint_file(f)
 
     def _load_model(self, checkpoint):
         incompatible = super()._load_model(checkpoint)

@@ -16,6 +16,6 @@ from .handler import (  # noqa: E402
     load_upstream_checkpoint,
     save_checkpoint,
 )
-from .manifest import CheckpointSource, Manifest, ZooModel, load_manifest, resource_path  # noqa: E402
+from .manifest import CheckpointSource, Manifest, UpstreamRule, ZooModel, load_manifest, resource_path  # noqa: E402
 
 PathManager.register_handler(GCNetHandler())

@@ -20,9 +20,12 @@ def main(argv=None) -> int:
     for name, text in [
         ("show", "print a model's manifest entry"),
         ("download", "download, verify and convert a checkpoint; print where it is"),
-        ("verify", "download and convert a checkpoint, and check it fills the model of its config"),
     ]:
         commands.add_parser(name, help=text).add_argument("name")
+    verify = commands.add_parser(
+        "verify", help="download and convert checkpoints, check that each fills the model of its config exactly"
+    )
+    verify.add_argument("name", nargs="+")
     markdown = commands.add_parser("markdown", help="print model_zoo/MODEL_ZOO.md")
     markdown.add_argument("--output", help="write to this file instead")
     args = parser.parse_args(argv)
@@ -42,7 +45,7 @@ def main(argv=None) -> int:
             print(f"upstream: {handler.download(GCNetHandler.PREFIX + args.name)}")
             print(f"converted: {handler._get_local_path(GCNetHandler.PREFIX + args.name)}")
         elif args.command == "verify":
-            return _verify(args.name, manifest)
+            return max(_verify(name, manifest) for name in args.name)
         else:
             from .markdown import model_zoo_markdown
 
@@ -58,7 +61,10 @@ def main(argv=None) -> int:
 
 
 def _verify(name: str, manifest) -> int:
-    """Exit 0 when the converted checkpoint fills every parameter of the config's model."""
+    """Exit status 0 when the converted checkpoint of ``name`` fills the model of its config
+    exactly: every key of the model (BatchNorm step counters aside) is in the checkpoint with
+    its shape, and no key of the checkpoint is left over. Prints the upstream test-time rules
+    that the entry reproduces and those it does not."""
     from detectron2.config import instantiate
 
     from .api import load_zoo_config
@@ -67,12 +73,20 @@ def _verify(name: str, manifest) -> int:
     entry = manifest.model(name)
     converted = GCNetHandler(manifest.sources())._get_local_path(GCNetHandler.PREFIX + name)
     checkpoint = torch.load(converted, map_location="cpu", weights_only=True)
-    cfg = load_zoo_config(entry)
-    problems = checkpoint_mismatches(instantiate(cfg.model), checkpoint)
+    model = instantiate(load_zoo_config(entry).model)
+    problems = checkpoint_mismatches(model, checkpoint)
     if problems:
         print(f"gcnet.model_zoo: {name} does not fit {entry.config}: " + "; ".join(problems), file=sys.stderr)
         return 1
-    print(f"{name}: sha256 verified, converted checkpoint fills every parameter of {entry.config}")
+    keys = [k for k in model.state_dict() if not k.endswith(".num_batches_tracked")]
+    checked = f"sha256 {entry.sha256} verified" if entry.sha256 else "no sha256 published"
+    print(
+        f"{name}: {checked}; its {len(checkpoint['model'])} converted keys fill the {len(keys)} parameters and "
+        f"buffers of {entry.config} exactly (none missing, none left over, every shape equal)"
+    )
+    for reproduced, label in ((True, "reproduced"), (False, "not reproduced")):
+        rules = [r for r in entry.test_rules if manifest.test_rules[r].reproduced == reproduced]
+        print(f"  upstream test-time rules {label}: {', '.join(rules) or 'none'}")
     return 0
 
 

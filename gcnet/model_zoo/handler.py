@@ -7,6 +7,7 @@ import torch
 from iopath.common.file_io import PathHandler, file_lock
 
 from gcnet.utils.file_io import atomic_write
+from gcnet.utils.safe_load import UnsafeCheckpointError, load_checkpoint_file
 
 from .converters import CONVERTERS
 from .download import cache_root, download_verified
@@ -16,10 +17,14 @@ __all__ = ["GCNetHandler", "load_upstream_checkpoint", "convert_upstream_file", 
 
 
 def load_upstream_checkpoint(path: str) -> Mapping[str, Any]:
-    """Load a ``.pth`` file with ``torch.load(weights_only=True)``: tensors and plain
-    containers only, never arbitrary pickled code."""
+    """Load a ``.pth`` file as the releases wrote it (torch's legacy or zip format, mmcv's or
+    mmengine's checkpoint dict) with :func:`gcnet.utils.safe_load.load_checkpoint_file`:
+    tensors, plain containers, numpy arrays and mmengine's HistoryBuffer as data, never
+    arbitrary pickled code."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_checkpoint_file(path)
+    except UnsafeCheckpointError:
+        raise
     except Exception as e:
         raise ValueError(f"Cannot load checkpoint {path}: it is truncated, corrupt or not a weights file ({e})") from e
 

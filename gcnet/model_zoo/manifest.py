@@ -10,6 +10,7 @@ import yaml
 
 __all__ = [
     "CheckpointSource",
+    "UpstreamRule",
     "ZooModel",
     "Manifest",
     "load_manifest",
@@ -56,7 +57,16 @@ class ZooModel(CheckpointSource):
     upstream: Mapping[str, str] = field(default_factory=dict)
     metrics: Mapping[str, Mapping] = field(default_factory=dict)
     published: Mapping[str, float] = field(default_factory=dict)
+    test_rules: Tuple[str, ...] = ()
     notes: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UpstreamRule:
+    """An upstream test-time rule: what it is, and whether gcnet reproduces it."""
+
+    reproduced: bool
+    text: str
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,7 @@ class Manifest:
     notes: Mapping[str, str]
     imagenet: Dict[str, CheckpointSource]
     models: Dict[str, ZooModel]
+    test_rules: Mapping[str, UpstreamRule] = field(default_factory=dict)
 
     def sources(self) -> Dict[str, CheckpointSource]:
         """Every name gcnet:// resolves: the ImageNet backbones and the zoo models."""
@@ -95,6 +106,22 @@ def _check(path: Path, entry: Mapping, required: Tuple[str, ...], converters) ->
         raise ValueError(f"{path}: entry {entry['name']!r} has unknown converter {entry['converter']!r}; known: {sorted(converters)}")
 
 
+def _test_rules(path: Path, data: Mapping) -> Dict[str, UpstreamRule]:
+    rules = {}
+    for key, rule in data.get("test_rules", {}).items():
+        fields = rule if isinstance(rule, dict) else {}
+        if not isinstance(fields.get("reproduced"), bool) or not isinstance(fields.get("text"), str):
+            raise ValueError(f"{path}: test rule {key!r} must have reproduced (true or false) and text, got {rule!r}")
+        rules[key] = UpstreamRule(reproduced=fields["reproduced"], text=fields["text"])
+    return rules
+
+
+def _check_references(path: Path, entry: Mapping, field_name: str, known: Mapping) -> None:
+    unknown = [n for n in entry.get(field_name, []) if n not in known]
+    if unknown:
+        raise ValueError(f"{path}: entry {entry['name']!r} refers to unknown {field_name} {unknown}")
+
+
 def load_manifest(path: Optional[Path] = None) -> Manifest:
     """Read and check the manifest (default: ``model_zoo/manifest.yaml``)."""
     from .converters import CONVERTERS
@@ -102,7 +129,7 @@ def load_manifest(path: Optional[Path] = None) -> Manifest:
     path = Path(path) if path is not None else resource_path("model_zoo/manifest.yaml")
     with open(path) as f:
         data = yaml.safe_load(f)
-    notes = data.get("notes", {})
+    notes, test_rules = data.get("notes", {}), _test_rules(path, data)
     imagenet, models = {}, {}
     for entry in data.get("imagenet_backbones", []):
         _check(path, entry, ("name", "url", "sha256", "converter"), CONVERTERS)
@@ -111,15 +138,17 @@ def load_manifest(path: Optional[Path] = None) -> Manifest:
         _check(path, entry, ("name", "task", "dataset", "config", "upstream", "url", "sha256", "converter", "metrics"), CONVERTERS)
         if entry["task"] not in TASKS:
             raise ValueError(f"{path}: entry {entry['name']!r} has unknown task {entry['task']!r}; known: {TASKS}")
-        unknown_notes = [n for n in entry.get("notes", []) if n not in notes]
-        if unknown_notes:
-            raise ValueError(f"{path}: entry {entry['name']!r} refers to unknown notes {unknown_notes}")
-        entry = dict(entry, config_overrides=tuple(entry.get("config_overrides", ())), notes=tuple(entry.get("notes", ())))
+        _check_references(path, entry, "notes", notes)
+        _check_references(path, entry, "test_rules", test_rules)
+        entry = dict(
+            entry,
+            **{k: tuple(entry.get(k, ())) for k in ("config_overrides", "test_rules", "notes")},
+        )
         models[entry["name"]] = ZooModel(**entry)
     duplicated = set(imagenet) & set(models)
     if duplicated or len(imagenet) + len(models) != len(data.get("imagenet_backbones", [])) + len(data.get("models", [])):
         raise ValueError(f"{path}: names must be unique; repeated: {sorted(duplicated) or 'within a list'}")
-    return Manifest(notes=notes, imagenet=imagenet, models=models)
+    return Manifest(notes=notes, imagenet=imagenet, models=models, test_rules=test_rules)
 
 
 @functools.lru_cache(maxsize=None)

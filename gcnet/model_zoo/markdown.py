@@ -1,15 +1,15 @@
 """``model_zoo/MODEL_ZOO.md``, generated from the manifest."""
 import re
-from typing import List
+from typing import Dict, List, Mapping, Tuple
 
-from .manifest import Manifest, ZooModel
+from .manifest import Manifest, UpstreamRule, ZooModel
 
 __all__ = ["model_zoo_markdown"]
 
 _HARDWARE = {
     "open-mmlab/mmdetection": "8 V100 GPUs, 2 images per GPU",
     "xvjiarui/GCNet": "8 V100 GPUs, 2 images per GPU (some models 4 GPUs x 4 images)",
-    "open-mmlab/mmsegmentation": "4 GPUs, 2 images per GPU",
+    "open-mmlab/mmsegmentation": "4 GPUs, 2 images per GPU for Cityscapes, 4 for ADE20K and VOC",
 }
 
 
@@ -27,25 +27,49 @@ def _metric(model: ZooModel, key: str) -> str:
     return "-" if entry is None else _number(entry["value"])
 
 
-def _row(model: ZooModel, columns: List[str]) -> str:
+def _links(keys) -> str:
+    return ", ".join(f"[{k}](#{k})" for k in keys)
+
+
+def _test_rules(model: ZooModel, rules: Mapping[str, UpstreamRule]) -> str:
+    """The upstream test-time rules of ``model``: those reproduced, then those that are not."""
+    reproduced = [k for k in model.test_rules if rules[k].reproduced]
+    differs = [k for k in model.test_rules if not rules[k].reproduced]
+    parts = [f"{label}: {_links(keys)}" for label, keys in (("reproduced", reproduced), ("not", differs)) if keys]
+    return "<br>".join(parts) or "-"
+
+
+def _row(model: ZooModel, columns: List[str], rules: Mapping[str, UpstreamRule]) -> str:
     provenance = "; ".join(sorted({m["source"] for m in model.metrics.values()}))
-    notes = ", ".join(f"[{n}](#{n})" for n in model.notes)
     cells = [
         f"[{model.name}](../{model.config})",
         _schedule(model),
         _number(model.published.get("train_memory_gb")),
         *(_metric(model, c) for c in columns),
         provenance,
-        notes or "-",
+        _test_rules(model, rules),
+        _links(model.notes) or "-",
         f"[model]({model.url}) `{model.sha256}`",
     ]
     return "| " + " | ".join(cells) + " |"
 
 
-def _table(models: List[ZooModel], columns: List[str]) -> List[str]:
-    header = ["name (config)", "schedule", "train mem (GB)", *columns, "provenance", "notes", "download (sha256)"]
+def _table(models: List[ZooModel], columns: List[str], rules: Mapping[str, UpstreamRule]) -> List[str]:
+    header = ["name (config)", "schedule", "train mem (GB)", *columns, "provenance"]
+    header += ["upstream test-time rules", "notes", "download (sha256)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + [_row(m, columns) for m in models]
+    return lines + [_row(m, columns, rules) for m in models]
+
+
+def _overrides(models: List[ZooModel]) -> List[str]:
+    """One line per set of config overrides, with the models that use it."""
+    groups: Dict[Tuple[str, ...], List[str]] = {}
+    for m in models:
+        if m.config_overrides:
+            groups.setdefault(m.config_overrides, []).append(m.name)
+    return [
+        f"* `{' '.join(overrides)}`: {', '.join(f'`{n}`' for n in names)}" for overrides, names in groups.items()
+    ]
 
 
 def model_zoo_markdown(manifest: Manifest) -> str:
@@ -59,7 +83,10 @@ def model_zoo_markdown(manifest: Manifest) -> str:
         "Trained GCNet models of the public releases (mmdetection, mmsegmentation and the original",
         "GCNet repository), served through detectron2: `gcnet://<name>` downloads the upstream",
         "checkpoint once, checks its sha256, and converts it to the gcnet model of the linked",
-        "config, which reproduces the upstream model at test time (see the notes for what differs).",
+        "config: every upstream weight, nothing missing or left over (`python -m gcnet.model_zoo verify",
+        "NAME` checks it). The column \"upstream test-time rules\" says, per model, which rules of the",
+        "upstream inference the config reproduces and which it does not ([all rules](#upstream-test-time-rules)),",
+        "so that \"reproduces upstream\" has a precise meaning.",
         "",
         "```python",
         "import gcnet.model_zoo",
@@ -84,24 +111,29 @@ def model_zoo_markdown(manifest: Manifest) -> str:
         "",
     ]
     sections = [
-        ("COCO instance segmentation (val2017)", "instance_segmentation", ["box AP", "mask AP"]),
-        ("Cityscapes semantic segmentation (val)", "semantic_segmentation", ["mIoU", "mIoU (ms+flip)"]),
+        ("COCO instance segmentation (val2017)", "coco_2017_val", ["box AP", "mask AP"]),
+        ("Cityscapes semantic segmentation (val)", "cityscapes_fine_sem_seg_val", ["mIoU", "mIoU (ms+flip)"]),
+        ("ADE20K semantic segmentation (val)", "ade20k_sem_seg_val", ["mIoU", "mIoU (ms+flip)"]),
+        ("Pascal VOC 2012 + aug semantic segmentation (val)", "voc_2012_sem_seg_val", ["mIoU", "mIoU (ms+flip)"]),
     ]
-    for title, task, columns in sections:
+    for title, dataset, columns in sections:
         out += [f"## {title}", ""]
         for repository, hardware in _HARDWARE.items():
-            group = [m for m in models if m.task == task and m.upstream["repository"] == repository]
+            group = [m for m in models if m.dataset == dataset and m.upstream["repository"] == repository]
             if group:
                 release = group[0].upstream["release"]
                 out += [f"### {repository} ({release}; trained on {hardware})", ""]
-                out += _table(group, columns) + [""]
-                overrides = sorted({o for m in group for o in m.config_overrides})
+                out += _table(group, columns, manifest.test_rules) + [""]
+                overrides = _overrides(group)
                 if overrides:
-                    out += [f"Their configs are used with the overrides `{' '.join(overrides)}`.", ""]
+                    out += ["Configs used with overrides (`gcnet.model_zoo.get_config` applies them):", "", *overrides, ""]
     out += ["## ImageNet backbones", "", "| name | upstream file | sha256 | description |", "|---|---|---|---|"]
     for source in manifest.imagenet.values():
         out.append(f"| `gcnet://{source.name}` | {source.url} | `{source.sha256 or 'none published'}` | {source.description} |")
-    out += ["", "## Notes", ""]
+    out += ["", "## Upstream test-time rules", ""]
+    for key, rule in manifest.test_rules.items():
+        out += [f"### {key}", "", f"**{'Reproduced' if rule.reproduced else 'Not reproduced'}.** {rule.text}", ""]
+    out += ["## Notes", ""]
     for key, text in manifest.notes.items():
         out += [f"### {key}", "", text, ""]
     return "\n".join(out).rstrip() + "\n"

@@ -2,6 +2,7 @@
 loopback server, and safe loading."""
 import hashlib
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -30,12 +31,20 @@ def test_manifest_rows():
     assert len(mmdet_gcnet) == 19
     assert {"mmdet/mask_rcnn_r50_fpn_1x_coco", "mmdet/mask_rcnn_r101_fpn_1x_coco"} <= names  # baselines
     assert len([n for n in names if n.startswith("gcnet-v1/")]) == 19
-    cityscapes = [n for n, m in MANIFEST.models.items() if m.task == "semantic_segmentation"]
-    assert len(cityscapes) == 8 and all(n.startswith("mmseg/gcnet_r") for n in cityscapes)
+    semantic = {n: m for n, m in MANIFEST.models.items() if m.task == "semantic_segmentation"}
+    assert all(n.startswith("mmseg/gcnet_r") for n in semantic)
+    assert Counter(m.dataset for m in semantic.values()) == {
+        "cityscapes_fine_sem_seg_val": 8, "ade20k_sem_seg_val": 4, "voc_2012_sem_seg_val": 4,
+    }  # fmt: skip
     entry = MANIFEST.model("mmdet/cascade_mask_rcnn_x101_32x4d_fpn_syncbn-backbone_dconv_c3-c5_r16_gcb_c3-c5_1x_coco")
     assert entry.metrics["box AP"] == {"value": 48.0, "source": "reported by mmdetection"}
     assert entry.metrics["mask AP"]["value"] == 41.3 and entry.sha256 == "44aa598a"
     assert MANIFEST.model("mmseg/gcnet_r101-d8_769x769_40k_cityscapes").metrics["mIoU (ms+flip)"]["value"] == 80.71
+    ade20k = MANIFEST.model("mmseg/gcnet_r101-d8_512x512_160k_ade20k")
+    assert (ade20k.metrics["mIoU"]["value"], ade20k.metrics["mIoU (ms+flip)"]["value"], ade20k.sha256) == (43.69, 45.21, "615528d7")
+    voc = MANIFEST.model("mmseg/gcnet_r50-d8_512x512_20k_voc12aug")
+    assert (voc.metrics["mIoU"]["value"], voc.published["train_memory_gb"], voc.sha256) == (76.42, 5.8, "3cbfdab1")
+    assert voc.config == "configs/PascalVOC-SemanticSegmentation/mmseg_gcnet_R_50_D8_512x512_20k.py"
 
 
 @pytest.mark.parametrize("name", sorted(MANIFEST.sources()))
@@ -48,6 +57,8 @@ def test_every_entry_is_consistent(name):
         model = MANIFEST.models[name]
         assert (REPO_ROOT / model.config).is_file()
         assert all(m["source"].startswith(("reported by ", "evaluated with gcnet on ")) for m in model.metrics.values())
+        rules = MANIFEST.test_rules
+        assert any(rules[r].reproduced for r in model.test_rules) and any(not rules[r].reproduced for r in model.test_rules)
 
 
 CONFIG_VARIANTS = sorted({(m.config, m.config_overrides) for m in MANIFEST.models.values()})
@@ -64,6 +75,27 @@ def test_every_entry_config_instantiates(config, overrides):
         assert pooler.aligned is False and pooler.sampling_ratio == 2
 
 
+MINIMAL_ENTRY = dict(
+    name="test/model", task="semantic_segmentation", dataset="ade20k_sem_seg_val", config="configs/x.py",
+    upstream={}, url="https://example.com/model-0123abcd.pth", sha256="0123abcd", converter="mmseg", metrics={},
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        ({"test_rules": {"r": {"reproduced": "yes", "text": "t"}}}, "test rule 'r' must have reproduced (true or false) and text, got {'reproduced': 'yes', 'text': 't'}"),
+        ({"test_rules": {}, "models": [dict(MINIMAL_ENTRY, test_rules=["nope"])]}, "entry 'test/model' refers to unknown test_rules ['nope']"),
+    ],
+)  # fmt: skip
+def test_manifest_test_rules_are_checked(data, message, tmp_path):
+    path = tmp_path / "manifest.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ValueError) as info:
+        load_manifest(path)
+    assert str(info.value) == f"{path}: {message}"
+
+
 def test_model_zoo_markdown_is_current():
     assert (REPO_ROOT / "model_zoo" / "MODEL_ZOO.md").read_text() == model_zoo_markdown(MANIFEST), (
         "model_zoo/MODEL_ZOO.md is stale: python -m gcnet.model_zoo markdown --output model_zoo/MODEL_ZOO.md"
@@ -71,7 +103,7 @@ def test_model_zoo_markdown_is_current():
 
 
 def test_api_names_and_urls():
-    assert len(zoo.list_models()) == 48 and len(zoo.list_models("semantic_segmentation")) == 8
+    assert len(zoo.list_models()) == 56 and len(zoo.list_models("semantic_segmentation")) == 16
     assert zoo.get_checkpoint_url("mmseg/gcnet_r50-d8_512x1024_40k_cityscapes").endswith("-4b0fd17b.pth")
     assert zoo.get_checkpoint_url("ImageNetPretrained/torchvision/R-101").endswith("resnet101-5d3b4d8f.pth")
     assert zoo.get_config("mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco").train.init_checkpoint.startswith("detectron2://")
@@ -111,7 +143,10 @@ def test_cli_download_and_verify(served_zoo, tmp_path):
     env = {"FVCORE_CACHE": str(tmp_path / "cache")}
     result = run_tool("-m", "gcnet.model_zoo", "--manifest", manifest, "verify", "test/mask_rcnn_gc", env=env)
     assert result.returncode == 0, result.stderr
-    assert "sha256 verified, converted checkpoint fills every parameter" in result.stdout
+    assert re.search(
+        r"test/mask_rcnn_gc: sha256 [0-9a-f]{8} verified; its (\d+) converted keys fill the \1 parameters and buffers "
+        r"of configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_gc_r16_1x\.py exactly", result.stdout
+    ), result.stdout
     again = run_tool("-m", "gcnet.model_zoo", "--manifest", manifest, "download", "test/mask_rcnn_gc", env=env)
     assert again.returncode == 0 and "converted: " in again.stdout
     assert requests == ["/" + Path(load_manifest(manifest).model("test/mask_rcnn_gc").url).name]  # cache hit

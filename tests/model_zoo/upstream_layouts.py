@@ -146,8 +146,9 @@ def mmdet_checkpoint(version: str, depth: int, groups: int = 1, width: int = 64,
     return {"meta": {"mmdet_version": "2.0" if version == "v2" else "1.0"}, "state_dict": sd}
 
 
-def mmseg_checkpoint(depth: int, seed: int = 0, resnet: Optional[ResNet] = None) -> dict:
-    """mmsegmentation's GCNet (ResNetV1c-D8 backbone, GCHead with ratio 1/4, FCN auxiliary head)."""
+def mmseg_checkpoint(depth: int, seed: int = 0, resnet: Optional[ResNet] = None, num_classes: int = 19) -> dict:
+    """mmsegmentation's GCNet (ResNetV1c-D8 backbone, GCHead with ratio 1/4, FCN auxiliary head)
+    for ``num_classes`` (19 Cityscapes, 150 ADE20K, 21 Pascal VOC)."""
     resnet = resnet or torchvision_resnet(depth, seed=seed)
     g = torch.Generator().manual_seed(seed)
     sd = {f"backbone.{k}": v for k, v in resnet.state_dict().items() if not k.startswith(("fc.", "conv1.", "bn1."))}
@@ -159,7 +160,9 @@ def mmseg_checkpoint(depth: int, seed: int = 0, resnet: Optional[ResNet] = None)
     sd.update(_conv_module("decode_head.conv_cat", 512, 2048 + 512, 3, g, bias=False, bn=True))
     gc = mmcv_context_block(512, 1 / 4, seed)
     sd.update({f"decode_head.gc_block.{k}": v for k, v in gc.state_dict().items()})
-    sd["decode_head.conv_seg.weight"], sd["decode_head.conv_seg.bias"] = _random((19, 512, 1, 1), g), _random((19,), g)
+    sd["decode_head.conv_seg.weight"] = _random((num_classes, 512, 1, 1), g)
+    sd["decode_head.conv_seg.bias"] = _random((num_classes,), g)
     sd.update(_conv_module("auxiliary_head.convs.0", 256, 1024, 3, g, bias=False, bn=True))
-    sd["auxiliary_head.conv_seg.weight"], sd["auxiliary_head.conv_seg.bias"] = _random((19, 256, 1, 1), g), _random((19,), g)
+    sd["auxiliary_head.conv_seg.weight"] = _random((num_classes, 256, 1, 1), g)
+    sd["auxiliary_head.conv_seg.bias"] = _random((num_classes,), g)
     return {"meta": {"mmseg_version": "0.5"}, "state_dict": sd}

@@ -16,3 +16,6 @@ _mask_head = model.roi_heads.mask_head
 _mask_head.num_classes = "${...num_classes}"  # one level deeper, inside the list
 model.roi_heads.mask_head = [_mask_head for _ in range(3)]
 model.roi_heads.stage_loss_weights = [1.0, 0.5, 0.25]
+# Test-time scores: the mean of the stages' probabilities, as detectron2 ("mean_logits":
+# mmdetection's softmax of the mean logits, which the converted zoo models set).
+model.roi_heads.score_fusion = "mean_probabilities"

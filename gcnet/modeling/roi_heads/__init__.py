@@ -1,1 +1,1 @@
-from .cascade import MultiMaskCascadeROIHeads
+from .cascade import SCORE_FUSIONS, MultiMaskCascadeROIHeads

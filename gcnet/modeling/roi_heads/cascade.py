@@ -1,5 +1,5 @@
 """Cascade Mask R-CNN with a mask head per stage, as in the Cascade Mask R-CNN that the paper
-(Table 7) and mmdetection train."""
+(Table 7) and mmdetection train, with detectron2's or mmdetection's test-time scores."""
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -8,11 +8,16 @@ from torch import nn
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, CascadeROIHeads, build_mask_head
+from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 from detectron2.modeling.roi_heads.mask_head import mask_rcnn_inference
 from detectron2.modeling.roi_heads.roi_heads import select_foreground_proposals
 from detectron2.structures import Instances, pairwise_iou
 
-__all__ = ["MultiMaskCascadeROIHeads"]
+__all__ = ["MultiMaskCascadeROIHeads", "SCORE_FUSIONS"]
+
+# How the test-time class scores combine the cascade stages: the mean of the stages' softmax
+# probabilities (detectron2), or the softmax of the mean of their logits (mmdetection).
+SCORE_FUSIONS = ("mean_probabilities", "mean_logits")
 
 
 @ROI_HEADS_REGISTRY.register()
@@ -27,6 +32,11 @@ class MultiMaskCascadeROIHeads(CascadeROIHeads):
         mask_head: one mask head per stage (``roi_heads.mask_head.<stage>``).
         stage_loss_weights: weight of each stage's box and mask losses (mmdetection and the
             paper use 1, 0.5, 0.25); None for 1 each, as detectron2.
+        score_fusion: the test-time class scores of the final boxes, one of
+            :data:`SCORE_FUSIONS`: "mean_probabilities" averages the stages' softmax
+            probabilities (detectron2's ``CascadeROIHeads``); "mean_logits" takes the softmax of
+            the mean of the stages' logits (mmdetection's ``CascadeRoIHead``, v1 to v3; the zoo's
+            cascade models set it).
     """
 
     @configurable
@@ -35,6 +45,7 @@ class MultiMaskCascadeROIHeads(CascadeROIHeads):
         *,
         mask_head: Sequence[nn.Module],
         stage_loss_weights: Optional[Sequence[float]] = None,
+        score_fusion: str = "mean_probabilities",
         **kwargs,
     ):
         super().__init__(mask_head=nn.ModuleList(mask_head), **kwargs)
@@ -49,6 +60,9 @@ class MultiMaskCascadeROIHeads(CascadeROIHeads):
                 f"stage_loss_weights must have {self.num_cascade_stages} values, got {weights}"
             )
         self.stage_loss_weights = weights
+        if score_fusion not in SCORE_FUSIONS:
+            raise ValueError(f"score_fusion must be one of {SCORE_FUSIONS}, got {score_fusion!r}")
+        self.score_fusion = score_fusion
         self._stage_proposals: List[List[Instances]] = []
 
     @classmethod
@@ -83,6 +97,8 @@ class MultiMaskCascadeROIHeads(CascadeROIHeads):
 
     def _forward_box(self, features, proposals, targets=None):
         self._stage_proposals = []
+        if not self.training and self.score_fusion == "mean_logits":
+            return self._predict_from_mean_logits(features, proposals)
         out = super()._forward_box(features, proposals, targets)
         if not self.training:
             return out
@@ -90,6 +106,24 @@ class MultiMaskCascadeROIHeads(CascadeROIHeads):
             name: value * self.stage_loss_weights[int(name.rsplit("_stage", 1)[1])]
             for name, value in out.items()
         }
+
+    def _predict_from_mean_logits(self, features: Dict[str, torch.Tensor], proposals: List[Instances]):
+        """mmdetection's cascade test (``CascadeRoIHead._refine_roi``): every stage refines the
+        boxes of the stage before, the class scores are the softmax of the mean of the stages'
+        logits, and the boxes those of the last stage."""
+        features = [features[f] for f in self.box_in_features]
+        image_sizes = [x.image_size for x in proposals]
+        stage_logits = []
+        for k in range(self.num_cascade_stages):
+            if k > 0:
+                proposals = self._create_proposals_from_boxes(boxes, image_sizes)
+            predictions = self._run_stage(features, proposals, k)
+            boxes = self.box_predictor[k].predict_boxes(predictions, proposals)
+            stage_logits.append(predictions[0])
+        predictor = self.box_predictor[-1]
+        scores = predictor.predict_probs((sum(stage_logits) / len(stage_logits), None), proposals)
+        thresholds = (predictor.test_score_thresh, predictor.test_nms_thresh, predictor.test_topk_per_image)
+        return fast_rcnn_inference(boxes, scores, image_sizes, *thresholds)[0]
 
     def _forward_mask(self, features: Dict[str, torch.Tensor], instances: List[Instances]):
         features = [features[f] for f in self.mask_in_features]

@@ -14,9 +14,12 @@ from detectron2.structures import ImageList
 
 from .head import ContextHead
 
-__all__ = ["ContextSegmentor", "INFERENCE_MODES"]
+__all__ = ["ContextSegmentor", "INFERENCE_MODES", "OUTPUT_RESIZES"]
 
 INFERENCE_MODES = ("whole", "slide")
+# What is resized to the output size at test time: the class probabilities (averaged over the
+# test-time augmentations), or each augmentation's logits before its softmax (mmsegmentation).
+OUTPUT_RESIZES = ("probabilities", "logits")
 
 
 @META_ARCH_REGISTRY.register()
@@ -31,7 +34,10 @@ class ContextSegmentor(nn.Module):
         inference: ``mode`` "whole" (the whole image at once) or "slide" (``crop_size``
             windows every ``stride`` pixels, logits averaged where they overlap); ``scales``
             and ``flip`` for test-time augmentation (class probabilities averaged over all
-            scale and flip combinations).
+            scale and flip combinations); ``output_resize``, one of :data:`OUTPUT_RESIZES`:
+            "probabilities" resizes the averaged probabilities from the input size to the
+            output size, "logits" resizes each augmentation's logits to the output size before
+            its softmax, as mmsegmentation (``EncoderDecoder``, v0.x and 1.x) does.
 
     In inference each output is ``{"sem_seg": (K, height, width) class probabilities}``.
     """
@@ -59,10 +65,14 @@ class ContextSegmentor(nn.Module):
         self.stride = tuple(inference.pop("stride", (513, 513)))
         self.scales = tuple(inference.pop("scales", (1.0,)))
         self.flip = bool(inference.pop("flip", False))
+        self.output_resize = inference.pop("output_resize", "probabilities")
         if inference:
             raise ValueError(
-                f"inference has unknown keys {sorted(inference)}; allowed: crop_size, flip, mode, scales, stride"
+                f"inference has unknown keys {sorted(inference)}; "
+                "allowed: crop_size, flip, mode, output_resize, scales, stride"
             )
+        if self.output_resize not in OUTPUT_RESIZES:
+            raise ValueError(f"inference.output_resize must be one of {OUTPUT_RESIZES}, got {self.output_resize!r}")
         if self.mode not in INFERENCE_MODES:
             raise ValueError(f"inference.mode must be one of {INFERENCE_MODES}, got {self.mode!r}")
         if not self.scales or min(self.scales) <= 0:
@@ -133,8 +143,8 @@ class ContextSegmentor(nn.Module):
 
     def predict(self, image: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """(K, height, width) class probabilities of one normalized (C, H, W) image, averaged
-        over the test scales and flips."""
-        size = image.shape[-2:]
+        over the test scales and flips (resized to the output size as ``output_resize`` says)."""
+        size = (height, width) if self.output_resize == "logits" else tuple(image.shape[-2:])
         probabilities = 0
         augmentations = list(itertools.product(self.scales, (False, True) if self.flip else (False,)))
         for scale, flip in augmentations:
@@ -147,9 +157,7 @@ class ContextSegmentor(nn.Module):
             if flip:
                 logits = logits.flip(-1)
             probabilities = probabilities + self._resize(logits, size).softmax(dim=1)
-        probabilities = probabilities / len(augmentations)
-        if (height, width) != tuple(size):
-            probabilities = self._resize(probabilities, (height, width))
+        probabilities = self._resize(probabilities / len(augmentations), (height, width))
         return probabilities[0]
 
     def _slide(self, x: torch.Tensor) -> torch.Tensor:
