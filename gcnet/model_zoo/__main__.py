@@ -5,10 +5,15 @@ import sys
 import torch
 import yaml
 
+from detectron2.config import instantiate
+
 from gcnet.utils.file_io import atomic_write
 
+from .api import load_zoo_config
+from .fit import checkpoint_mismatches
 from .handler import GCNetHandler
 from .manifest import default_manifest, load_manifest
+from .markdown import model_zoo_markdown
 
 
 def main(argv=None) -> int:
@@ -40,12 +45,10 @@ def main(argv=None) -> int:
         elif args.command == "download":
             handler = GCNetHandler(manifest.sources())
             print(f"upstream: {handler.download(GCNetHandler.PREFIX + args.name)}")
-            print(f"converted: {handler._get_local_path(GCNetHandler.PREFIX + args.name)}")
+            print(f"converted: {handler.converted_path(GCNetHandler.PREFIX + args.name)}")
         elif args.command == "verify":
             return _verify(args.name, manifest)
         else:
-            from .markdown import model_zoo_markdown
-
             text = model_zoo_markdown(manifest)
             if args.output:
                 atomic_write(args.output, lambda f: f.write(text.encode("utf-8")))
@@ -59,13 +62,8 @@ def main(argv=None) -> int:
 
 def _verify(name: str, manifest) -> int:
     """Exit 0 when the converted checkpoint fills every parameter of the config's model."""
-    from detectron2.config import instantiate
-
-    from .api import load_zoo_config
-    from .fit import checkpoint_mismatches
-
     entry = manifest.model(name)
-    converted = GCNetHandler(manifest.sources())._get_local_path(GCNetHandler.PREFIX + name)
+    converted = GCNetHandler(manifest.sources()).converted_path(GCNetHandler.PREFIX + name)
     checkpoint = torch.load(converted, map_location="cpu", weights_only=True)
     cfg = load_zoo_config(entry)
     problems = checkpoint_mismatches(instantiate(cfg.model), checkpoint)

@@ -1,4 +1,4 @@
-"""``model_zoo/MODEL_ZOO.md``, generated from the manifest."""
+"""``model_zoo/MODEL_ZOO.md``, generated from the manifest alone."""
 import re
 from typing import List
 
@@ -6,11 +6,11 @@ from .manifest import Manifest, ZooModel
 
 __all__ = ["model_zoo_markdown"]
 
-_HARDWARE = {
-    "open-mmlab/mmdetection": "8 V100 GPUs, 2 images per GPU",
-    "xvjiarui/GCNet": "8 V100 GPUs, 2 images per GPU (some models 4 GPUs x 4 images)",
-    "open-mmlab/mmsegmentation": "4 GPUs, 2 images per GPU",
-}
+# The sections of the page: title, task, metric columns.
+SECTIONS = (
+    ("COCO instance segmentation (val2017)", "instance_segmentation", ["box AP", "mask AP"]),
+    ("Cityscapes semantic segmentation (val)", "semantic_segmentation", ["mIoU", "mIoU (ms+flip)"]),
+)
 
 
 def _schedule(model: ZooModel) -> str:
@@ -48,9 +48,30 @@ def _table(models: List[ZooModel], columns: List[str]) -> List[str]:
     return lines + [_row(m, columns) for m in models]
 
 
+def _task_tables(manifest: Manifest, task: str, columns: List[str]) -> List[str]:
+    """A table per upstream repository (in the manifest's ``repositories`` order) of the models
+    of ``task``; a model whose repository the manifest does not list raises a ValueError."""
+    models = [m for m in manifest.models.values() if m.task == task]
+    unplaced = [m.name for m in models if m.upstream.get("repository") not in manifest.repositories]
+    if unplaced:
+        raise ValueError(
+            f"Cannot place {unplaced} in MODEL_ZOO.md: their upstream repository is not under the "
+            f"manifest's repositories ({', '.join(manifest.repositories) or 'none'})"
+        )
+    out = []
+    for repository, info in manifest.repositories.items():
+        group = [m for m in models if m.upstream["repository"] == repository]
+        if group:
+            out += [f"### {repository} ({group[0].upstream['release']}; trained on {info['hardware']})", ""]
+            out += _table(group, columns) + [""]
+            overrides = sorted({o for m in group for o in m.config_overrides})
+            if overrides:
+                out += [f"Their configs are used with the overrides `{' '.join(overrides)}`.", ""]
+    return out
+
+
 def model_zoo_markdown(manifest: Manifest) -> str:
     """The text of ``model_zoo/MODEL_ZOO.md``."""
-    models = list(manifest.models.values())
     out = [
         "# GCNet Model Zoo",
         "",
@@ -83,21 +104,11 @@ def model_zoo_markdown(manifest: Manifest) -> str:
         "(add the `config_overrides` that `python -m gcnet.model_zoo show <name>` lists, if any).",
         "",
     ]
-    sections = [
-        ("COCO instance segmentation (val2017)", "instance_segmentation", ["box AP", "mask AP"]),
-        ("Cityscapes semantic segmentation (val)", "semantic_segmentation", ["mIoU", "mIoU (ms+flip)"]),
-    ]
-    for title, task, columns in sections:
-        out += [f"## {title}", ""]
-        for repository, hardware in _HARDWARE.items():
-            group = [m for m in models if m.task == task and m.upstream["repository"] == repository]
-            if group:
-                release = group[0].upstream["release"]
-                out += [f"### {repository} ({release}; trained on {hardware})", ""]
-                out += _table(group, columns) + [""]
-                overrides = sorted({o for m in group for o in m.config_overrides})
-                if overrides:
-                    out += [f"Their configs are used with the overrides `{' '.join(overrides)}`.", ""]
+    unplaced = sorted(m.name for m in manifest.models.values() if m.task not in {task for _, task, _ in SECTIONS})
+    if unplaced:
+        raise ValueError(f"Cannot place {unplaced} in MODEL_ZOO.md: no section of the page holds their task")
+    for title, task, columns in SECTIONS:
+        out += [f"## {title}", ""] + _task_tables(manifest, task, columns)
     out += ["## ImageNet backbones", "", "| name | upstream file | sha256 | description |", "|---|---|---|---|"]
     for source in manifest.imagenet.values():
         out.append(f"| `gcnet://{source.name}` | {source.url} | `{source.sha256 or 'none published'}` | {source.description} |")
