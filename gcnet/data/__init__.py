@@ -1,14 +1,14 @@
 """Datasets: COCO-format and Cityscapes loading with checks, the builtin
-``balloon_{train,val}`` and ``cityscapes_fine_sem_seg_{train,val}``, a checked
-semantic segmentation mapper, and image reading for inference."""
+``balloon_{train,val}`` and ``gcnet_cityscapes_fine_sem_seg_{train,val}`` (beside detectron2's
+own registrations), a checked semantic segmentation mapper, and image reading for inference."""
 from gcnet._detectron2 import require_detectron2
 
 require_detectron2(__name__)
 
 from . import builtin  # noqa: E402,F401  (registers the builtin datasets)
 from .balloon import prepare_balloon, via_to_coco  # noqa: E402
-from .cityscapes import create_train_id_labels, load_cityscapes_semantic  # noqa: E402
-from .coco import load_coco_instances, register_coco_instances  # noqa: E402
+from .cityscapes import create_train_id_labels, load_checked_cityscapes_semantic  # noqa: E402
+from .coco import load_coco_instances, register_checked_coco_instances  # noqa: E402
 from .datasets_root import datasets_root  # noqa: E402
 from .image_io import list_images, read_image, write_image  # noqa: E402
 from .sem_seg_mapper import SemSegDatasetMapper  # noqa: E402
