@@ -25,9 +25,9 @@ class SyncBatchNorm(NaiveSyncBatchNorm):
     """BatchNorm over the whole distributed batch, on any device: detectron2's
     ``NaiveSyncBatchNorm`` weighting each worker by its number of images (``stats_mode="N"``:
     the statistics of one BatchNorm over the concatenated batch when the workers' inputs have
-    the same height and width; a worker may hold no image), with the running variance kept
-    unbiased, as torch's BatchNorm keeps it. In evaluation and in one process it is
-    ``nn.BatchNorm2d``, and its state dict is BatchNorm's.
+    the same height and width; a worker may hold no image), computed in float64, with the
+    running variance kept unbiased, as torch's BatchNorm keeps it. In evaluation and in one
+    process it is ``nn.BatchNorm2d``, and its state dict is BatchNorm's.
     """
 
     def __init__(self, num_features: int, **kwargs):
@@ -40,7 +40,9 @@ class SyncBatchNorm(NaiveSyncBatchNorm):
             return super().forward(input)
         self.num_batches_tracked.add_(1)
         previous = self.running_var.clone()
-        output = super().forward(input)
+        # In float64: E[x^2] - E[x]^2 loses precision in float32 when a channel's variance is
+        # small next to its mean.
+        output = super().forward(input.double()).to(input.dtype)
         count = torch.tensor([float(input.numel() // input.shape[1])], device=input.device)
         dist.all_reduce(count)
         if count.item() > 1:
