@@ -5,17 +5,16 @@ is not on PyPI, and calls :func:`require_detectron2` before importing it.
 """
 import importlib
 
-DETECTRON2_INSTALL_GUIDE = "https://detectron2.readthedocs.io/en/latest/tutorials/install.html"
 
 
 def require_detectron2(package: str) -> None:
-    """Raise an ImportError that names ``package`` and detectron2's install guide when
-    detectron2 cannot be imported."""
+    """Raise an ImportError that names ``package`` and how to install detectron2 when it
+    cannot be imported."""
     try:
         importlib.import_module("detectron2")
     except ImportError as e:
         raise ImportError(
             f"{package} requires detectron2, which is not installed or fails to import ({e}). "
-            f"detectron2 is not on PyPI: install it following {DETECTRON2_INSTALL_GUIDE} "
-            "(gcnet.layers works without it)."
+            "detectron2 is on no package registry: install it with `bash tools/install.sh` "
+            "(README.md, Install); gcnet.layers works without it."
         ) from e

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import SHARED_DATA
+from .helpers import find_test_data
 
 # setuptools 82 removed pkg_resources, which detectron2's model_zoo imports: run every test as
 # on such a setuptools, so that nothing of ours comes to depend on it.
@@ -20,12 +20,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """Stop at collection, with one line, when a collected test needs the real test data and
+    there is none."""
+    if any("shared_data" in getattr(item, "fixturenames", ()) for item in items):
+        try:
+            find_test_data()
+        except FileNotFoundError as e:
+            pytest.exit(str(e), returncode=pytest.ExitCode.USAGE_ERROR)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real datasets and photos beside the checkout (never copied into it)."""
-    if not (SHARED_DATA / "MANIFEST.md").is_file():
-        pytest.fail(f"Test data not found: expected {SHARED_DATA} (../shared/data beside the repository)")
-    return SHARED_DATA
+    """The real datasets and photos of the tests (``find_test_data``; never copied into the
+    repository)."""
+    return find_test_data()
 
 
 @pytest.fixture

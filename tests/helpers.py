@@ -8,16 +8,37 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Iterator, List
+from typing import Iterator, List, Optional
 
 import torch
 from torch import nn
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = REPO_ROOT / "configs"
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# Where the real test data is looked for, in order (python tools/prepare_datasets.py test-data
+# writes the last one); a folder is complete once it holds MANIFEST.md.
+TEST_DATA_ENV = "GCNET_TEST_DATA"
+TEST_DATA_FALLBACKS = (REPO_ROOT.parent / "shared" / "data", REPO_ROOT / "datasets" / "gcnet-test-data")
+TEST_DATA_COMMAND = "python tools/prepare_datasets.py test-data"
 # A GC-ResNet-18-FPN Mask R-CNN at a tiny input size on balloon: the tools' test model.
 TINY_CONFIG = str(REPO_ROOT / "tests" / "configs" / "mask_rcnn_R_18_FPN_gc_tiny_balloon.py")
+
+
+def find_test_data() -> Path:
+    """The real test data: $GCNET_TEST_DATA when set, else ../shared/data beside the checkout,
+    else datasets/gcnet-test-data in it.
+
+    Raises:
+        FileNotFoundError: with one line that names where it looked and the command that
+            downloads the data.
+    """
+    given: Optional[str] = os.environ.get(TEST_DATA_ENV)
+    candidates = [Path(given)] if given else list(TEST_DATA_FALLBACKS)
+    for folder in candidates:
+        if (folder / "MANIFEST.md").is_file():
+            return folder
+    where = f"${TEST_DATA_ENV}={given}" if given else " or ".join(str(c) for c in candidates)
+    raise FileNotFoundError(f"No test data in {where}: download it with `{TEST_DATA_COMMAND}`")
 
 
 def randomize_(module: nn.Module, seed: int = 0, scale: float = 0.5) -> nn.Module:

@@ -279,7 +279,7 @@ def main(argv=None) -> int:
         if args.input:
             return run_images(demo, planned)
         return run_video(demo, args.video_input, video_target)
-    except ValueError as e:
+    except (ValueError, OSError) as e:  # bad input, a missing file, a download that cannot be made
         print(f"demo: {e}", file=sys.stderr)
         return 2
 

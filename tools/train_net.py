@@ -34,16 +34,18 @@ import gcnet.data  # noqa: F401  (registers the builtin datasets)
 import gcnet.model_zoo  # noqa: F401  (registers gcnet://)
 import gcnet.modeling  # noqa: F401  (registers the backbones)
 from gcnet.engine import GCNetCheckpointer, GCNetTrainer, LossGuard, launch, load_config
+from gcnet.utils.download import DownloadError
 
 logger = logging.getLogger("detectron2")
 
 
 @contextlib.contextmanager
 def exit_on_bad_input():
-    """Report a bad config file, option or dataset in one line, without a traceback."""
+    """Report a bad config file, option, dataset or checkpoint, or a download that cannot be
+    made, in one line, without a traceback."""
     try:
         yield
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, DownloadError) as e:
         sys.exit(f"train_net: {e}")
 
 
@@ -127,7 +129,8 @@ def do_train(args, cfg):
             else None,
         ]
     )
-    checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
+    with exit_on_bad_input():
+        checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
     # A checkpoint stores the iteration that just finished.
     start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
     trainer.train(start_iter, cfg.train.max_iter)
@@ -140,7 +143,8 @@ def main(args):
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="gcnet")
     if args.eval_only:
         model = wrap_ddp(build_model(cfg), cfg)
-        GCNetCheckpointer(model).load(cfg.train.init_checkpoint)
+        with exit_on_bad_input():
+            GCNetCheckpointer(model).load(cfg.train.init_checkpoint)
         return do_test(cfg, model)
     do_train(args, cfg)
 

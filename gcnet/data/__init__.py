@@ -12,3 +12,4 @@ from .coco import load_coco_instances, register_checked_coco_instances  # noqa: 
 from .datasets_root import datasets_root  # noqa: E402
 from .image_io import list_images, read_image, write_image  # noqa: E402
 from .sem_seg_mapper import SemSegDatasetMapper  # noqa: E402
+from .test_data import prepare_test_data  # noqa: E402

@@ -10,8 +10,9 @@ from typing import Dict
 
 import numpy as np
 from PIL import Image
-from iopath.common.download import download
 from pycocotools import mask as mask_util
+
+from gcnet.utils.download import download_file
 
 __all__ = ["BALLOON_URL", "via_to_coco", "prepare_balloon"]
 
@@ -70,14 +71,27 @@ def _find_release_root(folder: str) -> str:
     raise ValueError("The balloon archive has no train/ and val/ folders with via_region_data.json")
 
 
+def _fetch_release(url: str, staging: str) -> str:
+    """The release archive: ``url`` itself when it is a local file, else downloaded into
+    ``staging``."""
+    if os.path.isfile(url):
+        return url
+    return download_file(
+        url,
+        os.path.join(staging, "balloon_dataset.zip"),
+        way_out="Without network access, download balloon_dataset.zip elsewhere and run: "
+        "python tools/prepare_datasets.py balloon --url /path/to/balloon_dataset.zip",
+    )
+
+
 def prepare_balloon(root: str, url: str = BALLOON_URL) -> str:
-    """Download the balloon release from ``url`` and build ``root``/balloon: ``train/``,
-    ``val/`` and COCO annotations under ``annotations/``. The folder appears only once
-    complete; an existing one is never touched.
+    """Build ``root``/balloon from the balloon release at ``url`` (a URL, or the path of a
+    local copy of balloon_dataset.zip): ``train/``, ``val/`` and COCO annotations under
+    ``annotations/``. The folder appears only once complete; an existing one is never touched.
 
     Raises:
         FileExistsError: ``root``/balloon exists.
-        OSError: the download failed.
+        DownloadError: the download failed (the message says how to work offline).
     """
     target = os.path.join(root, "balloon")
     if os.path.exists(target):
@@ -85,11 +99,7 @@ def prepare_balloon(root: str, url: str = BALLOON_URL) -> str:
     os.makedirs(root, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".balloon-", dir=root)
     try:
-        try:
-            zip_path = download(url, staging, filename="balloon_dataset.zip")
-        except OSError as e:
-            raise OSError(f"Could not download {url}: {e}") from e
-        with zipfile.ZipFile(zip_path) as archive:
+        with zipfile.ZipFile(_fetch_release(url, staging)) as archive:
             archive.extractall(staging)
         release = _find_release_root(staging)
         built = os.path.join(staging, "balloon-prepared")

@@ -6,7 +6,9 @@ from urllib.parse import urlparse
 import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.utils.file_io import Detectron2Handler
 
+from gcnet.utils.download import DownloadError
 from gcnet.utils.file_io import PARTIAL_SUFFIX, AtomicWritePathManager
 
 __all__ = ["GCNetCheckpointer", "TRUSTED_PICKLE_HOSTS"]
@@ -24,6 +26,14 @@ def _is_trusted_pickle(path: str) -> bool:
     return parsed.netloc in TRUSTED_PICKLE_HOSTS
 
 
+def _download_url(path: str) -> str:
+    """The URL a remote checkpoint path is downloaded from (``detectron2://`` names a file of
+    detectron2's model zoo)."""
+    if path.startswith(Detectron2Handler.PREFIX):
+        return Detectron2Handler.S3_DETECTRON2_PREFIX + path[len(Detectron2Handler.PREFIX) :]
+    return path
+
+
 class GCNetCheckpointer(DetectionCheckpointer):
     """detectron2's ``DetectionCheckpointer``, with
 
@@ -36,6 +46,8 @@ class GCNetCheckpointer(DetectionCheckpointer):
     * safe loads: ``.pth`` files through ``torch.load(weights_only=True)``, pickled ``.pkl``
       files only from local paths or detectron2's model zoo, and a truncated or corrupt file
       reported by name;
+    * a remote checkpoint that cannot be downloaded (no network) or a local one that does not
+      exist reported in one sentence, with the way out;
     * BatchNorm step counters (``num_batches_tracked``) left out of the missing-keys report.
     """
 
@@ -64,7 +76,33 @@ class GCNetCheckpointer(DetectionCheckpointer):
                 f"from local paths or {', '.join(TRUSTED_PICKLE_HOSTS)}. "
                 "Download it yourself and pass the local path if you trust it."
             )
-        return super().load(path, *args, **kwargs)
+        return super().load(self._local_file(path) if path else path, *args, **kwargs)
+
+    def _local_file(self, path: str) -> str:
+        """The local file of ``path``, downloaded first where it is remote.
+
+        Raises:
+            DownloadError: the download failed; the message names the URL, the reason, and
+                how to go on (a local copy, or no initial weights).
+            FileNotFoundError: a local ``path`` does not exist.
+        """
+        if "://" not in path or path.startswith("file://"):
+            local = path[len("file://") :] if path.startswith("file://") else path
+            if not os.path.isfile(local):
+                raise FileNotFoundError(f"Checkpoint {path} not found")
+            return local
+        try:
+            return self.path_manager.get_local_path(path)
+        except DownloadError:
+            raise
+        except OSError as e:
+            url = _download_url(path)
+            reason = getattr(e, "reason", None) or e
+            raise DownloadError(
+                f"Could not download {url}: {reason}. Without network access, copy the file to "
+                f"this machine and pass its path (train.init_checkpoint=/path/to/"
+                f"{os.path.basename(url)}), or train from scratch with train.init_checkpoint=\"\""
+            ) from e
 
     def _load_file(self, filename: str):
         try:

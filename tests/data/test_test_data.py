@@ -1,0 +1,98 @@
+"""``python tools/prepare_datasets.py test-data``: the test suite's files from their sources,
+verified, atomic and idempotent (against a loopback mirror of raw.githubusercontent.com)."""
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gcnet.data.test_data import RAW_GITHUB, _downloads
+
+from ..helpers import REPO_ROOT, run_tool, serve_directory, tool_env
+
+MANIFEST = REPO_ROOT / "tests" / "test_data.yaml"
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def mirror(shared_data, tmp_path):
+    """A folder laid out as raw.githubusercontent.com for every file of the manifest, its
+    content that of the test data in use."""
+    folder = tmp_path / "mirror"
+    for relative, url, _ in _downloads(yaml.safe_load(MANIFEST.read_text())):
+        served = folder / url[len(RAW_GITHUB) + 1 :]
+        served.parent.mkdir(parents=True, exist_ok=True)
+        served.symlink_to(shared_data / relative)
+    return folder
+
+
+def prepare(output, url):
+    return run_tool("tools/prepare_datasets.py", "test-data", "--output", output, "--mirror", url, timeout=600)
+
+
+def test_downloads_verifies_and_keeps(mirror, shared_data, tmp_path):
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    output = tmp_path / "test-data"
+    with serve_directory(mirror) as (url, requests):
+        result = prepare(output, url)
+        assert result.returncode == 0, result.stderr
+        downloads = list(_downloads(manifest))
+        total = len(downloads) + len(manifest["generated"])
+        assert f"({total} files written)" in result.stdout
+        assert len(requests) == len(downloads)
+        for relative, _, sha256 in downloads:
+            assert sha256_of(output / relative) == sha256 == sha256_of(shared_data / relative), relative
+        for relative, entry in manifest["generated"].items():
+            assert sha256_of(output / relative) == entry["sha256"], relative
+        written = sorted(str(p.relative_to(output)) for p in output.rglob("*") if p.is_file())
+        assert written == sorted([r for r, _, _ in downloads] + list(manifest["generated"]) + ["MANIFEST.md"])
+
+        # A second run keeps every file and makes no request; a damaged file is fetched again.
+        again = prepare(output, url)
+        assert again.returncode == 0 and "(0 files written)" in again.stdout
+        assert len(requests) == len(downloads)
+        (output / "demo" / "park_bench.jpg").write_bytes(b"damaged")
+        repaired = prepare(output, url)
+        assert repaired.returncode == 0 and "(1 files written)" in repaired.stdout
+        assert sha256_of(output / "demo" / "park_bench.jpg") == sha256_of(shared_data / "demo" / "park_bench.jpg")
+
+
+def test_same_layout_as_the_shared_data(shared_data):
+    """Every file the manifest lists is where the tests read it, and the generated CamVid pair
+    lists are those of the data in use."""
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    for relative, _, sha256 in _downloads(manifest):
+        assert sha256_of(shared_data / relative) == sha256, relative
+    for relative in ("camvid/camvid_subset_train.txt", "camvid/camvid_subset_val.txt"):
+        assert sha256_of(shared_data / relative) == manifest["generated"][relative]["sha256"]
+
+
+def test_missing_file_is_one_line_and_leaves_the_folder_incomplete(mirror, tmp_path):
+    (mirror / "open-mmlab" / "mmdetection" / "v3.3.0" / "demo" / "demo.jpg").unlink()
+    output = tmp_path / "test-data"
+    with serve_directory(mirror) as (url, _):
+        result = prepare(output, url)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"prepare_datasets: Could not download {url}/open-mmlab/mmdetection/v3.3.0/demo/demo.jpg: "
+        "HTTP 404 File not found. Retry, or set GCNET_TEST_DATA to a copy of the test data."
+    )
+    assert not (output / "MANIFEST.md").exists()
+    assert not list(output.rglob("*.unverified"))
+
+
+def test_tests_without_data_stop_at_collection_with_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/data/test_balloon.py", "-q", "-p", "no:cacheprovider"],
+        cwd=REPO_ROOT, env=tool_env({"GCNET_TEST_DATA": str(tmp_path / "none")}),
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR
+    message = f"No test data in $GCNET_TEST_DATA={tmp_path / 'none'}: download it with `python tools/prepare_datasets.py test-data`"
+    assert f"! _pytest.outcomes.Exit: {message} !" in result.stdout.splitlines()
+    assert "error" not in result.stdout.lower()
