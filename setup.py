@@ -19,7 +19,7 @@ def get_model_zoo_resources() -> list:
             link.symlink_to(Path("..", "..", "..", name), target_is_directory=True)
     return [
         str(path.relative_to(resources.parent))
-        for pattern in ("configs/**/*.py", "configs/**/*.md", "model_zoo/*.yaml", "model_zoo/*.md")
+        for pattern in ("configs/**/*.py", "configs/**/*.yaml", "configs/**/*.md", "model_zoo/*.yaml", "model_zoo/*.md")
         for path in resources.glob(pattern)
     ]
 

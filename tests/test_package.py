@@ -1,4 +1,5 @@
 """Packaging: what setup.py installs, and how gcnet behaves without detectron2."""
+import ast
 import pkgutil
 import shutil
 import subprocess
@@ -100,3 +101,47 @@ def test_wheel_contents_and_metadata(tmp_path):
     }  # fmt: skip
     assert "Provides-Extra: dev" in metadata
     assert {r.name for r in requirements if r.marker is not None} >= {"pytest", "onnxruntime"}
+
+
+# How low each package of gcnet sits: a module imports only from packages below its own, or
+# from its own package (layers <- modeling <- data <- evaluation/engine <- model_zoo <- tools).
+LAYER_RANKS = {
+    "_detectron2": 0, "utils": 0, "layers": 1, "modeling": 2, "solver": 2, "data": 3,
+    "evaluation": 4, "engine": 4, "analysis": 4, "export": 4, "model_zoo": 5,
+}  # fmt: skip
+
+
+def gcnet_imports(path: Path):
+    """(imported gcnet package, whether the import is inside a function) for every import of
+    gcnet in a module, relative ones resolved."""
+    package = ".".join(path.relative_to(REPO_ROOT).with_suffix("").parts)
+    tree = ast.parse(path.read_text())
+    functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    nested = {id(n) for f in functions for n in ast.walk(f) if n is not f}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level] if node.level else []
+            names = [".".join(base + ([node.module] if node.module else []))]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "gcnet" and len(parts) > 1:
+                yield parts[1], id(node) in nested
+
+
+def test_imports_point_one_way():
+    assert set(LAYER_RANKS) == {m.name for m in pkgutil.iter_modules(gcnet.__path__)}
+    wrong = []
+    for path in sorted((REPO_ROOT / "gcnet").rglob("*.py")):
+        own = path.relative_to(REPO_ROOT).parts[1].removesuffix(".py")
+        for imported, in_function in gcnet_imports(path):
+            if imported == own:
+                continue
+            if LAYER_RANKS.get(imported, 99) >= LAYER_RANKS[own]:
+                wrong.append(f"{path.relative_to(REPO_ROOT)} imports gcnet.{imported}")
+            if in_function:  # as if to dodge an import cycle
+                wrong.append(f"{path.relative_to(REPO_ROOT)} imports gcnet.{imported} inside a function")
+    assert not wrong, wrong

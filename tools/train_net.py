@@ -31,7 +31,8 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 import gcnet.data  # noqa: F401  (registers the builtin datasets)
-import gcnet.modeling  # noqa: F401  (registers the backbones and gcnet://)
+import gcnet.model_zoo  # noqa: F401  (registers gcnet://)
+import gcnet.modeling  # noqa: F401  (registers the backbones)
 from gcnet.engine import GCNetCheckpointer, GCNetTrainer, LossGuard, launch, load_config
 from gcnet.utils.download import DownloadError
 

@@ -1,9 +1,9 @@
 """Datasets: COCO-format and Cityscapes loading with checks, the builtin
-``balloon_{train,val}``, ``cityscapes_fine_sem_seg_{train,val}`` and
-``voc_2012_aug_sem_seg_train``/``voc_2012_sem_seg_val``, the label maps of detectron2's
-``ade20k_sem_seg_{train,val}``, your own COCO-format datasets registered from a config (and
-labelme files converted to one), a checked semantic segmentation mapper, and image reading for
-inference."""
+``balloon_{train,val}``, ``gcnet_cityscapes_fine_sem_seg_{train,val}`` (beside detectron2's
+own registrations), ``voc_2012_aug_sem_seg_train``/``voc_2012_sem_seg_val``, the label maps of
+detectron2's ``ade20k_sem_seg_{train,val}``, your own COCO-format datasets registered from a
+config (and labelme files converted to one), a checked semantic segmentation mapper, and image
+reading for inference."""
 from gcnet._detectron2 import require_detectron2
 
 require_detectron2(__name__)
@@ -11,8 +11,8 @@ require_detectron2(__name__)
 from . import builtin  # noqa: E402,F401  (registers the builtin datasets)
 from .ade20k import prepare_ade20k_labels  # noqa: E402
 from .balloon import prepare_balloon, via_to_coco  # noqa: E402
-from .cityscapes import create_train_id_labels, load_cityscapes_semantic  # noqa: E402
-from .coco import load_coco_instances, register_coco_instances  # noqa: E402
+from .cityscapes import create_train_id_labels, load_checked_cityscapes_semantic  # noqa: E402
+from .coco import load_coco_instances, register_checked_coco_instances  # noqa: E402
 from .custom_dataset import custom_dataset_num_classes, register_custom_dataset  # noqa: E402
 from .datasets_root import datasets_root  # noqa: E402
 from .image_io import list_images, read_image, write_image  # noqa: E402

@@ -2,8 +2,8 @@
 detectron2 registers its builtin ones."""
 import os
 
-from .cityscapes import register_cityscapes_semantic
-from .coco import register_coco_instances
+from .cityscapes import register_checked_cityscapes_semantic
+from .coco import register_checked_coco_instances
 from .datasets_root import datasets_root, datasets_root_hint
 from .pascal_voc import register_voc_semantic
 
@@ -14,7 +14,7 @@ def register_balloon(root: str) -> None:
     """``balloon_train`` and ``balloon_val`` from ``root``/balloon: ``train/``, ``val/`` and
     ``annotations/balloon_instances_{train,val}.json``."""
     for split in ("train", "val"):
-        register_coco_instances(
+        register_checked_coco_instances(
             f"balloon_{split}",
             {"thing_classes": ["balloon"]},
             os.path.join(root, "balloon", "annotations", f"balloon_instances_{split}.json"),
@@ -29,5 +29,5 @@ def register_balloon(root: str) -> None:
 
 _root = datasets_root()
 register_balloon(_root)
-register_cityscapes_semantic(_root)
+register_checked_cityscapes_semantic(_root)
 register_voc_semantic(_root)

@@ -1,5 +1,6 @@
-"""Cityscapes semantic segmentation (``cityscapes_fine_sem_seg_{train,val}``) with checks
-that name the file and what was expected, and the creation of the train-id label maps."""
+"""Cityscapes semantic segmentation with checks that name the file and what was expected
+(``gcnet_cityscapes_fine_sem_seg_{train,val}``, beside detectron2's
+``cityscapes_fine_sem_seg_{train,val}``), and the creation of the train-id label maps."""
 import glob
 import logging
 import os
@@ -9,7 +10,7 @@ import numpy as np
 from cityscapesscripts.helpers.labels import labels as CITYSCAPES_LABELS
 from PIL import Image
 
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.file_io import PathManager
 
 from gcnet.utils.file_io import atomic_path
@@ -18,16 +19,19 @@ from .datasets_root import datasets_root_hint
 
 __all__ = [
     "CITYSCAPES_SEM_SEG_SPLITS",
-    "load_cityscapes_semantic",
+    "load_checked_cityscapes_semantic",
     "create_train_id_labels",
-    "register_cityscapes_semantic",
+    "register_checked_cityscapes_semantic",
 ]
 
 logger = logging.getLogger(__name__)
 
+# gcnet's name -> (detectron2's name of the same split, its image and label folders).
 CITYSCAPES_SEM_SEG_SPLITS = {
-    "cityscapes_fine_sem_seg_train": ("cityscapes/leftImg8bit/train", "cityscapes/gtFine/train"),
-    "cityscapes_fine_sem_seg_val": ("cityscapes/leftImg8bit/val", "cityscapes/gtFine/val"),
+    f"gcnet_cityscapes_fine_sem_seg_{split}": (
+        f"cityscapes_fine_sem_seg_{split}", f"cityscapes/leftImg8bit/{split}", f"cityscapes/gtFine/{split}"
+    )
+    for split in ("train", "val")
 }
 IMAGE_SUFFIX = "_leftImg8bit.png"
 LABEL_ID_SUFFIX = "_gtFine_labelIds.png"
@@ -44,9 +48,10 @@ def _layout_hint(root_hint: str) -> str:
     )
 
 
-def load_cityscapes_semantic(image_dir: str, gt_dir: str) -> List[Dict]:
+def load_checked_cityscapes_semantic(image_dir: str, gt_dir: str) -> List[Dict]:
     """detectron2 dataset dicts (file_name, sem_seg_file_name, height, width) of a Cityscapes
-    split, after checking that both split folders and every image's train-id label exist."""
+    split, as detectron2's ``load_cityscapes_semantic``, after checking that both split folders
+    and every image's train-id label exist."""
     root_hint = datasets_root_hint()
     for folder in (image_dir, gt_dir):
         if not PathManager.isdir(folder):
@@ -108,13 +113,12 @@ def create_train_id_labels(gt_root: str) -> int:
     return written
 
 
-def register_cityscapes_semantic(root: str) -> None:
-    """Load detectron2's ``cityscapes_fine_sem_seg_{train,val}`` (from ``root``/cityscapes)
-    with :func:`load_cityscapes_semantic`; their metadata stay detectron2's."""
-    for name, (image_dir, gt_dir) in CITYSCAPES_SEM_SEG_SPLITS.items():
-        if name in DatasetCatalog.list():
-            DatasetCatalog.remove(name)
-        DatasetCatalog.register(
-            name,
-            lambda x=os.path.join(root, image_dir), y=os.path.join(root, gt_dir): load_cityscapes_semantic(x, y),
-        )
+def register_checked_cityscapes_semantic(root: str) -> None:
+    """Register the splits of :data:`CITYSCAPES_SEM_SEG_SPLITS` (from ``root``/cityscapes),
+    loaded with :func:`load_checked_cityscapes_semantic`, with the metadata of detectron2's
+    registration of the same split."""
+    for name, (d2_name, image_dir, gt_dir) in CITYSCAPES_SEM_SEG_SPLITS.items():
+        image_dir, gt_dir = os.path.join(root, image_dir), os.path.join(root, gt_dir)
+        DatasetCatalog.register(name, lambda x=image_dir, y=gt_dir: load_checked_cityscapes_semantic(x, y))
+        metadata = {k: v for k, v in MetadataCatalog.get(d2_name).as_dict().items() if k != "name"}
+        MetadataCatalog.get(name).set(**dict(metadata, image_dir=image_dir, gt_dir=gt_dir))

@@ -1,20 +1,24 @@
-"""COCO-format instance datasets, loaded with detectron2 after checks that name what is wrong.
+"""COCO-format instance datasets, read once and checked, as detectron2 dataset dicts.
 
 detectron2's ``load_coco_json`` fails deep inside pycocotools on a file that is not COCO
 JSON, reads images only when training reaches them, and drops degenerate polygons with a
-count. :func:`load_coco_instances` checks the file and the images first, and logs every
-annotation it skips or clips by its id.
+count. :func:`load_coco_instances` reads the file once, checks it and its images first, logs
+every annotation it skips or clips by its id, and returns the records ``load_coco_json`` makes
+(with each annotation's ``id``), setting the same metadata.
 """
+import collections
 import json
 import logging
 import os
 from typing import Dict, List, Optional
 
+import pycocotools.mask as mask_util
+
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets import load_coco_json
+from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
 
-__all__ = ["load_coco_instances", "register_coco_instances", "check_annotation"]
+__all__ = ["load_coco_instances", "register_checked_coco_instances", "check_annotation"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +54,57 @@ def check_annotation(ann: dict, width: int, height: int) -> Optional[str]:
     return None
 
 
+def _check_images(data: dict, json_file: str, image_root: str) -> None:
+    missing = [
+        im["file_name"] for im in data["images"] if not PathManager.isfile(os.path.join(image_root, im["file_name"]))
+    ]
+    if missing:
+        raise FileNotFoundError(
+            f"{json_file} lists {len(missing)} images missing under {image_root}: "
+            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
+        )
+
+
+def _category_ids(data: dict, json_file: str, dataset_name: str) -> Dict[int, int]:
+    """COCO category id -> contiguous id, as detectron2's ``load_coco_json`` maps them, which
+    also sets the dataset's ``thing_classes`` and ``thing_dataset_id_to_contiguous_id``."""
+    categories = sorted(data["categories"], key=lambda c: c["id"])
+    id_map = {c["id"]: i for i, c in enumerate(categories)}
+    unknown = sorted({a["category_id"] for a in data["annotations"]} - set(id_map))
+    if unknown:
+        raise ValueError(f"{json_file}: annotations have category ids {unknown} that 'categories' does not list")
+    metadata = MetadataCatalog.get(dataset_name)
+    metadata.set(thing_classes=[c["name"] for c in categories], thing_dataset_id_to_contiguous_id=id_map)
+    return id_map
+
+
+def _annotation(ann: dict, id_map: Dict[int, int]) -> dict:
+    """One annotation in detectron2's format: XYWH_ABS box, contiguous category id, polygons
+    of at least 3 points or a compressed RLE, keypoints shifted to pixel centres."""
+    obj = {k: ann[k] for k in ("iscrowd", "bbox", "keypoints", "id") if k in ann}
+    obj.update(bbox_mode=BoxMode.XYWH_ABS, category_id=id_map[ann["category_id"]])
+    segm = ann.get("segmentation")
+    if isinstance(segm, dict):
+        obj["segmentation"] = mask_util.frPyObjects(segm, *segm["size"]) if isinstance(segm["counts"], list) else segm
+    elif segm:
+        obj["segmentation"] = [p for p in segm if len(p) % 2 == 0 and len(p) >= 6]
+    if "keypoints" in obj:  # COCO's keypoints are pixel indices: +0.5 is the pixel's centre
+        obj["keypoints"] = [v + 0.5 if i % 3 != 2 else v for i, v in enumerate(obj["keypoints"])]
+    return obj
+
+
+def _clip_box(obj: dict, record: dict, dataset_name: str) -> None:
+    x, y, w, h = obj["bbox"]
+    x0, y0 = max(x, 0.0), max(y, 0.0)
+    x1, y1 = min(x + w, record["width"]), min(y + h, record["height"])
+    if max(x0 - x, y0 - y, x + w - x1, y + h - y1) > CLIP_TOLERANCE:
+        logger.warning(
+            f"{dataset_name}: clipping annotation id={obj['id']}: bbox {[x, y, w, h]} "
+            f"reaches outside the {record['width']}x{record['height']} image"
+        )
+    obj["bbox"] = [x0, y0, x1 - x0, y1 - y0]
+
+
 def load_coco_instances(json_file: str, image_root: str, dataset_name: str) -> List[Dict]:
     """detectron2 dataset dicts of a COCO instances file, after checking that the file is
     COCO JSON and that every image it lists exists under ``image_root``.
@@ -59,48 +114,34 @@ def load_coco_instances(json_file: str, image_root: str, dataset_name: str) -> L
     :data:`CLIP_TOLERANCE` pixels, is logged with the annotation id.
     """
     data = _read_coco_json(json_file)
-    missing = [
-        im["file_name"]
-        for im in data["images"]
-        if not PathManager.isfile(os.path.join(image_root, im["file_name"]))
-    ]
-    if missing:
-        raise FileNotFoundError(
-            f"{json_file} lists {len(missing)} images missing under {image_root}: "
-            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
-        )
-    sizes = {im["id"]: (im["width"], im["height"]) for im in data["images"]}
-    skipped = {}
+    _check_images(data, json_file, image_root)
+    id_map = _category_ids(data, json_file, dataset_name)
+    images = {im["id"]: im for im in data["images"]}
+    per_image = collections.defaultdict(list)
     for ann in data["annotations"]:
-        reason = check_annotation(ann, *sizes.get(ann["image_id"], (0, 0)))
+        image = images.get(ann["image_id"], {})
+        reason = check_annotation(ann, image.get("width", 0), image.get("height", 0))
         if reason:
-            skipped[ann["id"]] = reason
             logger.warning(f"{dataset_name}: skipping annotation id={ann['id']}: {reason}")
-
-    dicts = load_coco_json(json_file, image_root, dataset_name, extra_annotation_keys=["id"])
-    for record in dicts:
-        kept = []
+        else:
+            per_image[ann["image_id"]].append(ann)
+    records = []
+    for image_id, image in sorted(images.items()):
+        record = dict(file_name=os.path.join(image_root, image["file_name"]), image_id=image_id)
+        record.update(height=image["height"], width=image["width"])
+        record["annotations"] = [_annotation(ann, id_map) for ann in per_image[image_id]]
         for obj in record["annotations"]:
-            if obj["id"] in skipped:
-                continue
-            x, y, w, h = obj["bbox"]
-            x0, y0 = max(x, 0.0), max(y, 0.0)
-            x1, y1 = min(x + w, record["width"]), min(y + h, record["height"])
-            if max(x0 - x, y0 - y, x + w - x1, y + h - y1) > CLIP_TOLERANCE:
-                logger.warning(
-                    f"{dataset_name}: clipping annotation id={obj['id']}: bbox {[x, y, w, h]} "
-                    f"reaches outside the {record['width']}x{record['height']} image"
-                )
-            obj["bbox"] = [x0, y0, x1 - x0, y1 - y0]
-            kept.append(obj)
-        record["annotations"] = kept
-    return dicts
+            _clip_box(obj, record, dataset_name)
+        records.append(record)
+    logger.info(f"Loaded {len(records)} images in COCO format from {json_file}")
+    return records
 
 
-def register_coco_instances(
+def register_checked_coco_instances(
     name: str, metadata: dict, json_file: str, image_root: str, *, how_to_create: str = ""
 ) -> None:
-    """detectron2's ``register_coco_instances``, loading with :func:`load_coco_instances`.
+    """Register ``name`` as detectron2's ``register_coco_instances`` does, loading with
+    :func:`load_coco_instances`.
 
     ``how_to_create`` completes the error raised when the files are missing.
     """

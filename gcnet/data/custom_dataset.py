@@ -18,7 +18,7 @@ from typing import Dict, List, Tuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from .coco import register_coco_instances
+from .coco import register_checked_coco_instances
 
 __all__ = ["register_custom_dataset", "custom_dataset_num_classes", "read_categories"]
 
@@ -82,6 +82,6 @@ def register_custom_dataset(name: str, json_file: str, image_root: str) -> str:
         "thing_classes": [category for _, category in categories],
         "thing_dataset_id_to_contiguous_id": {i: k for k, (i, _) in enumerate(categories)},
     }
-    register_coco_instances(name, metadata, json_file, image_root)
+    register_checked_coco_instances(name, metadata, json_file, image_root)
     _REGISTERED[name] = files
     return name

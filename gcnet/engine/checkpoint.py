@@ -1,8 +1,6 @@
 """Checkpoints that are complete or absent whenever the process is killed, and loaded only
 from sources that cannot run code."""
-import glob
 import os
-from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -10,9 +8,8 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils.file_io import Detectron2Handler
 
-from gcnet.model_zoo.manifest import default_manifest
 from gcnet.utils.download import DownloadError
-from gcnet.utils.file_io import PARTIAL_SUFFIX, atomic_write
+from gcnet.utils.file_io import PARTIAL_SUFFIX, AtomicWritePathManager
 from gcnet.utils.safe_load import UnsafeCheckpointError, load_checkpoint_file
 
 __all__ = ["GCNetCheckpointer", "TRUSTED_PICKLE_HOSTS"]
@@ -21,18 +18,13 @@ __all__ = ["GCNetCheckpointer", "TRUSTED_PICKLE_HOSTS"]
 TRUSTED_PICKLE_HOSTS = ("dl.fbaipublicfiles.com",)
 
 
-def _trusted_pickle_hosts() -> tuple:
-    """detectron2's hosts and those of the GCNet model zoo's manifest."""
-    return TRUSTED_PICKLE_HOSTS + tuple(default_manifest().hosts())
-
-
 def _is_trusted_pickle(path: str) -> bool:
-    """A .pkl may run code when unpickled: load it only from a local path the user names,
-    detectron2's model zoo, or a host of gcnet's manifest."""
+    """A .pkl may run code when unpickled: load it only from a local path the user names or
+    detectron2's model zoo."""
     parsed = urlparse(path)
     if parsed.scheme in ("", "file") or parsed.scheme == "detectron2":
         return True
-    return parsed.netloc in _trusted_pickle_hosts()
+    return parsed.netloc in TRUSTED_PICKLE_HOSTS
 
 
 def _download_url(path: str) -> str:
@@ -46,45 +38,32 @@ def _download_url(path: str) -> str:
 class GCNetCheckpointer(DetectionCheckpointer):
     """detectron2's ``DetectionCheckpointer``, with
 
-    * atomic saves on a local ``save_dir``: a checkpoint and the ``last_checkpoint`` tag are
-      each written to a temporary file and renamed, the tag after the checkpoint, so a run
-      killed at any moment (even while saving) resumes from the last complete checkpoint;
-      ``resume_or_load`` removes what a killed save left, and says so when ``resume`` finds no
-      checkpoint;
+    * atomic saves on a local ``save_dir``: fvcore's ``save`` writes through an
+      :class:`~gcnet.utils.AtomicWritePathManager`, so that a checkpoint and the
+      ``last_checkpoint`` tag are each written to a temporary file and renamed, the tag after
+      the checkpoint, and a run killed at any moment (even while saving) resumes from the last
+      complete checkpoint; ``resume_or_load`` removes what a killed save left, and says so when
+      ``resume`` finds no checkpoint. Other ``PathManager`` paths are written as they are;
     * safe loads: ``.pth`` files through ``torch.load(weights_only=True)`` with the numpy and
-      mmengine types of :data:`gcnet.utils.safe_load.SAFE_GLOBALS`, pickled ``.pkl``
-      files only from local paths, detectron2's model zoo or the manifest's hosts, and a
-      truncated or corrupt file reported by name;
+      mmengine types of :data:`gcnet.utils.safe_load.SAFE_GLOBALS`, pickled ``.pkl`` files only
+      from local paths or detectron2's model zoo, and a truncated or corrupt file reported by
+      name;
     * a remote checkpoint that cannot be downloaded (no network) or a local one that does not
       exist reported in one sentence, with the way out;
     * BatchNorm step counters (``num_batches_tracked``) left out of the missing-keys report.
     """
 
-    def save(self, name: str, **kwargs: Any) -> None:
-        if not self.save_dir or not self.save_to_disk:
-            return
-        data = {"model": self.model.state_dict()}
-        for key, obj in self.checkpointables.items():
-            data[key] = obj.state_dict()
-        data.update(kwargs)
-        basename = f"{name}.pth"
-        os.makedirs(self.save_dir, exist_ok=True)
-        save_file = os.path.join(self.save_dir, basename)
-        self.logger.info(f"Saving checkpoint to {save_file}")
-        atomic_write(save_file, lambda f: torch.save(data, f))
-        self.tag_last_checkpoint(basename)
-
-    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
-        atomic_write(
-            os.path.join(self.save_dir, "last_checkpoint"),
-            lambda f: f.write(last_filename_basename.encode()),
-        )
+    def __init__(self, model, save_dir: str = "", *, save_to_disk=None, **checkpointables):
+        super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
+        self.path_manager = AtomicWritePathManager(self.path_manager)
 
     def resume_or_load(self, path: str, *, resume: bool = True):
-        if self.save_dir and self.save_to_disk:
-            for partial in glob.glob(os.path.join(self.save_dir, f"*{PARTIAL_SUFFIX}")):
-                self.logger.info(f"Removing {partial}, left by an interrupted save")
-                os.remove(partial)
+        if self.save_dir and self.save_to_disk and self.path_manager.isdir(self.save_dir):
+            for name in self.path_manager.ls(self.save_dir):
+                if name.endswith(PARTIAL_SUFFIX):
+                    partial = os.path.join(self.save_dir, name)
+                    self.logger.info(f"Removing {partial}, left by an interrupted save")
+                    self.path_manager.rm(partial)
         if resume and not self.has_checkpoint():
             self.logger.info(
                 f"Resume: no checkpoint in {self.save_dir}; starting from "
@@ -96,7 +75,7 @@ class GCNetCheckpointer(DetectionCheckpointer):
         if path and path.split("?")[0].endswith(".pkl") and not _is_trusted_pickle(path):
             raise ValueError(
                 f"Refusing to unpickle {path}: .pkl files run code when loaded and are only read "
-                f"from local paths or {', '.join(_trusted_pickle_hosts())}. "
+                f"from local paths or {', '.join(TRUSTED_PICKLE_HOSTS)}. "
                 "Download it yourself and pass the local path if you trust it."
             )
         return super().load(self._local_file(path) if path else path, *args, **kwargs)

@@ -1,5 +1,6 @@
-"""The training loop: detectron2's ``SimpleTrainer`` step with AMP, gradient clipping and a
-guard against non-finite or spiking losses.
+"""The training loop: detectron2's ``AMPTrainer`` (its precision, gradient scaler and their
+state), whose step can also run in fp32, clip the gradient norm, and guard against
+non-finite or spiking losses.
 
 Users of the original GCNet code report SyncBN training whose loss (and then mAP) collapses
 late in training. :class:`LossGuard` catches such a step before it reaches the weights.
@@ -12,7 +13,7 @@ from typing import Optional
 
 import torch
 
-from detectron2.engine import SimpleTrainer
+from detectron2.engine import AMPTrainer, SimpleTrainer
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
@@ -79,13 +80,13 @@ class LossGuard:
         return problem
 
 
-class GCNetTrainer(SimpleTrainer):
-    """``SimpleTrainer`` whose step can run under CUDA autocast, clip the gradient norm, and
-    consult a :class:`LossGuard` before it updates the model.
+class GCNetTrainer(AMPTrainer):
+    """detectron2's ``AMPTrainer``, whose step can run in fp32 (as ``SimpleTrainer``'s), clip
+    the gradient norm, and consult a :class:`LossGuard` before it updates the model.
 
     Args:
-        amp_dtype: None for fp32; torch.float16 (with a gradient scaler) or torch.bfloat16
-            to run the forward pass under CUDA autocast.
+        amp_dtype: None for fp32; torch.float16 (with ``AMPTrainer``'s gradient scaler) or
+            torch.bfloat16 to run the forward pass under CUDA autocast.
         clip_grad_norm: clip the total gradient norm to this value (the original GCNet
             configs use 35); None to disable.
         loss_guard: None to let detectron2 stop on a non-finite loss.
@@ -107,9 +108,9 @@ class GCNetTrainer(SimpleTrainer):
         loss_guard: Optional[LossGuard] = None,
         checkpointer=None,
     ):
-        super().__init__(model, data_loader, optimizer)
-        self.amp_dtype = amp_dtype
-        self.grad_scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+        scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+        super().__init__(model, data_loader, optimizer, grad_scaler=scaler, precision=amp_dtype or torch.float32)
+        self.autocast = amp_dtype is not None
         self.clip_grad_norm = clip_grad_norm
         self.loss_guard = loss_guard
         self.checkpointer = checkpointer
@@ -119,45 +120,40 @@ class GCNetTrainer(SimpleTrainer):
         start = time.perf_counter()
         data = next(self._data_loader_iter)
         data_time = time.perf_counter() - start
+        loss_dict, problem = self._forward(data)
+        if problem is not None:
+            self._recover(problem)
+            return
+        self.optimizer.zero_grad()
+        self.grad_scaler.scale(sum(loss_dict.values())).backward()
+        self.after_backward()
+        if self.clip_grad_norm is not None:
+            self.grad_scaler.unscale_(self.optimizer)
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            norm = torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
+            get_event_storage().put_scalar("grad_norm", norm.item(), smoothing_hint=False)
+        self._write_metrics(loss_dict, data_time)
+        self.grad_scaler.step(self.optimizer)
+        self.grad_scaler.update()
 
+    def _forward(self, data):
+        """The loss dict of ``data`` (None if the forward raised), and why the step must not
+        update the model (None if it may)."""
         try:
-            with torch.autocast("cuda", dtype=self.amp_dtype or torch.float16, enabled=self.amp_dtype is not None):
+            with torch.autocast("cuda", dtype=self.precision, enabled=self.autocast):
                 loss_dict = self.model(data)
         except FloatingPointError as e:  # detectron2 raises on non-finite RPN proposals
             if self.loss_guard is None:
                 raise
             loss_dict, forward_error = None, f" (forward raised: {e})"
         else:
-            if isinstance(loss_dict, torch.Tensor):
-                loss_dict = {"total_loss": loss_dict}
-            losses = sum(loss_dict.values())
+            loss_dict = {"total_loss": loss_dict} if isinstance(loss_dict, torch.Tensor) else loss_dict
             forward_error = ""
-
-        if self.loss_guard is not None:
-            local = float("nan") if loss_dict is None else losses.detach().float().item()
-            problem = self.loss_guard.check(self._mean_over_workers(local))
-            if problem is not None:
-                self._recover(problem + forward_error)
-                return
-
-        self.optimizer.zero_grad()
-        if self.grad_scaler is not None:
-            self.grad_scaler.scale(losses).backward()
-        else:
-            losses.backward()
-        self.after_backward()
-        if self.clip_grad_norm is not None:
-            if self.grad_scaler is not None:
-                self.grad_scaler.unscale_(self.optimizer)
-            params = [p for group in self.optimizer.param_groups for p in group["params"]]
-            norm = torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
-            get_event_storage().put_scalar("grad_norm", norm.item(), smoothing_hint=False)
-        self._write_metrics(loss_dict, data_time)
-        if self.grad_scaler is not None:
-            self.grad_scaler.step(self.optimizer)
-            self.grad_scaler.update()
-        else:
-            self.optimizer.step()
+        if self.loss_guard is None:
+            return loss_dict, None
+        local = float("nan") if loss_dict is None else sum(loss_dict.values()).detach().float().item()
+        problem = self.loss_guard.check(self._mean_over_workers(local))
+        return loss_dict, None if problem is None else problem + forward_error
 
     @staticmethod
     def _mean_over_workers(value: float) -> float:
@@ -177,21 +173,16 @@ class GCNetTrainer(SimpleTrainer):
             if self.checkpointer is not None and self.checkpointer.has_checkpoint():
                 path = self.checkpointer.get_checkpoint_file()
                 logger.warning(f"Iteration {self.iter}: {problem}; reloading model and optimizer from {path}")
-                state = self.checkpointer.load(path, checkpointables=[])
-                self.optimizer.load_state_dict(state["trainer"]["optimizer"])
-                if self.grad_scaler is not None and "grad_scaler" in state["trainer"]:
-                    self.grad_scaler.load_state_dict(state["trainer"]["grad_scaler"])
+                state = self.checkpointer.load(path, checkpointables=[])["trainer"]
+                self.optimizer.load_state_dict(state["optimizer"])
+                if state.get("grad_scaler"):
+                    self.grad_scaler.load_state_dict(state["grad_scaler"])
                 return
             problem += "; no checkpoint to reload yet"
         logger.warning(f"Iteration {self.iter}: {problem}; skipping the step")
 
-    def state_dict(self):
-        ret = super().state_dict()
-        if self.grad_scaler is not None:
-            ret["grad_scaler"] = self.grad_scaler.state_dict()
-        return ret
-
     def load_state_dict(self, state_dict):
-        super().load_state_dict(state_dict)
-        if self.grad_scaler is not None and "grad_scaler" in state_dict:
-            self.grad_scaler.load_state_dict(state_dict["grad_scaler"])
+        if state_dict.get("grad_scaler"):  # saved by a float16 run
+            super().load_state_dict(state_dict)
+        else:
+            SimpleTrainer.load_state_dict(self, state_dict)

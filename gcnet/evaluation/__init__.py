@@ -3,4 +3,4 @@ from gcnet._detectron2 import require_detectron2
 
 require_detectron2(__name__)
 
-from .cityscapes import CityscapesSemSegEvaluator  # noqa: E402
+from .cityscapes import CityscapesPixelLevelEvaluator  # noqa: E402

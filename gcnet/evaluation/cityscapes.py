@@ -24,7 +24,7 @@ from detectron2.utils import comm
 
 from gcnet.data.cityscapes import ID_TO_TRAIN_ID, IMAGE_SUFFIX, LABEL_ID_SUFFIX
 
-__all__ = ["CityscapesSemSegEvaluator"]
+__all__ = ["CityscapesPixelLevelEvaluator"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def _encode_png(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-class CityscapesSemSegEvaluator(DatasetEvaluator):
+class CityscapesPixelLevelEvaluator(DatasetEvaluator):
     """Class and category IoU / iIoU of Cityscapes predictions (``output["sem_seg"]``: K x H x W
     scores over the train ids), with cityscapesscripts.
 
@@ -125,7 +125,7 @@ class CityscapesSemSegEvaluator(DatasetEvaluator):
             return {}
         predictions = dict(pair for part in gathered for pair in part)
         if not predictions:
-            logger.warning(f"{self._dataset_name}: CityscapesSemSegEvaluator received no predictions")
+            logger.warning(f"{self._dataset_name}: CityscapesPixelLevelEvaluator received no predictions")
             return {}
         logger.info(f"{self._dataset_name}: evaluating {len(predictions)} images with cityscapesscripts")
         args = cityscapes_eval.args

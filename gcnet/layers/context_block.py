@@ -44,6 +44,32 @@ def check_feature_map(x: torch.Tensor, in_channels: int, owner: str) -> None:
         )
 
 
+def _check_options(in_channels: int, ratio: float, pooling_type: str, fusion_types: Sequence[str], transform: str) -> int:
+    """The bottleneck width int(in_channels * ratio), after checking every option of
+    :class:`ContextBlock`; a bad one raises a ValueError naming it and what it must be."""
+    if not isinstance(in_channels, int) or in_channels < 1:
+        raise ValueError(f"ContextBlock: in_channels must be a positive int, got {in_channels!r}")
+    if pooling_type not in POOLING_TYPES:
+        raise ValueError(f"ContextBlock: pooling_type must be one of {POOLING_TYPES}, got {pooling_type!r}")
+    if isinstance(fusion_types, str) or not isinstance(fusion_types, abc.Sequence):
+        raise ValueError(f"ContextBlock: fusion_types must be a sequence drawn from {FUSION_TYPES}, got {fusion_types!r}")
+    if len(fusion_types) == 0:
+        raise ValueError(f"ContextBlock: fusion_types must not be empty; choose from {FUSION_TYPES}")
+    unknown = [f for f in fusion_types if f not in FUSION_TYPES]
+    if unknown:
+        raise ValueError(f"ContextBlock: fusion_types must be drawn from {FUSION_TYPES}, got {unknown!r}")
+    if transform not in TRANSFORM_TYPES:
+        raise ValueError(f"ContextBlock: transform must be one of {TRANSFORM_TYPES}, got {transform!r}")
+    if not 0 < ratio <= 1:
+        raise ValueError(f"ContextBlock: ratio must be in (0, 1] (e.g. 1/16 for the paper's r16), got {ratio!r}")
+    planes = int(in_channels * ratio)
+    if planes < 1:
+        raise ValueError(
+            f"ContextBlock: in_channels * ratio must be >= 1 channel, got {in_channels} * {ratio} = {in_channels * ratio}"
+        )
+    return planes
+
+
 def _make_transform(in_channels: int, planes: int, transform: str) -> nn.Sequential:
     """The feature transform delta(.) of Eq. 4; its last module is always a 1x1 conv to C."""
     if transform == "linear":
@@ -62,8 +88,8 @@ class ContextBlock(nn.Module):
 
     Args:
         in_channels: C, the channels of the input and output.
-        ratio: bottleneck ratio as a fraction of C, in (0, 1]: 1/16 is the paper's "r16",
-            1/4 its "r4". The hidden width is ``int(C * ratio)``. Ignored by
+        ratio: bottleneck ratio as a fraction of C, in (0, 1]: 1/16 (the default) is the
+            paper's "r16", 1/4 its "r4". The hidden width is ``int(C * ratio)``. Ignored by
             ``transform="linear"``, which has no bottleneck.
         pooling_type: "att" (attention pooling, Eq. 5) or "avg" (global average pooling).
         fusion_types: a non-empty subset of ("channel_add", "channel_mul"). With both, the
@@ -81,48 +107,13 @@ class ContextBlock(nn.Module):
     def __init__(
         self,
         in_channels: int,
-        ratio: float,
+        ratio: float = 1 / 16,
         pooling_type: str = "att",
         fusion_types: Sequence[str] = ("channel_add",),
         transform: str = "bottleneck_ln_relu",
     ):
         super().__init__()
-        if not isinstance(in_channels, int) or in_channels < 1:
-            raise ValueError(f"ContextBlock: in_channels must be a positive int, got {in_channels!r}")
-        if pooling_type not in POOLING_TYPES:
-            raise ValueError(
-                f"ContextBlock: pooling_type must be one of {POOLING_TYPES}, got {pooling_type!r}"
-            )
-        if isinstance(fusion_types, str) or not isinstance(fusion_types, abc.Sequence):
-            raise ValueError(
-                "ContextBlock: fusion_types must be a sequence drawn from "
-                f"{FUSION_TYPES}, got {fusion_types!r}"
-            )
-        if len(fusion_types) == 0:
-            raise ValueError(
-                f"ContextBlock: fusion_types must not be empty; choose from {FUSION_TYPES}"
-            )
-        unknown = [f for f in fusion_types if f not in FUSION_TYPES]
-        if unknown:
-            raise ValueError(
-                f"ContextBlock: fusion_types must be drawn from {FUSION_TYPES}, got {unknown!r}"
-            )
-        if transform not in TRANSFORM_TYPES:
-            raise ValueError(
-                f"ContextBlock: transform must be one of {TRANSFORM_TYPES}, got {transform!r}"
-            )
-        if not 0 < ratio <= 1:
-            raise ValueError(
-                f"ContextBlock: ratio must be in (0, 1] (e.g. 1/16 for the paper's r16), "
-                f"got {ratio!r}"
-            )
-        planes = int(in_channels * ratio)
-        if planes < 1:
-            raise ValueError(
-                f"ContextBlock: in_channels * ratio must be >= 1 channel, got "
-                f"{in_channels} * {ratio} = {in_channels * ratio}"
-            )
-
+        planes = _check_options(in_channels, ratio, pooling_type, fusion_types, transform)
         self.in_channels = in_channels
         self.ratio = ratio
         self.planes = planes
@@ -130,19 +121,12 @@ class ContextBlock(nn.Module):
         self.fusion_types: Tuple[str, ...] = tuple(fusion_types)
         self.transform = transform
 
-        if pooling_type == "att":
-            self.conv_mask: Optional[nn.Conv2d] = nn.Conv2d(in_channels, 1, kernel_size=1)
-        else:
-            self.conv_mask = None
+        self.conv_mask: Optional[nn.Conv2d] = nn.Conv2d(in_channels, 1, kernel_size=1) if pooling_type == "att" else None
         self.channel_add_conv: Optional[nn.Sequential] = (
-            _make_transform(in_channels, planes, transform)
-            if "channel_add" in self.fusion_types
-            else None
+            _make_transform(in_channels, planes, transform) if "channel_add" in self.fusion_types else None
         )
         self.channel_mul_conv: Optional[nn.Sequential] = (
-            _make_transform(in_channels, planes, transform)
-            if "channel_mul" in self.fusion_types
-            else None
+            _make_transform(in_channels, planes, transform) if "channel_mul" in self.fusion_types else None
         )
         self.reset_parameters()
 
@@ -165,37 +149,39 @@ class ContextBlock(nn.Module):
         return self.conv_mask(x).reshape(n, h * w).float().softmax(dim=1).reshape(n, h, w)
 
     def spatial_pool(self, x: torch.Tensor, source: Optional[AffineSource] = None) -> torch.Tensor:
-        """The context modeling term sum_j alpha_j x_j of Eq. 4, shape (N, C, 1, 1)."""
+        """The context modeling term sum_j alpha_j x_j of Eq. 4, shape (N, C, 1, 1).
+
+        ``source``, where given, describes how ``x`` was computed (see :class:`AffineSource`);
+        the attention pooling's backward then reads it instead of keeping ``x``."""
         if self.conv_mask is not None:
             if torch.jit.is_scripting():  # TorchScript cannot script custom autograd functions
                 return attention_pool(x, self.conv_mask(x))
             return conv_attention_pool(x, self.conv_mask.weight, self.conv_mask.bias, source)
         return x.mean(dim=(2, 3), keepdim=True)
 
-    def forward(self, x: torch.Tensor, inplace: bool = False, source: Optional[AffineSource] = None) -> torch.Tensor:
-        """z = x * sigmoid(delta_mul(c)) + delta_add(c) with c the pooled context (the terms
-        of the configured fusions), in at most one new tensor.
+    def fusion_terms(self, context: torch.Tensor) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """The transform delta(.) of Eq. 4 of the pooled ``context``, as the (N, C, 1, 1) factor
+        sigmoid(delta_mul(c)) ("channel_mul") and term delta_add(c) ("channel_add") of
+        z = x * factor + term; None for a fusion the block does not use."""
+        scale = torch.sigmoid(self.channel_mul_conv(context)) if self.channel_mul_conv is not None else None
+        shift = self.channel_add_conv(context) if self.channel_add_conv is not None else None
+        return scale, shift
 
-        Args:
-            inplace: write z into ``x`` instead of a new tensor, for callers that
-                own ``x`` and need no gradient through it: the residual blocks fuse the GC
-                block into their residual add this way at inference.
-            source: how ``x`` was computed, for attention pooling to save no copy of ``x``
-                for its backward (see :class:`AffineSource`); the residual blocks pass it.
-        """
-        check_feature_map(x, self.in_channels, "ContextBlock")
-        if inplace and torch.is_grad_enabled() and x.requires_grad:
-            raise ValueError("ContextBlock: inplace=True needs an x that autograd does not track")
-        context = self.spatial_pool(x, source)
-        out = x
-        if self.channel_mul_conv is not None:
-            scale = torch.sigmoid(self.channel_mul_conv(context))
-            out = out.mul_(scale) if inplace else out * scale
-        if self.channel_add_conv is not None:
-            term = self.channel_add_conv(context)
-            # A tensor made above is this block's own: adding to it in place is safe for autograd.
-            out = out.add_(term) if inplace or out is not x else out + term
+    def fuse(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The fusion F(x_i, delta(c)) of Eq. 4, z = x * sigmoid(delta_mul(c)) + delta_add(c) with
+        the terms of the configured fusions, as a new tensor."""
+        scale, shift = self.fusion_terms(context)
+        out = x if scale is None else x * scale
+        if shift is not None:
+            # A product made here is this block's own tensor: adding to it in place is safe.
+            out = out + shift if scale is None else out.add_(shift)
         return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """z = x * sigmoid(delta_mul(c)) + delta_add(c) with c = sum_j alpha_j x_j (Eq. 4; Eq. 5
+        for the default options), as a new tensor: ``x`` is never written."""
+        check_feature_map(x, self.in_channels, "ContextBlock")
+        return self.fuse(x, self.spatial_pool(x))
 
     def extra_repr(self) -> str:
         return (

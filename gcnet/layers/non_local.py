@@ -28,7 +28,8 @@ class NonLocalBlock(nn.Module):
         mode: the pairwise function, one of :data:`NON_LOCAL_MODES`.
         reduction: W_v, W_q and W_k map C to C // reduction channels (2 in the NL paper).
         use_scale: divide the embedded-Gaussian logits by sqrt(C // reduction), as scaled
-            dot-product attention does. Off by default, as in Eq. 1.
+            dot-product attention does. On by default, as in the reference implementations
+            (the NL block of the original GCNet code and mmcv); False is Eq. 1 as written.
         norm: optional callable ``channels -> nn.Module`` applied after W_z (the NL paper
             uses BN there for detection).
 
@@ -43,7 +44,7 @@ class NonLocalBlock(nn.Module):
         in_channels: int,
         mode: str = "embedded_gaussian",
         reduction: int = 2,
-        use_scale: bool = False,
+        use_scale: bool = True,
         norm: Optional[Callable[[int], nn.Module]] = None,
     ):
         super().__init__()

@@ -5,10 +5,15 @@ import sys
 import torch
 import yaml
 
+from detectron2.config import instantiate
+
 from gcnet.utils.file_io import atomic_write
 
+from .api import load_zoo_config
+from .fit import checkpoint_mismatches
 from .handler import GCNetHandler
 from .manifest import default_manifest, load_manifest
+from .markdown import model_zoo_markdown
 
 
 def main(argv=None) -> int:
@@ -43,12 +48,10 @@ def main(argv=None) -> int:
         elif args.command == "download":
             handler = GCNetHandler(manifest.sources())
             print(f"upstream: {handler.download(GCNetHandler.PREFIX + args.name)}")
-            print(f"converted: {handler._get_local_path(GCNetHandler.PREFIX + args.name)}")
+            print(f"converted: {handler.converted_path(GCNetHandler.PREFIX + args.name)}")
         elif args.command == "verify":
             return max(_verify(name, manifest) for name in args.name)
         else:
-            from .markdown import model_zoo_markdown
-
             text = model_zoo_markdown(manifest)
             if args.output:
                 atomic_write(args.output, lambda f: f.write(text.encode("utf-8")))
@@ -65,13 +68,8 @@ def _verify(name: str, manifest) -> int:
     exactly: every key of the model (BatchNorm step counters aside) is in the checkpoint with
     its shape, and no key of the checkpoint is left over. Prints the upstream test-time rules
     that the entry reproduces and those it does not."""
-    from detectron2.config import instantiate
-
-    from .api import load_zoo_config
-    from .fit import checkpoint_mismatches
-
     entry = manifest.model(name)
-    converted = GCNetHandler(manifest.sources())._get_local_path(GCNetHandler.PREFIX + name)
+    converted = GCNetHandler(manifest.sources()).converted_path(GCNetHandler.PREFIX + name)
     checkpoint = torch.load(converted, map_location="cpu", weights_only=True)
     model = instantiate(load_zoo_config(entry).model)
     problems = checkpoint_mismatches(model, checkpoint)

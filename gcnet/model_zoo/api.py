@@ -5,6 +5,9 @@ import torch
 
 from detectron2.config import LazyConfig, instantiate
 
+from gcnet.engine.checkpoint import GCNetCheckpointer
+from gcnet.engine.config import apply_overrides
+
 from .manifest import ZooModel, default_manifest, resource_path, unknown_name_error
 
 __all__ = ["list_models", "get_checkpoint_url", "get_config", "get"]
@@ -26,8 +29,6 @@ def get_checkpoint_url(name: str) -> str:
 
 def load_zoo_config(model: ZooModel):
     """The LazyConfig of a manifest entry: its config file with its ``config_overrides``."""
-    from gcnet.engine.config import apply_overrides
-
     return apply_overrides(LazyConfig.load(str(resource_path(model.config))), model.config_overrides)
 
 
@@ -47,8 +48,6 @@ def get_config(name: str, trained: bool = False):
 def get(name: str, trained: bool = False, device: Optional[str] = None) -> torch.nn.Module:
     """The model of zoo entry ``name`` on ``device`` (default: CUDA if available), with the zoo
     checkpoint loaded when ``trained``; in training mode, as detectron2's ``model_zoo.get``."""
-    from gcnet.engine.checkpoint import GCNetCheckpointer
-
     cfg = get_config(name, trained=trained)
     model = instantiate(cfg.model)
     model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))

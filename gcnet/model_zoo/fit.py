@@ -7,14 +7,16 @@ __all__ = ["checkpoint_mismatches"]
 
 
 def checkpoint_mismatches(model: nn.Module, checkpoint: dict) -> List[str]:
-    """What loading ``checkpoint`` ({"model": state dict, ...}) into ``model`` would leave
+    """What loading ``checkpoint`` ({"model": state dict, ...}) into ``model`` by name would leave
     missing, unexpected or of the wrong shape (BatchNorm step counters aside); empty if it
-    fills every parameter."""
-    from gcnet.engine.checkpoint import GCNetCheckpointer
-
-    incompatible = GCNetCheckpointer(model)._load_model(dict(checkpoint))
-    wrong_shape = {k for k, *_ in incompatible.incorrect_shapes}  # also missing: named once, with the shapes
-    problems = [f"missing {k}" for k in incompatible.missing_keys if k not in wrong_shape]
-    problems += [f"unexpected {k}" for k in incompatible.unexpected_keys]
-    problems += [f"shape of {k}: {a} in the checkpoint, {b} in the model" for k, a, b in incompatible.incorrect_shapes]
+    fills every parameter and buffer."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith(".num_batches_tracked")}
+    given = {k: tuple(v.shape) for k, v in checkpoint["model"].items()}
+    problems = [f"missing {k}" for k in expected if k not in given]
+    problems += [f"unexpected {k}" for k in given if k not in expected and not k.endswith(".num_batches_tracked")]
+    problems += [
+        f"shape of {k}: {given[k]} in the checkpoint, {shape} in the model"
+        for k, shape in expected.items()
+        if k in given and given[k] != shape
+    ]
     return problems

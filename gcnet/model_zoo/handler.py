@@ -81,8 +81,9 @@ class GCNetHandler(PathHandler):
         source = self.source(path)
         return download_verified(source.url, source.sha256, self.cache_dir or cache_root())
 
-    def _get_local_path(self, path: str, force: bool = False, **kwargs: Any) -> str:
-        self._check_kwargs(kwargs)
+    def converted_path(self, path: str, force: bool = False) -> str:
+        """The local converted checkpoint of ``path``, downloaded, verified and converted on
+        first use (or again with ``force``)."""
         source = self.source(path)
         converted = os.path.join(self.cache_dir or cache_root(), "converted", source.name + ".pth")
         with file_lock(converted):
@@ -90,8 +91,12 @@ class GCNetHandler(PathHandler):
                 save_checkpoint(convert_upstream_file(source.converter, self.download(path)), converted)
         return converted
 
+    def _get_local_path(self, path: str, force: bool = False, **kwargs: Any) -> str:
+        self._check_kwargs(kwargs)
+        return self.converted_path(path, force)
+
     def _open(self, path: str, mode: str = "rb", buffering: int = -1, **kwargs: Any):
         self._check_kwargs(kwargs)
         if mode not in ("r", "rb"):
             raise ValueError(f"{path}: gcnet:// paths are read-only, got mode {mode!r}")
-        return open(self._get_local_path(path), mode, buffering)
+        return open(self.converted_path(path), mode, buffering)

@@ -8,6 +8,8 @@ from urllib.parse import urlparse
 
 import yaml
 
+from .converters import CONVERTERS
+
 __all__ = [
     "CheckpointSource",
     "UpstreamRule",
@@ -75,6 +77,8 @@ class Manifest:
     imagenet: Dict[str, CheckpointSource]
     models: Dict[str, ZooModel]
     test_rules: Mapping[str, UpstreamRule] = field(default_factory=dict)
+    # upstream repository -> {"hardware": what its models were trained on}, in MODEL_ZOO.md's order
+    repositories: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def sources(self) -> Dict[str, CheckpointSource]:
         """Every name gcnet:// resolves: the ImageNet backbones and the zoo models."""
@@ -96,14 +100,14 @@ def unknown_name_error(name: str, known: Mapping) -> ValueError:
     return ValueError(f"Unknown model {name!r}{hint} (python -m gcnet.model_zoo list shows all {len(known)})")
 
 
-def _check(path: Path, entry: Mapping, required: Tuple[str, ...], converters) -> None:
+def _check(path: Path, entry: Mapping, required: Tuple[str, ...]) -> None:
     missing = [k for k in required if k not in entry]
     if missing:
         raise ValueError(f"{path}: entry {entry.get('name', '?')!r} lacks {missing}")
     if not isinstance(entry["sha256"], str):
         raise ValueError(f"{path}: entry {entry['name']!r} has sha256 {entry['sha256']!r}; quote it as a string")
-    if entry["converter"] not in converters:
-        raise ValueError(f"{path}: entry {entry['name']!r} has unknown converter {entry['converter']!r}; known: {sorted(converters)}")
+    if entry["converter"] not in CONVERTERS:
+        raise ValueError(f"{path}: entry {entry['name']!r} has unknown converter {entry['converter']!r}; known: {sorted(CONVERTERS)}")
 
 
 def _test_rules(path: Path, data: Mapping) -> Dict[str, UpstreamRule]:
@@ -124,18 +128,16 @@ def _check_references(path: Path, entry: Mapping, field_name: str, known: Mappin
 
 def load_manifest(path: Optional[Path] = None) -> Manifest:
     """Read and check the manifest (default: ``model_zoo/manifest.yaml``)."""
-    from .converters import CONVERTERS
-
     path = Path(path) if path is not None else resource_path("model_zoo/manifest.yaml")
     with open(path) as f:
         data = yaml.safe_load(f)
     notes, test_rules = data.get("notes", {}), _test_rules(path, data)
     imagenet, models = {}, {}
     for entry in data.get("imagenet_backbones", []):
-        _check(path, entry, ("name", "url", "sha256", "converter"), CONVERTERS)
+        _check(path, entry, ("name", "url", "sha256", "converter"))
         imagenet[entry["name"]] = CheckpointSource(**entry)
     for entry in data.get("models", []):
-        _check(path, entry, ("name", "task", "dataset", "config", "upstream", "url", "sha256", "converter", "metrics"), CONVERTERS)
+        _check(path, entry, ("name", "task", "dataset", "config", "upstream", "url", "sha256", "converter", "metrics"))
         if entry["task"] not in TASKS:
             raise ValueError(f"{path}: entry {entry['name']!r} has unknown task {entry['task']!r}; known: {TASKS}")
         _check_references(path, entry, "notes", notes)
@@ -148,7 +150,9 @@ def load_manifest(path: Optional[Path] = None) -> Manifest:
     duplicated = set(imagenet) & set(models)
     if duplicated or len(imagenet) + len(models) != len(data.get("imagenet_backbones", [])) + len(data.get("models", [])):
         raise ValueError(f"{path}: names must be unique; repeated: {sorted(duplicated) or 'within a list'}")
-    return Manifest(notes=notes, imagenet=imagenet, models=models, test_rules=test_rules)
+    return Manifest(
+        notes=notes, imagenet=imagenet, models=models, test_rules=test_rules, repositories=data.get("repositories", {})
+    )
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,4 +1,4 @@
-"""``model_zoo/MODEL_ZOO.md``, generated from the manifest."""
+"""``model_zoo/MODEL_ZOO.md``, generated from the manifest alone."""
 import re
 from typing import Dict, List, Mapping, Tuple
 
@@ -6,11 +6,13 @@ from .manifest import Manifest, UpstreamRule, ZooModel
 
 __all__ = ["model_zoo_markdown"]
 
-_HARDWARE = {
-    "open-mmlab/mmdetection": "8 V100 GPUs, 2 images per GPU",
-    "xvjiarui/GCNet": "8 V100 GPUs, 2 images per GPU (some models 4 GPUs x 4 images)",
-    "open-mmlab/mmsegmentation": "4 GPUs, 2 images per GPU for Cityscapes, 4 for ADE20K and VOC",
-}
+# The sections of the page: title, evaluation dataset, metric columns.
+SECTIONS = (
+    ("COCO instance segmentation (val2017)", "coco_2017_val", ["box AP", "mask AP"]),
+    ("Cityscapes semantic segmentation (val)", "cityscapes_fine_sem_seg_val", ["mIoU", "mIoU (ms+flip)"]),
+    ("ADE20K semantic segmentation (val)", "ade20k_sem_seg_val", ["mIoU", "mIoU (ms+flip)"]),
+    ("Pascal VOC 2012 + aug semantic segmentation (val)", "voc_2012_sem_seg_val", ["mIoU", "mIoU (ms+flip)"]),
+)
 
 
 def _schedule(model: ZooModel) -> str:
@@ -72,9 +74,31 @@ def _overrides(models: List[ZooModel]) -> List[str]:
     ]
 
 
+def _dataset_tables(manifest: Manifest, dataset: str, columns: List[str]) -> List[str]:
+    """A table per upstream repository (in the manifest's ``repositories`` order) of the models
+    evaluated on ``dataset``; a model whose repository the manifest does not list raises a
+    ValueError."""
+    models = [m for m in manifest.models.values() if m.dataset == dataset]
+    unplaced = [m.name for m in models if m.upstream.get("repository") not in manifest.repositories]
+    if unplaced:
+        raise ValueError(
+            f"Cannot place {unplaced} in MODEL_ZOO.md: their upstream repository is not under the "
+            f"manifest's repositories ({', '.join(manifest.repositories) or 'none'})"
+        )
+    out = []
+    for repository, info in manifest.repositories.items():
+        group = [m for m in models if m.upstream["repository"] == repository]
+        if group:
+            out += [f"### {repository} ({group[0].upstream['release']}; trained on {info['hardware']})", ""]
+            out += _table(group, columns, manifest.test_rules) + [""]
+            overrides = _overrides(group)
+            if overrides:
+                out += ["Configs used with overrides (`gcnet.model_zoo.get_config` applies them):", "", *overrides, ""]
+    return out
+
+
 def model_zoo_markdown(manifest: Manifest) -> str:
     """The text of ``model_zoo/MODEL_ZOO.md``."""
-    models = list(manifest.models.values())
     out = [
         "# GCNet Model Zoo",
         "",
@@ -110,23 +134,11 @@ def model_zoo_markdown(manifest: Manifest) -> str:
         "(add the `config_overrides` that `python -m gcnet.model_zoo show <name>` lists, if any).",
         "",
     ]
-    sections = [
-        ("COCO instance segmentation (val2017)", "coco_2017_val", ["box AP", "mask AP"]),
-        ("Cityscapes semantic segmentation (val)", "cityscapes_fine_sem_seg_val", ["mIoU", "mIoU (ms+flip)"]),
-        ("ADE20K semantic segmentation (val)", "ade20k_sem_seg_val", ["mIoU", "mIoU (ms+flip)"]),
-        ("Pascal VOC 2012 + aug semantic segmentation (val)", "voc_2012_sem_seg_val", ["mIoU", "mIoU (ms+flip)"]),
-    ]
-    for title, dataset, columns in sections:
-        out += [f"## {title}", ""]
-        for repository, hardware in _HARDWARE.items():
-            group = [m for m in models if m.dataset == dataset and m.upstream["repository"] == repository]
-            if group:
-                release = group[0].upstream["release"]
-                out += [f"### {repository} ({release}; trained on {hardware})", ""]
-                out += _table(group, columns, manifest.test_rules) + [""]
-                overrides = _overrides(group)
-                if overrides:
-                    out += ["Configs used with overrides (`gcnet.model_zoo.get_config` applies them):", "", *overrides, ""]
+    unplaced = sorted(m.name for m in manifest.models.values() if m.dataset not in {d for _, d, _ in SECTIONS})
+    if unplaced:
+        raise ValueError(f"Cannot place {unplaced} in MODEL_ZOO.md: no section of the page holds their dataset")
+    for title, dataset, columns in SECTIONS:
+        out += [f"## {title}", ""] + _dataset_tables(manifest, dataset, columns)
     out += ["## ImageNet backbones", "", "| name | upstream file | sha256 | description |", "|---|---|---|---|"]
     for source in manifest.imagenet.values():
         out.append(f"| `gcnet://{source.name}` | {source.url} | `{source.sha256 or 'none published'}` | {source.description} |")

@@ -1,25 +1,26 @@
 """GCNet models for detectron2: GC-ResNet/ResNeXt backbones (``BACKBONE_REGISTRY``), the
 semantic segmentation head (``SEM_SEG_HEADS_REGISTRY``) and model (``META_ARCH_REGISTRY``)
-of the Cityscapes experiments, the deformable conv and SyncBN they use, and the yacs keys."""
+of the Cityscapes experiments, the deformable conv and SyncBN they use, the defaults configs
+derive from, and the yacs keys."""
 from gcnet._detectron2 import require_detectron2
 
 require_detectron2(__name__)
 
-import gcnet.model_zoo  # noqa: E402,F401  (registers gcnet:// for the configs' init_checkpoint)
-
 from .backbone import (  # noqa: E402
-    DEFAULT_GC,
-    EXTRA_BLOCK_TYPES,
-    GC_POSITIONS,
+    CONTEXT_POSITIONS,
+    GC_STAGES,
     STAGE_NAMES,
     GCBasicBlock,
     GCBottleneckBlock,
     build_gcnet_resnet,
     build_gcnet_resnet_backbone,
     build_gcnet_resnet_fpn_backbone,
+    fused_context_forward,
+    gcnet_resnet_defaults,
     make_gcnet_resnet_stages,
 )
 from .config import add_gcnet_config  # noqa: E402
+from .defaults import option_defaults  # noqa: E402
 from .sem_seg import ContextHead, ContextSegmentor  # noqa: E402
 from .deform_conv import DeformConv2d  # noqa: E402
 from .norm import SyncBatchNorm, get_norm, resolve_norm  # noqa: E402

@@ -1,2 +1,2 @@
 """Small helpers shared across gcnet."""
-from .file_io import atomic_path, atomic_write
+from .file_io import AtomicWritePathManager, atomic_open, atomic_path, atomic_write

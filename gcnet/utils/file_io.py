@@ -3,18 +3,26 @@ import contextlib
 import os
 from typing import IO, Any, Callable, ContextManager, Iterator
 
-__all__ = ["atomic_write", "atomic_path", "PARTIAL_SUFFIX"]
+__all__ = ["atomic_open", "atomic_write", "atomic_path", "AtomicWritePathManager", "PARTIAL_SUFFIX"]
 
 PARTIAL_SUFFIX = ".partial"
 
 
-def atomic_write(path: str, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write ``path`` through a temporary file, ``<path>.partial``, that is flushed to disk and
-    renamed over it, so that ``path`` always holds either its old content or the complete new one."""
-    with _renamed_over(f"{path}{PARTIAL_SUFFIX}", path) as tmp, open(tmp, "wb") as f:
-        write(f)
+@contextlib.contextmanager
+def atomic_open(path: str, mode: str = "wb") -> Iterator[IO]:
+    """Open the local file ``path`` for writing through a temporary file, ``<path>.partial``,
+    that is flushed to disk and renamed over ``path`` when the block succeeds and removed when
+    it fails, so that ``path`` always holds either its old content or the complete new one."""
+    with _renamed_over(f"{path}{PARTIAL_SUFFIX}", path) as tmp, open(tmp, mode) as f:
+        yield f
         f.flush()
         os.fsync(f.fileno())
+
+
+def atomic_write(path: str, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write ``path`` with ``write(f)`` through :func:`atomic_open`."""
+    with atomic_open(path) as f:
+        write(f)
 
 
 def atomic_path(path: str) -> ContextManager[str]:
@@ -34,3 +42,22 @@ def _renamed_over(tmp: str, path: str) -> Iterator[str]:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+class AtomicWritePathManager:
+    """An iopath ``PathManager`` whose ``open`` writes local files with :func:`atomic_open`
+    (creating their folder); reads, and paths of other handlers (``<scheme>://...``, where an
+    object store publishes an upload once it is complete), go to the wrapped PathManager, as
+    does every other method."""
+
+    def __init__(self, path_manager):
+        self._path_manager = path_manager
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._path_manager, name)
+
+    def open(self, path: str, mode: str = "r", **kwargs: Any):
+        if "://" in path or not any(c in mode for c in "wax"):
+            return self._path_manager.open(path, mode, **kwargs)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        return atomic_open(path, mode)

@@ -1,4 +1,7 @@
-"""Cityscapes loading on CamVid written in the Cityscapes layout: train ids, checks, mapper."""
+"""Cityscapes loading on CamVid written in the Cityscapes layout: train ids, checks, mapper,
+registrations."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -6,7 +9,7 @@ from PIL import Image
 
 import detectron2.data.transforms as T
 
-from gcnet.data import SemSegDatasetMapper, create_train_id_labels, load_cityscapes_semantic
+from gcnet.data import SemSegDatasetMapper, create_train_id_labels, load_checked_cityscapes_semantic
 
 from ..helpers import CAMVID_TO_CITYSCAPES_ID, run_tool, write_camvid_as_cityscapes
 
@@ -27,7 +30,7 @@ def test_prepare_cityscapes_writes_train_ids(cityscapes, shared_data):
     result = run_tool("tools/prepare_datasets.py", "cityscapes", "--root", cityscapes.parent)
     assert result.returncode == 0, result.stderr
     assert "Wrote 5 train-id label maps" in result.stdout
-    dicts = load_cityscapes_semantic(*split_dirs(cityscapes, "val"))
+    dicts = load_checked_cityscapes_semantic(*split_dirs(cityscapes, "val"))
     assert len(dicts) == 2 and (dicts[0]["height"], dicts[0]["width"]) == (360, 480)
     name = dicts[0]["file_name"].split("/")[-1][: -len("_leftImg8bit.png")]
     camvid = np.asarray(Image.open(shared_data / "camvid" / "valannot" / f"{name}.png"))
@@ -38,7 +41,7 @@ def test_prepare_cityscapes_writes_train_ids(cityscapes, shared_data):
 
 def test_missing_train_ids_say_how_to_create_them(cityscapes):
     with pytest.raises(FileNotFoundError) as info:
-        load_cityscapes_semantic(*split_dirs(cityscapes, "train"))
+        load_checked_cityscapes_semantic(*split_dirs(cityscapes, "train"))
     message = str(info.value)
     assert message.startswith("3 of 3 label files *_gtFine_labelTrainIds.png are missing under")
     assert "python tools/prepare_datasets.py cityscapes" in message
@@ -47,7 +50,7 @@ def test_missing_train_ids_say_how_to_create_them(cityscapes):
 def test_missing_split_folder_is_named(tmp_path):
     image_dir = tmp_path / "cityscapes" / "leftImg8bit" / "val"
     with pytest.raises(FileNotFoundError, match=rf"Cityscapes split folder {image_dir} not found\. Expected leftImg8bit/"):
-        load_cityscapes_semantic(str(image_dir), str(tmp_path / "cityscapes" / "gtFine" / "val"))
+        load_checked_cityscapes_semantic(str(image_dir), str(tmp_path / "cityscapes" / "gtFine" / "val"))
 
 
 def test_unknown_label_id_is_named(cityscapes):
@@ -63,13 +66,13 @@ def test_image_not_named_like_cityscapes(cityscapes):
     (cityscapes / "leftImg8bit" / "val" / "camvid" / "stray.png").write_bytes(b"")
     create_train_id_labels(str(cityscapes / "gtFine"))
     with pytest.raises(ValueError, match=r"stray.png: expected a Cityscapes image named <city>_<seq>_<frame>_leftImg8bit.png"):
-        load_cityscapes_semantic(*split_dirs(cityscapes, "val"))
+        load_checked_cityscapes_semantic(*split_dirs(cityscapes, "val"))
 
 
 @pytest.fixture
 def train_dicts(cityscapes):
     create_train_id_labels(str(cityscapes / "gtFine"))
-    return load_cityscapes_semantic(*split_dirs(cityscapes, "train"))
+    return load_checked_cityscapes_semantic(*split_dirs(cityscapes, "train"))
 
 
 def test_mapper_crops_image_and_label_together(train_dicts):
@@ -95,3 +98,18 @@ def test_mapper_rejects_unknown_labels(train_dicts):
     Image.fromarray(labels).save(label_file)
     with pytest.raises(ValueError, match=rf"{label_file}: label values \[19, 77\] are neither class ids 0..18 nor the ignore value 255"):
         SemSegDatasetMapper(True, [])(train_dicts[1])
+
+
+def test_registrations_live_beside_detectron2s():
+    """Importing gcnet.data keeps detectron2's Cityscapes splits; gcnet's checked ones have
+    names of their own and detectron2's metadata."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    import gcnet.data  # noqa: F401
+
+    for split in ("train", "val"):
+        theirs, ours = f"cityscapes_fine_sem_seg_{split}", f"gcnet_cityscapes_fine_sem_seg_{split}"
+        assert DatasetCatalog[theirs].__module__ == "detectron2.data.datasets.builtin"
+        assert DatasetCatalog[ours].__module__ == "gcnet.data.cityscapes"
+        assert MetadataCatalog.get(ours).stuff_classes == MetadataCatalog.get(theirs).stuff_classes
+        assert os.path.normpath(MetadataCatalog.get(ours).gt_dir) == os.path.normpath(MetadataCatalog.get(theirs).gt_dir)

@@ -1,9 +1,14 @@
-"""COCO-format loading: files that are not COCO, missing images, unusable annotations."""
+"""COCO-format loading: files that are not COCO, missing images, unusable annotations, and the
+records detectron2 would make, from one read."""
+import builtins
 import json
 import logging
 
 import pytest
 from PIL import Image
+
+from detectron2.data import MetadataCatalog
+from detectron2.data.datasets import load_coco_json
 
 from gcnet.data import load_coco_instances
 
@@ -81,3 +86,25 @@ def test_unusable_annotations_are_skipped_by_id(tmp_path, images, caplog):
     assert "dirty: skipping annotation id=2: bbox [150, 10, 20, 30] has no area inside the 100x80 image" in text
     assert "dirty: skipping annotation id=3: segmentation has no polygon with at least 3 points" in text
     assert "dirty: clipping annotation id=4" in text
+
+
+def test_records_are_detectron2s_from_one_read(shared_data, monkeypatch):
+    """The records (and metadata) detectron2's load_coco_json makes of the same file, with the
+    boxes clipped to the image, from a single read of the file."""
+    json_file = str(shared_data / "balloon" / "annotations" / "balloon_instances_val.json")
+    image_root = str(shared_data / "balloon" / "val")
+    expected = load_coco_json(json_file, image_root, "balloon_val_detectron2", extra_annotation_keys=["id"])
+    opened = []
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda file, *a, **k: opened.append(str(file)) or real_open(file, *a, **k))
+    records = load_coco_instances(json_file, image_root, "balloon_val_gcnet")
+    monkeypatch.undo()
+    assert opened.count(json_file) == 1
+    assert MetadataCatalog.get("balloon_val_gcnet").thing_classes == MetadataCatalog.get("balloon_val_detectron2").thing_classes == ["balloon"]
+    assert len(records) == len(expected) == 13
+    for ours, theirs in zip(records, expected):
+        assert {k: v for k, v in ours.items() if k != "annotations"} == {k: v for k, v in theirs.items() if k != "annotations"}
+        assert len(ours["annotations"]) == len(theirs["annotations"])
+        for a, b in zip(ours["annotations"], theirs["annotations"]):
+            assert {k: v for k, v in a.items() if k != "bbox"} == {k: v for k, v in b.items() if k != "bbox"}
+            assert all(abs(p - q) <= 1.0 for p, q in zip(a["bbox"], b["bbox"]))

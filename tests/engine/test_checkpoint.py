@@ -1,10 +1,14 @@
 """GCNetCheckpointer: a save that dies half-way leaves the previous checkpoint in charge; loads
 that could run code or hide a broken file are refused."""
+import io
 import logging
 
 import pytest
 import torch
+from iopath.common.file_io import PathHandler
 from torch import nn
+
+from detectron2.utils.file_io import PathManager
 
 from gcnet.engine import GCNetCheckpointer
 
@@ -50,3 +54,64 @@ def test_resume_removes_partial_files_and_logs_fresh_start(tmp_path, caplog):
     assert f"Removing {tmp_path / 'model_0000004.pth.partial'}, left by an interrupted save" in caplog.text
     assert f"Resume: no checkpoint in {tmp_path}; starting from randomly initialised weights" in caplog.text
     assert torch.all(checkpointer.model.weight == 0.5)
+
+
+class ObjectStoreHandler(PathHandler):
+    """Files of ``memory-test://`` kept in a dict, as an object store keeps them: an upload
+    appears when it is complete, and nothing is renamed."""
+
+    PREFIX = "memory-test://"
+
+    def __init__(self, local_dir):
+        super().__init__()
+        self.files, self.local_dir = {}, local_dir
+
+    def _get_supported_prefixes(self):
+        return [self.PREFIX]
+
+    def _open(self, path, mode="r", buffering=-1, **kwargs):
+        if "r" in mode:
+            return io.BytesIO(self.files[path]) if "b" in mode else io.StringIO(self.files[path].decode())
+        files = self.files
+
+        class Upload(io.BytesIO if "b" in mode else io.StringIO):
+            def close(self):
+                value = self.getvalue()
+                files[path] = value if isinstance(value, bytes) else value.encode()
+                super().close()
+
+        return Upload()
+
+    def _get_local_path(self, path, force=False, **kwargs):
+        local = self.local_dir / path[len(self.PREFIX) :].replace("/", "_")
+        local.write_bytes(self.files[path])
+        return str(local)
+
+    def _exists(self, path, **kwargs):
+        return path in self.files or self._isdir(path)
+
+    def _isfile(self, path, **kwargs):
+        return path in self.files
+
+    def _isdir(self, path, **kwargs):
+        return any(k.startswith(path.rstrip("/") + "/") for k in self.files)
+
+    def _ls(self, path, **kwargs):
+        prefix = path.rstrip("/") + "/"
+        return [k[len(prefix) :] for k in self.files if k.startswith(prefix)]
+
+    def _mkdirs(self, path, **kwargs):
+        pass
+
+
+def test_save_and_resume_through_a_path_handler(tmp_path, monkeypatch):
+    """A save_dir of another PathManager handler: fvcore's save writes through it (a local
+    open would write a folder named "memory-test:" here instead)."""
+    handler = ObjectStoreHandler(tmp_path)
+    monkeypatch.setitem(PathManager._path_handlers, ObjectStoreHandler.PREFIX, handler)
+    monkeypatch.chdir(tmp_path)
+    make_checkpointer("memory-test://run", 1.0).save("model_0000009", iteration=9)
+    assert sorted(handler.files) == ["memory-test://run/last_checkpoint", "memory-test://run/model_0000009.pth"]
+    assert list(tmp_path.iterdir()) == []
+    restored = make_checkpointer("memory-test://run", 0.0)
+    assert restored.resume_or_load("", resume=True)["iteration"] == 9 and torch.all(restored.model.weight == 1.0)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from detectron2.engine import hooks
+from detectron2.engine import AMPTrainer, SimpleTrainer, hooks
 
 from gcnet.engine import GCNetCheckpointer, GCNetTrainer, LossGuard
 
@@ -137,3 +137,21 @@ def test_gradient_clipping():
     trainer.train(0, 3)
     assert max(norms) <= 0.01 + 1e-6
     assert trainer.storage.history("grad_norm").latest() > 0.01  # the norm before clipping
+
+
+def test_builds_on_amp_trainer_and_resumes_its_state():
+    """GCNetTrainer is detectron2's AMPTrainer (its precision, gradient scaler and state), in
+    fp32 without autocast; it resumes from a SimpleTrainer's state, which has no scaler."""
+    trainer = make_trainer(Regression())
+    assert isinstance(trainer, AMPTrainer) and trainer.precision == torch.float32
+    assert not trainer.grad_scaler.is_enabled()
+    trainer.train(0, 2)
+    state = trainer.state_dict()
+    assert set(state) >= {"iteration", "optimizer", "grad_scaler"}
+    simple = SimpleTrainer(trainer.model, batches(), trainer.optimizer)
+    simple.iter = 5
+    resumed = make_trainer(Regression())
+    resumed.load_state_dict(simple.state_dict())
+    assert resumed.iter == 5
+    resumed.load_state_dict(state)
+    assert resumed.iter == trainer.iter == 2

@@ -1,4 +1,4 @@
-"""CityscapesSemSegEvaluator against known answers, on CamVid in the Cityscapes layout."""
+"""CityscapesPixelLevelEvaluator against known answers, on CamVid in the Cityscapes layout."""
 import os
 
 import numpy as np
@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from gcnet.data import create_train_id_labels, load_cityscapes_semantic
+from gcnet.data import create_train_id_labels, load_checked_cityscapes_semantic
 from gcnet.engine import launch
-from gcnet.evaluation import CityscapesSemSegEvaluator
+from gcnet.evaluation import CityscapesPixelLevelEvaluator
 
 from ..helpers import write_camvid_as_cityscapes
 
@@ -23,7 +23,7 @@ TRAIN_ID_NAMES = [
 def val_dicts(shared_data, tmp_path):
     root = write_camvid_as_cityscapes(shared_data / "camvid", tmp_path, {"val": 3})
     create_train_id_labels(str(root / "gtFine"))
-    return load_cityscapes_semantic(str(root / "leftImg8bit" / "val"), str(root / "gtFine" / "val"))
+    return load_checked_cityscapes_semantic(str(root / "leftImg8bit" / "val"), str(root / "gtFine" / "val"))
 
 
 def ground_truth(d):
@@ -37,7 +37,7 @@ def scores_for(prediction):
 
 
 def evaluate(dicts, predictions):
-    evaluator = CityscapesSemSegEvaluator("cityscapes_camvid_val")
+    evaluator = CityscapesPixelLevelEvaluator("cityscapes_camvid_val")
     evaluator.reset()
     for d, prediction in zip(dicts, predictions):
         evaluator.process([d], [{"sem_seg": scores_for(prediction)}])
@@ -100,7 +100,7 @@ def test_size_mismatch_names_the_file(val_dicts):
 def _evaluate_shard(dicts, out_dir):
     from detectron2.utils import comm
 
-    evaluator = CityscapesSemSegEvaluator("cityscapes_camvid_val")
+    evaluator = CityscapesPixelLevelEvaluator("cityscapes_camvid_val")
     evaluator.reset()
     for d in dicts[comm.get_rank() :: comm.get_world_size()]:
         prediction = ground_truth(d)

@@ -1,5 +1,6 @@
 """The model zoo: manifest contents, configs, MODEL_ZOO.md, the API and CLI end to end against a
 loopback server, and safe loading."""
+import dataclasses
 import hashlib
 import re
 from collections import Counter
@@ -197,3 +198,15 @@ def test_upstream_files_load_weights_only(tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(1)}, "payload": Payload()}, path)
     with pytest.raises(ValueError, match=rf"Cannot load checkpoint {path}"):
         zoo.load_upstream_checkpoint(str(path))
+
+
+def test_markdown_refuses_a_model_it_cannot_place():
+    """MODEL_ZOO.md comes from the manifest alone: a model from a repository the manifest does
+    not list stops the page instead of leaving the model out."""
+    entry = MANIFEST.model("mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco")
+    stray = dataclasses.replace(entry, name="other/model", upstream=dict(entry.upstream, repository="someone/else"))
+    manifest = dataclasses.replace(MANIFEST, models={**MANIFEST.models, stray.name: stray})
+    with pytest.raises(ValueError) as info:
+        model_zoo_markdown(manifest)
+    assert str(info.value).startswith("Cannot place ['other/model'] in MODEL_ZOO.md: their upstream repository is not")
+    assert "open-mmlab/mmdetection, xvjiarui/GCNet, open-mmlab/mmsegmentation" in str(info.value)

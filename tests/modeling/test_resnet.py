@@ -1,4 +1,6 @@
 """GC-ResNet/ResNeXt backbones: block layout, GC placement, widths, strides, freezing, errors."""
+from functools import partial
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -6,7 +8,7 @@ import torchvision
 
 from detectron2.layers import FrozenBatchNorm2d
 
-from gcnet.layers import ContextBlock, NonLocalBlock, SimplifiedNonLocalBlock
+from gcnet.layers import ContextBlock, NonLocalBlock, SimplifiedNonLocalBlock, create_context
 from gcnet.modeling import (
     GCBasicBlock,
     GCBottleneckBlock,
@@ -18,6 +20,7 @@ from gcnet.modeling import (
 from ..helpers import num_parameters, randomize_
 
 C3_C5 = ["res3", "res4", "res5"]
+GC_R4 = partial(create_context, "gc", ratio=1 / 4)
 
 
 def test_resnet50_classifier_matches_table8():
@@ -77,7 +80,7 @@ def _bottleneck_branch(block: GCBottleneckBlock, x: torch.Tensor) -> torch.Tenso
 def test_gc_position(position):
     """Table 5(b): after1x1 is z = relu(x + GC(F(x))); afterAdd is z = GC(relu(x + F(x)))."""
     block = GCBottleneckBlock(
-        64, 64, bottleneck_channels=16, norm="BN", gc=dict(ratio=1 / 4), gc_position=position
+        64, 64, bottleneck_channels=16, norm="BN", context=GC_R4, context_position=position
     ).eval()
     randomize_(block.context_block, seed=3)
     x = torch.randn(2, 64, 8, 8)
@@ -90,7 +93,7 @@ def test_gc_position(position):
 
 
 def test_basic_block_gc_after_last_conv():
-    block = GCBasicBlock(32, 64, stride=2, norm="BN", gc=dict(ratio=1 / 4)).eval()
+    block = GCBasicBlock(32, 64, stride=2, norm="BN", context=GC_R4).eval()
     randomize_(block.context_block, seed=1)
     x = torch.randn(2, 32, 8, 8)
     branch = block.conv2(F.relu(block.conv1(x)))
@@ -208,7 +211,7 @@ def test_new_gc_backbone_equals_plain_backbone():
         (dict(gc_stages=["res3"], gc=dict(ratio=1 / 1024)), "res3 (512 channels): ContextBlock: in_channels * ratio must be >= 1"),
         (dict(gc=dict(ratio=1 / 16, reduction=4)), "gc has unknown keys ['reduction']"),
         (dict(gc_position="before1x1"), "gc_position must be one of ('after1x1', 'afterAdd')"),
-        (dict(extra_block="se"), "extra_block must be one of ('nl', 'snl', 'gc') or None"),
+        (dict(extra_block="se"), "extra_block must be one of ('none', 'gc', 'nl', 'snl'), got 'se'"),
         (dict(depth=18, deform_stages=["res3"]), "deform_stages needs a bottleneck depth"),
         (dict(depth=34, num_groups=32, width_per_group=4), "need a bottleneck depth"),
         (dict(dilations=(1, 1, 2)), "dilations must be 4 positive ints"),
@@ -232,14 +235,18 @@ def test_inference_fuses_the_gc_add_into_the_block(position):
     torch.manual_seed(0)
     model = build_gcnet_resnet(50, norm="BN", gc_stages=["res4"], gc_position=position, out_features=["res4"]).eval()
     randomize_(model.res4, scale=0.05)
-    block = model.res4[1].context_block
-    same_tensor = []
-    handle = block.register_forward_hook(lambda m, i, o: same_tensor.append(o.data_ptr() == i[0].data_ptr()))
+    block = model.res4[1]
+    branch, same_tensor = [], []
+    handles = [
+        block.conv3.register_forward_hook(lambda m, i, o: branch.append(o.data_ptr())),
+        block.register_forward_hook(lambda m, i, o: same_tensor.append(o.data_ptr() == branch[-1])),
+    ]
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         fused = model(x)["res4"]
     tracked = model(x)["res4"]
-    handle.remove()
+    for handle in handles:
+        handle.remove()
     assert same_tensor == [True, False]
     torch.testing.assert_close(fused, tracked.detach(), rtol=1e-6, atol=1e-6)
 
@@ -267,7 +274,7 @@ def test_training_pools_from_the_last_conv_input(norm, monkeypatch):
     from gcnet.modeling.backbone import blocks
 
     kwargs = dict(bottleneck_channels=16, norm=norm)
-    gc_block = randomize_(GCBottleneckBlock(64, 64, gc=dict(ratio=1 / 4), **kwargs), scale=0.05).train()
+    gc_block = randomize_(GCBottleneckBlock(64, 64, context=GC_R4, **kwargs), scale=0.05).train()
     plain = GCBottleneckBlock(64, 64, **kwargs).train()
     plain.load_state_dict(gc_block.state_dict(), strict=False)
     x = torch.randn(2, 64, 32, 24)
@@ -282,7 +289,7 @@ def test_training_pools_from_the_last_conv_input(norm, monkeypatch):
 
     plain_saved, _ = run(plain)
     gc_saved, gc_grads = run(gc_block)
-    monkeypatch.setattr(blocks, "_affine_source", lambda conv, conv_input: None)
+    monkeypatch.setattr(blocks, "frozen_conv_source", lambda conv, conv_input: None)
     keeping_saved, keeping_grads = run(gc_block)
     assert keeping_saved - plain_saved >= branch_bytes
     if norm == "FrozenBN":

@@ -74,7 +74,7 @@ def test_head_layout(context, module_type):
 def test_nl_head_instantiations():
     """Table 4: the four pairwise functions of the NL head."""
     for mode in NON_LOCAL_MODES:
-        head = ContextHead(in_feature="res5", in_channels=16, num_classes=3, channels=8, context="nl", nl_mode=mode, nl_reduction=4, norm="BN")
+        head = ContextHead(in_feature="res5", in_channels=16, num_classes=3, channels=8, context="nl", nl=dict(mode=mode, reduction=4), norm="BN")
         assert head.context.mode == mode and head.context.inter_channels == 2
 
 

@@ -1,8 +1,12 @@
-"""The registered backbones, built from yacs configs."""
+"""The registered backbones, built from yacs configs, and the shipped YAML config trained with
+detectron2's DefaultTrainer."""
+import json
+import math
+
 import pytest
 import torch
 
-from detectron2.config import get_cfg
+from detectron2.config import LazyConfig, get_cfg, instantiate
 from detectron2.modeling import build_backbone, build_model
 from detectron2.modeling.backbone import FPN, ResNet
 
@@ -10,7 +14,7 @@ from gcnet.engine.config import detectron2_config_file
 from gcnet.layers import ContextBlock
 from gcnet.modeling import add_gcnet_config
 
-from ..helpers import num_parameters
+from ..helpers import CONFIGS, num_parameters, run_tool
 
 
 def gcnet_cfg(base="COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"):
@@ -72,3 +76,67 @@ def test_basic_block_depths(depth):
     backbone = build_backbone(cfg)
     assert backbone.output_shape()["res5"].channels == 512
     assert backbone.res5[1].context_block.in_channels == 512
+
+
+YAML_CONFIG = CONFIGS / "COCO-InstanceSegmentation" / "mask_rcnn_R_50_FPN_gc_r16_1x.yaml"
+
+
+def test_yaml_config_builds_the_lazy_config_model():
+    """The shipped YAML is the model of its LazyConfig: the same parameters, buffers and
+    checkpoint names."""
+    cfg = get_cfg()
+    add_gcnet_config(cfg)
+    cfg.merge_from_file(str(YAML_CONFIG))
+    cfg.MODEL.DEVICE = "cpu"
+    yacs_model = build_model(cfg)
+    lazy_model = instantiate(LazyConfig.load(str(YAML_CONFIG.with_suffix(".py"))).model)
+    expected = {k: tuple(v.shape) for k, v in lazy_model.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in yacs_model.state_dict().items()} == expected
+    assert len([m for m in yacs_model.modules() if isinstance(m, ContextBlock)]) == 4 + 6 + 3
+    assert cfg.INPUT.FORMAT == "RGB" and cfg.MODEL.WEIGHTS.startswith("detectron2://ImageNetPretrained/torchvision/")
+
+
+TRAIN_WITH_DEFAULT_TRAINER = """
+import json, sys
+from detectron2.config import get_cfg
+from detectron2.engine import DefaultTrainer
+from detectron2.utils.env import seed_all_rng
+import gcnet.data  # registers balloon_train
+from gcnet.layers import ContextBlock
+from gcnet.modeling import GCBottleneckBlock, add_gcnet_config
+
+cfg = get_cfg()
+add_gcnet_config(cfg)
+cfg.merge_from_file(sys.argv[1])
+cfg.merge_from_list(sys.argv[2:])
+seed_all_rng(cfg.SEED)
+trainer = DefaultTrainer(cfg)
+trainer.resume_or_load(resume=False)
+trainer.train()
+modules = list(trainer.model.backbone.bottom_up.modules())
+print(json.dumps({
+    "gc_blocks": sum(isinstance(m, ContextBlock) for m in modules),
+    "gc_bottlenecks": sum(isinstance(m, GCBottleneckBlock) for m in modules),
+}))
+"""
+
+
+def test_yaml_config_trains_with_detectron2_default_trainer(datasets_root, tmp_path):
+    """yacs users: detectron2's own DefaultTrainer trains the YAML config's model, with the
+    registered GC-ResNet-FPN backbone, on the balloon images (small inputs, no initial weights)."""
+    out = tmp_path / "out"
+    overrides = {
+        "MODEL.WEIGHTS": "", "MODEL.DEVICE": "cpu", "MODEL.ROI_HEADS.NUM_CLASSES": "1",
+        "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE": "64", "DATASETS.TRAIN": "('balloon_train',)", "DATASETS.TEST": "()",
+        "INPUT.MIN_SIZE_TRAIN": "(128,)", "INPUT.MAX_SIZE_TRAIN": "192", "SOLVER.IMS_PER_BATCH": "2",
+        "SOLVER.BASE_LR": "0.001", "SOLVER.MAX_ITER": "3", "SEED": "0",
+        "DATALOADER.NUM_WORKERS": "0", "OUTPUT_DIR": str(out),
+    }  # fmt: skip
+    arguments = [str(YAML_CONFIG)] + [item for pair in overrides.items() for item in pair]
+    env = {"DETECTRON2_DATASETS": str(datasets_root)}
+    result = run_tool("-c", TRAIN_WITH_DEFAULT_TRAINER, *arguments, env=env, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"gc_blocks": 13, "gc_bottlenecks": 16}
+    metrics = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    assert metrics[-1]["iteration"] == 2 and math.isfinite(metrics[-1]["total_loss"])
+    assert (out / "model_final.pth").is_file()

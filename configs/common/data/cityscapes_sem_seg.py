@@ -15,13 +15,13 @@ from detectron2.data import (
 from detectron2.evaluation import SemSegEvaluator
 
 from gcnet.data import SemSegDatasetMapper
-from gcnet.evaluation import CityscapesSemSegEvaluator
+from gcnet.evaluation import CityscapesPixelLevelEvaluator
 
 dataloader = OmegaConf.create()
 
 dataloader.train = L(build_detection_train_loader)(
     dataset=L(get_detection_dataset_dicts)(
-        names="cityscapes_fine_sem_seg_train", filter_empty=False
+        names="gcnet_cityscapes_fine_sem_seg_train", filter_empty=False
     ),
     mapper=L(SemSegDatasetMapper)(
         is_train=True,
@@ -45,7 +45,7 @@ dataloader.train = L(build_detection_train_loader)(
 
 dataloader.test = L(build_detection_test_loader)(
     dataset=L(get_detection_dataset_dicts)(
-        names="cityscapes_fine_sem_seg_val", filter_empty=False
+        names="gcnet_cityscapes_fine_sem_seg_val", filter_empty=False
     ),
     mapper=L(SemSegDatasetMapper)(is_train=False, augmentations=[], image_format="RGB"),
     num_workers=4,
@@ -53,5 +53,5 @@ dataloader.test = L(build_detection_test_loader)(
 
 dataloader.evaluator = [
     L(SemSegEvaluator)(dataset_name="${...test.dataset.names}"),
-    L(CityscapesSemSegEvaluator)(dataset_name="${...test.dataset.names}"),
+    L(CityscapesPixelLevelEvaluator)(dataset_name="${...test.dataset.names}"),
 ]

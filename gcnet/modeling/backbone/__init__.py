@@ -1,10 +1,12 @@
-from .blocks import EXTRA_BLOCK_TYPES, GC_POSITIONS, GCBasicBlock, GCBottleneckBlock
+from .blocks import CONTEXT_POSITIONS, GCBasicBlock, GCBottleneckBlock
 from .fpn import build_gcnet_resnet_fpn_backbone
+from .fused_context import frozen_conv_source, fused_context_forward
 from .resnet import (
-    DEFAULT_GC,
+    GC_STAGES,
     STAGE_NAMES,
     build_gcnet_resnet,
     build_gcnet_resnet_backbone,
+    gcnet_resnet_defaults,
     make_gcnet_resnet_stages,
 )
 from .timm_backbone import TimmBackbone, add_timm_backbone_config, build_timm_backbone, build_timm_fpn_backbone

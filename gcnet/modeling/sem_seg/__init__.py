@@ -1,2 +1,2 @@
-from .head import CONTEXT_TYPES, DEFAULT_SEG_GC, ContextHead
-from .segmentor import INFERENCE_MODES, ContextSegmentor
+from .head import AUXILIARY_HEAD, HEAD_GC, ContextHead
+from .segmentor import INFERENCE, INFERENCE_MODES, ContextSegmentor

@@ -5,6 +5,7 @@ baseline, a GC block, an NL or an SNL block), a 3x3 conv 512 -> 512, concatenati
 a 3x3 conv to 512, dropout 0.1 and a 1x1 classifier. With one conv, no context and no
 concatenation, the same class is the auxiliary FCN head on c4 (deep supervision).
 """
+from types import MappingProxyType
 from typing import Dict, Mapping, Optional
 
 import torch
@@ -15,23 +16,34 @@ from detectron2.config import CfgNode, configurable
 from detectron2.layers import Conv2d, ShapeSpec
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 
-from ..backbone.blocks import build_extra_block
+from gcnet.layers import check_context_type, create_context
+
+from ..defaults import options_from_yacs
 from ..norm import get_norm
 
-__all__ = ["ContextHead", "CONTEXT_TYPES", "DEFAULT_SEG_GC"]
+__all__ = ["ContextHead", "HEAD_GC", "AUXILIARY_HEAD", "YACS_KEYS", "AUXILIARY_YACS_KEYS"]
 
-CONTEXT_TYPES = ("none", "gc", "nl", "snl")
-# The GC block of the segmentation head: ratio 4 (Section 5.4), attention pooling, addition.
-DEFAULT_SEG_GC = dict(ratio=1 / 4, pooling_type="att", fusion_types=("channel_add",))
-
-
-def _build_context(context: str, channels: int, gc: Optional[Mapping], nl_reduction: int, nl_mode: str) -> Optional[nn.Module]:
-    if context not in CONTEXT_TYPES:
-        raise ValueError(f"context must be one of {CONTEXT_TYPES}, got {context!r}")
-    if context == "none":
-        return None
-    gc = dict(DEFAULT_SEG_GC, **(gc or {}))
-    return build_extra_block(context, channels, gc=gc, nl=dict(mode=nl_mode, reduction=nl_reduction))
+# The head's GC block (Section 5.4): ratio 1/4, ContextBlock's defaults otherwise.
+HEAD_GC = MappingProxyType({"ratio": 1 / 4})
+# The auxiliary FCN head on c4 (deep supervision): one conv, no context and no concatenation,
+# loss weight 0.4; 256 channels as mmsegmentation's (the paper's recipe, after CCNet, has 512).
+AUXILIARY_HEAD = MappingProxyType(
+    dict(in_feature="res4", channels=256, num_convs=1, concat_input=False, context="none")
+    | dict(loss_weight=0.4, loss_name="loss_sem_seg_aux")
+)
+# MODEL.GCNET_SEG.<KEY> -> the ContextHead option it sets (the others are detectron2's
+# MODEL.SEM_SEG_HEAD.{IN_FEATURES, NUM_CLASSES, CONVS_DIM, NORM, IGNORE_VALUE, LOSS_WEIGHT}).
+YACS_KEYS = {
+    "CONTEXT": "context",
+    "GC_RATIO": "gc.ratio",
+    "GC_POOLING_TYPE": "gc.pooling_type",
+    "GC_FUSION_TYPES": "gc.fusion_types",
+    "NL_REDUCTION": "nl.reduction",
+    "NL_MODE": "nl.mode",
+    "ALIGN_CORNERS": "align_corners",
+}
+# MODEL.GCNET_SEG.AUX_<KEY> -> the auxiliary head's option ("" for AUX_IN_FEATURE: no auxiliary head).
+AUXILIARY_YACS_KEYS = {"AUX_IN_FEATURE": "in_feature", "AUX_CHANNELS": "channels", "AUX_LOSS_WEIGHT": "loss_weight"}
 
 
 @SEM_SEG_HEADS_REGISTRY.register()
@@ -49,11 +61,10 @@ class ContextHead(nn.Module):
         concat_input: concatenate the input feature with the last conv's output, then fuse
             them with one more 3x3 conv.
         context: "none", "gc", "nl" or "snl", applied after the first conv.
-        gc: ``ContextBlock`` options merged onto :data:`DEFAULT_SEG_GC` (Table 12(b) varies
-            ``pooling_type`` and ``fusion_types``).
-        nl_reduction: the NL block maps C to C // nl_reduction channels.
-        nl_mode: the NL block's pairwise function (``gcnet.layers.NON_LOCAL_MODES``; the
-            instantiations of Table 4).
+        gc: ``ContextBlock`` options of a "gc" context over :data:`HEAD_GC` (Table 12(b)
+            varies ``pooling_type`` and ``fusion_types``).
+        nl: ``NonLocalBlock`` options of an "nl" context (``reduction``, and ``mode``, the
+            pairwise function: the instantiations of Table 4).
         norm: norm of the convs ("SyncBN" in the paper).
         dropout: dropout before the classifier.
         ignore_value: label value excluded from the loss.
@@ -69,16 +80,13 @@ class ContextHead(nn.Module):
     def __init__(
         self,
         *,
-        in_feature: str,
-        in_channels: int,
-        num_classes: int,
+        in_feature: str, in_channels: int, num_classes: int,
         channels: int = 512,
         num_convs: int = 2,
         concat_input: bool = True,
         context: str = "gc",
-        gc: Optional[Mapping] = None,
-        nl_reduction: int = 2,
-        nl_mode: str = "embedded_gaussian",
+        gc: Optional[Mapping] = HEAD_GC,
+        nl: Optional[Mapping] = None,
         norm="SyncBN",
         dropout: float = 0.1,
         ignore_value: int = 255,
@@ -101,7 +109,9 @@ class ContextHead(nn.Module):
             )  # fmt: skip
             for i in range(num_convs)
         )
-        self.context = _build_context(context, channels, gc, nl_reduction, nl_mode)
+        options = {"gc": dict(HEAD_GC, **(gc or {})), "nl": nl or {}}
+        context = check_context_type(context)
+        self.context = create_context(context, channels, **options.get(context, {}))
         self.conv_cat = (
             Conv2d(
                 in_channels + channels, channels, kernel_size=3, padding=1, bias=False,
@@ -122,22 +132,14 @@ class ContextHead(nn.Module):
         head = cfg.MODEL.SEM_SEG_HEAD
         in_feature = head.IN_FEATURES[0]
         return dict(
+            options_from_yacs(cfg.MODEL.GCNET_SEG, YACS_KEYS),
             in_feature=in_feature,
             in_channels=input_shape[in_feature].channels,
             num_classes=head.NUM_CLASSES,
             channels=head.CONVS_DIM,
-            context=cfg.MODEL.GCNET_SEG.CONTEXT,
-            gc=dict(
-                ratio=cfg.MODEL.GCNET_SEG.GC_RATIO,
-                pooling_type=cfg.MODEL.GCNET_SEG.GC_POOLING_TYPE,
-                fusion_types=tuple(cfg.MODEL.GCNET_SEG.GC_FUSION_TYPES),
-            ),
-            nl_reduction=cfg.MODEL.GCNET_SEG.NL_REDUCTION,
-            nl_mode=cfg.MODEL.GCNET_SEG.NL_MODE,
             norm=head.NORM,
             ignore_value=head.IGNORE_VALUE,
             loss_weight=head.LOSS_WEIGHT,
-            align_corners=cfg.MODEL.GCNET_SEG.ALIGN_CORNERS,
         )
 
     def layers(self, features: Dict[str, torch.Tensor]) -> torch.Tensor:

@@ -2,6 +2,7 @@
 and an auxiliary head on c4, with whole-image or sliding-window inference and multi-scale +
 flip test-time augmentation."""
 import itertools
+from types import MappingProxyType
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import torch
@@ -12,14 +13,27 @@ from detectron2.config import CfgNode, configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone, build_sem_seg_head
 from detectron2.structures import ImageList
 
-from .head import ContextHead
+from ..defaults import options_from_yacs
+from .head import AUXILIARY_HEAD, AUXILIARY_YACS_KEYS, ContextHead
 
-__all__ = ["ContextSegmentor", "INFERENCE_MODES", "OUTPUT_RESIZES"]
+__all__ = ["ContextSegmentor", "INFERENCE_MODES", "OUTPUT_RESIZES", "INFERENCE", "YACS_KEYS"]
 
 INFERENCE_MODES = ("whole", "slide")
 # What is resized to the output size at test time: the class probabilities (averaged over the
 # test-time augmentations), or each augmentation's logits before its softmax (mmsegmentation).
 OUTPUT_RESIZES = ("probabilities", "logits")
+# How ContextSegmentor predicts by default: the whole image at one scale, without flipping.
+INFERENCE = MappingProxyType(
+    dict(mode="whole", crop_size=(769, 769), stride=(513, 513), scales=(1.0,), flip=False, output_resize="probabilities")
+)
+# MODEL.GCNET_SEG.<KEY> -> the ContextSegmentor option it sets.
+YACS_KEYS = {
+    "INFERENCE_MODE": "inference.mode",
+    "CROP_SIZE": "inference.crop_size",
+    "STRIDE": "inference.stride",
+    "TEST_SCALES": "inference.scales",
+    "TEST_FLIP": "inference.flip",
+}
 
 
 @META_ARCH_REGISTRY.register()
@@ -31,13 +45,14 @@ class ContextSegmentor(nn.Module):
         sem_seg_head: the main head.
         auxiliary_head: a head whose loss is added in training (deep supervision), or None.
         pixel_mean, pixel_std: input normalization.
-        inference: ``mode`` "whole" (the whole image at once) or "slide" (``crop_size``
-            windows every ``stride`` pixels, logits averaged where they overlap); ``scales``
-            and ``flip`` for test-time augmentation (class probabilities averaged over all
-            scale and flip combinations); ``output_resize``, one of :data:`OUTPUT_RESIZES`:
-            "probabilities" resizes the averaged probabilities from the input size to the
-            output size, "logits" resizes each augmentation's logits to the output size before
-            its softmax, as mmsegmentation (``EncoderDecoder``, v0.x and 1.x) does.
+        inference: over :data:`INFERENCE`, ``mode`` "whole" (the whole image at once) or
+            "slide" (``crop_size`` windows every ``stride`` pixels, logits averaged where they
+            overlap); ``scales`` and ``flip`` for test-time augmentation (class probabilities
+            averaged over all scale and flip combinations); ``output_resize``, one of
+            :data:`OUTPUT_RESIZES`: "probabilities" resizes the averaged probabilities from the
+            input size to the output size, "logits" resizes each augmentation's logits to the
+            output size before its softmax, as mmsegmentation (``EncoderDecoder``, v0.x and 1.x)
+            does.
 
     In inference each output is ``{"sem_seg": (K, height, width) class probabilities}``.
     """
@@ -51,7 +66,7 @@ class ContextSegmentor(nn.Module):
         auxiliary_head: Optional[ContextHead] = None,
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
-        inference: Optional[Mapping] = None,
+        inference: Optional[Mapping] = INFERENCE,
     ):
         super().__init__()
         self.backbone = backbone
@@ -59,18 +74,13 @@ class ContextSegmentor(nn.Module):
         self.auxiliary_head = auxiliary_head
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
-        inference = dict(inference or {})
-        self.mode = inference.pop("mode", "whole")
-        self.crop_size = tuple(inference.pop("crop_size", (769, 769)))
-        self.stride = tuple(inference.pop("stride", (513, 513)))
-        self.scales = tuple(inference.pop("scales", (1.0,)))
-        self.flip = bool(inference.pop("flip", False))
-        self.output_resize = inference.pop("output_resize", "probabilities")
-        if inference:
-            raise ValueError(
-                f"inference has unknown keys {sorted(inference)}; "
-                "allowed: crop_size, flip, mode, output_resize, scales, stride"
-            )
+        unknown = sorted(set(inference or {}) - set(INFERENCE))
+        if unknown:
+            raise ValueError(f"inference has unknown keys {unknown}; allowed: {', '.join(sorted(INFERENCE))}")
+        inference = dict(INFERENCE, **(inference or {}))
+        self.mode, self.flip = inference["mode"], bool(inference["flip"])
+        self.crop_size, self.stride, self.scales = (tuple(inference[k]) for k in ("crop_size", "stride", "scales"))
+        self.output_resize = inference["output_resize"]
         if self.output_resize not in OUTPUT_RESIZES:
             raise ValueError(f"inference.output_resize must be one of {OUTPUT_RESIZES}, got {self.output_resize!r}")
         if self.mode not in INFERENCE_MODES:
@@ -81,37 +91,25 @@ class ContextSegmentor(nn.Module):
     @classmethod
     def from_config(cls, cfg: CfgNode):
         backbone = build_backbone(cfg)
-        seg = cfg.MODEL.GCNET_SEG
+        seg, head = cfg.MODEL.GCNET_SEG, cfg.MODEL.SEM_SEG_HEAD
+        auxiliary = dict(AUXILIARY_HEAD, **options_from_yacs(seg, AUXILIARY_YACS_KEYS))
         auxiliary_head = None
-        if seg.AUX_IN_FEATURE:
-            feature = seg.AUX_IN_FEATURE
+        if auxiliary["in_feature"]:
             auxiliary_head = ContextHead(
-                in_feature=feature,
-                in_channels=backbone.output_shape()[feature].channels,
-                num_classes=cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
-                channels=seg.AUX_CHANNELS,
-                num_convs=1,
-                concat_input=False,
-                context="none",
-                norm=cfg.MODEL.SEM_SEG_HEAD.NORM,
-                ignore_value=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
-                loss_weight=seg.AUX_LOSS_WEIGHT,
-                loss_name="loss_sem_seg_aux",
+                **auxiliary,
+                in_channels=backbone.output_shape()[auxiliary["in_feature"]].channels,
+                num_classes=head.NUM_CLASSES,
+                norm=head.NORM,
+                ignore_value=head.IGNORE_VALUE,
                 align_corners=seg.ALIGN_CORNERS,
             )
         return dict(
+            options_from_yacs(seg, YACS_KEYS),
             backbone=backbone,
             sem_seg_head=build_sem_seg_head(cfg, backbone.output_shape()),
             auxiliary_head=auxiliary_head,
             pixel_mean=cfg.MODEL.PIXEL_MEAN,
             pixel_std=cfg.MODEL.PIXEL_STD,
-            inference=dict(
-                mode=seg.INFERENCE_MODE,
-                crop_size=seg.CROP_SIZE,
-                stride=seg.STRIDE,
-                scales=seg.TEST_SCALES,
-                flip=seg.TEST_FLIP,
-            ),
         )
 
     @property

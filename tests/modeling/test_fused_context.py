@@ -1,0 +1,96 @@
+"""The GC block inside a residual block (gcnet.modeling.fused_context_forward): written into the
+branch only where no gradient needs it, and seen by forward hooks with its true input."""
+import itertools
+from functools import partial
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gcnet.analysis import ContextAttentionRecorder
+from gcnet.layers import ContextBlock, create_context
+from gcnet.modeling import GCBottleneckBlock, build_gcnet_resnet, fused_context_forward
+
+from ..helpers import randomize_
+
+POOLINGS = ("att", "avg")
+FUSIONS = (("channel_add",), ("channel_mul",), ("channel_mul", "channel_add"))
+
+
+def acting_block(pooling, fusion) -> ContextBlock:
+    """A GC block whose fusion branches act (their last conv is not zero)."""
+    torch.manual_seed(0)
+    block = ContextBlock(8, 1 / 2, pooling_type=pooling, fusion_types=fusion)
+    for branch in (block.channel_add_conv, block.channel_mul_conv):
+        if branch is not None:
+            torch.nn.init.normal_(branch[-1].weight, std=0.1)
+    return block
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_inplace_forward_equals_a_new_tensor(fusion, pooling):
+    block = acting_block(pooling, fusion)
+    x = torch.randn(2, 8, 5, 6)
+    with torch.no_grad():
+        expected = block(x)
+        y = x.clone()
+        out = fused_context_forward(block, y)
+    assert out.data_ptr() == y.data_ptr()
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    # An x that autograd tracks is never written: the result is a new tensor.
+    tracked = x.clone().requires_grad_()
+    out = fused_context_forward(block, tracked)
+    assert out.data_ptr() != tracked.data_ptr() and torch.equal(tracked.detach(), x)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_frozen_branch_with_a_training_gc_block(fusion):
+    """Convs frozen and an input without gradient, GC block training: its pooling's backward
+    needs the branch as it was, so the fusion must not write into it (it did, chosen from the
+    branch's requires_grad alone, and the backward failed: "modified by an inplace operation")."""
+    torch.manual_seed(0)
+    gc = partial(create_context, "gc", ratio=1 / 4, fusion_types=fusion)
+    block = GCBottleneckBlock(64, 64, bottleneck_channels=16, norm="FrozenBN", context=gc).train()
+    randomize_(block.context_block, scale=0.1)
+    for name, p in block.named_parameters():
+        p.requires_grad_(name.startswith("context_block."))
+    x = torch.randn(2, 64, 8, 8)
+    upstream = torch.linspace(-1, 1, x.numel()).reshape(x.shape)
+    block(x).backward(upstream)
+    grads = [p.grad.clone() for p in block.context_block.parameters()]
+
+    block.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        branch = block.conv3(F.relu(block.conv2(F.relu(block.conv1(x)))))
+    expected = F.relu(x + block.context_block(branch))  # the block as a module, on a branch of its own
+    expected.backward(upstream)
+    for a, p in zip(grads, block.context_block.parameters()):
+        torch.testing.assert_close(a, p.grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("position", ["after1x1", "afterAdd"])
+@pytest.mark.parametrize("pooling,fusion", list(itertools.product(POOLINGS, FUSIONS)))
+def test_recorded_maps_are_those_of_the_true_input(pooling, fusion, position, mode):
+    """The attention maps the demo draws (forward hooks on the GC block) equal the maps of an
+    untouched copy of the block's input, for every pooling and fusion; watched or not, the
+    model computes the same."""
+    torch.manual_seed(0)
+    gc = dict(ratio=1 / 4, pooling_type=pooling, fusion_types=fusion)
+    model = build_gcnet_resnet(50, norm="FrozenBN", gc_stages=["res4"], gc=gc, gc_position=position, out_features=["res4"])
+    randomize_(model.res4, scale=0.05).train(mode == "train")
+    block = model.res4[1]
+    inputs = []
+    handle = block.register_forward_pre_hook(lambda m, i: inputs.append(i[0].detach().clone()))
+    x = torch.randn(1, 3, 64, 64)
+    with ContextAttentionRecorder(model, ["res4.1.context_block"]) as recorder, torch.set_grad_enabled(mode == "train"):
+        watched = model(x)["res4"]
+    handle.remove()
+    with torch.no_grad():
+        branch = block.conv3(F.relu(block.conv2(F.relu(block.conv1(inputs[0])))))
+        gc_input = branch if position == "after1x1" else F.relu(branch + inputs[0])
+        torch.testing.assert_close(recorder.maps["res4.1.context_block"], block.context_block.attention_map(gc_input))
+    with torch.set_grad_enabled(mode == "train"):
+        torch.testing.assert_close(model(x)["res4"], watched, rtol=1e-5, atol=1e-5)
