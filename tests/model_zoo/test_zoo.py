@@ -71,9 +71,19 @@ def test_every_entry_config_instantiates(config, overrides):
     cfg = zoo.get_config(name, trained=True)
     assert cfg.train.init_checkpoint == f"gcnet://{name}"
     model = instantiate(cfg.model)
-    if overrides:  # mmdetection v1: unaligned RoIAlign with 2 samples per bin
+    applied = dict(o.split("=", 1) for o in overrides)
+    if "model.roi_heads.box_pooler.sampling_ratio" in applied:  # mmdetection v1's RoIAlign
         pooler = model.roi_heads.box_pooler.level_poolers[0]
         assert pooler.aligned is False and pooler.sampling_ratio == 2
+    if "model.roi_heads.score_fusion" in applied:  # upstream's cascade rules
+        assert model.roi_heads.score_fusion == "mean_logits"
+        weights = model.roi_heads.box_predictor[2].box2box_transform.weights
+        assert weights == pytest.approx((1 / 0.033, 1 / 0.033, 1 / 0.067, 1 / 0.067))
+    assert set(applied) <= {
+        "model.roi_heads.box_pooler.pooler_type", "model.roi_heads.box_pooler.sampling_ratio",
+        "model.roi_heads.mask_pooler.pooler_type", "model.roi_heads.mask_pooler.sampling_ratio",
+        "model.roi_heads.score_fusion", "model.roi_heads.box_predictors.2.box2box_transform.weights",
+    }, applied  # fmt: skip
 
 
 MINIMAL_ENTRY = dict(
