@@ -278,7 +278,7 @@ def main(argv=None) -> int:
             planned = plan_image_outputs(images, args.output, args.input) if args.output else [(p, None) for p, _ in images]
         else:
             video_target = plan_video_output(args.video_input, args.output)
-        predictor = Predictor(cfg, device=args.device)
+        predictor = Predictor(cfg, device=args.device, score_threshold=args.confidence_threshold)
         context_blocks = None
         if args.show_context:
             model = predictor.model
