@@ -18,11 +18,14 @@ Any config key can be changed with key=value arguments after the options.
 """
 import contextlib
 import datetime
+import errno
 import logging
+import os
 import sys
 
 import torch
 
+from detectron2.config import LazyCall as L
 from detectron2.config import instantiate
 from detectron2.engine import default_argument_parser, default_setup, default_writers, hooks
 from detectron2.engine.defaults import create_ddp_model
@@ -33,8 +36,10 @@ from detectron2.utils.logger import setup_logger
 import gcnet.data  # noqa: F401  (registers the builtin datasets)
 import gcnet.model_zoo  # noqa: F401  (registers gcnet://)
 import gcnet.modeling  # noqa: F401  (registers the backbones)
-from gcnet.engine import GCNetCheckpointer, GCNetTrainer, LossGuard, launch, load_config
+from gcnet.data import ImageNamingMapper, UnreadableImageError
+from gcnet.engine import GCNetCheckpointer, GCNetTrainer, GuardedPeriodicCheckpointer, LossGuard, launch, load_config
 from gcnet.utils.download import DownloadError
+from gcnet.utils.run_lock import FolderInUseError, lock_folder
 
 logger = logging.getLogger("detectron2")
 
@@ -47,6 +52,53 @@ def exit_on_bad_input():
         yield
     except (FileNotFoundError, ValueError, DownloadError) as e:
         sys.exit(f"train_net: {e}")
+    except AssertionError as e:  # detectron2's loader asserts on a dataset left empty
+        if "is empty" not in str(e) and "No valid data" not in str(e):
+            raise
+        sys.exit(
+            f"train_net: {e} Every image was filtered out: images without usable annotations are dropped "
+            "(dataloader.train.dataset.filter_empty=False keeps them), or the dataset lists none"
+        )
+
+
+# Faults of a running training that end it with one line (and no traceback from detectron2's
+# loop): a full disk, an image that cannot be decoded, a loss guard that gives up.
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def _reported_fault(error: BaseException) -> bool:
+    disk_full = isinstance(error, OSError) and error.errno in DISK_FULL
+    return disk_full or isinstance(error, (UnreadableImageError, FloatingPointError))
+
+
+class _DropReportedFaults(logging.Filter):
+    """Drops detectron2's "Exception during training" traceback of a fault train_net reports."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and _reported_fault(record.exc_info[1]))
+
+
+logging.getLogger("detectron2.engine.train_loop").addFilter(_DropReportedFaults())
+
+
+@contextlib.contextmanager
+def exit_on_fault(output_dir: str):
+    """End the run with one line on a fault it cannot go on after, saying what is kept."""
+    try:
+        yield
+    except Exception as e:
+        if not _reported_fault(e):
+            raise
+        last = os.path.join(output_dir, "last_checkpoint")
+        kept = "no checkpoint was written yet"
+        if os.path.isfile(last):
+            kept = f"the last complete checkpoint is {os.path.join(output_dir, open(last).read().strip())} (--resume continues from it)"
+        if isinstance(e, OSError):
+            what = f"writing {e.filename or 'to ' + output_dir} failed ({e.strerror}): make room"
+        else:  # a data loader worker's error arrives with its traceback, the message last
+            lines = str(e).strip().splitlines()
+            what = lines[-1].split("Error: ", 1)[-1] if len(lines) > 1 else lines[0]
+        sys.exit(f"train_net: {what}; {kept}")
 
 
 def do_test(cfg, model):
@@ -103,6 +155,8 @@ def do_train(args, cfg):
     logger.info(f"Model:\n{model}")
     cfg.optimizer.params.model = model
     optimizer = instantiate(cfg.optimizer)
+    if "mapper" in cfg.dataloader.train:
+        cfg.dataloader.train.mapper = L(ImageNamingMapper)(mapper=cfg.dataloader.train.mapper)
     with exit_on_bad_input():
         train_loader = instantiate(cfg.dataloader.train)
 
@@ -115,7 +169,7 @@ def do_train(args, cfg):
         [
             hooks.IterationTimer(),
             hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
-            hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
+            GuardedPeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
             if comm.is_main_process()
             else None,
             hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
@@ -131,23 +185,80 @@ def do_train(args, cfg):
         ]
     )
     with exit_on_bad_input():
-        checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
+        if args.resume and args.restart_schedule and checkpointer.has_checkpoint():  # the weights only
+            checkpointer.load(checkpointer.get_checkpoint_file(), checkpointables=[])
+        else:
+            checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
     # A checkpoint stores the iteration that just finished.
-    start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
-    trainer.train(start_iter, cfg.train.max_iter)
+    resumed = args.resume and not args.restart_schedule and checkpointer.has_checkpoint()
+    with exit_on_fault(cfg.train.output_dir):
+        trainer.train(trainer.iter + 1 if resumed else 0, cfg.train.max_iter)
+
+
+def _is_local(path: str) -> bool:
+    return bool(path) and ("://" not in path or path.startswith("file://"))
+
+
+def check_before_building(args, cfg) -> None:
+    """What can be checked before the model is built, in one line each: the output folder
+    (created, writable, and, for training, not in use by a live run), a local initial
+    checkpoint, and overrides that a resumed checkpoint would silently undo."""
+    output_dir = cfg.train.output_dir
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except OSError as e:
+        sys.exit(f"train_net: train.output_dir {output_dir} cannot be created: {e.strerror}")
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        sys.exit(f"train_net: train.output_dir {output_dir} is not writable")
+    has_checkpoint = os.path.isfile(os.path.join(output_dir, "last_checkpoint"))
+    checkpoint = cfg.train.init_checkpoint
+    if _is_local(checkpoint) and not os.path.isfile(checkpoint.replace("file://", "", 1)):
+        if args.eval_only or not (args.resume and has_checkpoint):
+            sys.exit(f"train_net: train.init_checkpoint {checkpoint}: no such file")
+    if args.eval_only:
+        return
+    if comm.is_main_process():
+        try:
+            lock_folder(output_dir)
+        except FolderInUseError as e:
+            sys.exit(f"train_net: train.output_dir {e}")
+    undone = [o for o in args.opts if o.split("=", 1)[0].strip().startswith(("optimizer.", "lr_multiplier."))]
+    if args.resume and has_checkpoint and undone and not args.restart_schedule:
+        sys.exit(
+            f"train_net: --resume restores the optimizer and the learning-rate schedule of the checkpoint in "
+            f"{output_dir}, which would undo {' '.join(undone)}; drop the override, or add --restart-schedule to "
+            "start a new schedule with it from the checkpoint's weights"
+        )
 
 
 def main(args):
     with exit_on_bad_input():
         cfg = load_config(args.config_file, args.opts)
-    default_setup(cfg, args)
+    check_before_building(args, cfg)
+    with exit_on_fault(cfg.train.output_dir):
+        default_setup(cfg, args)
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="gcnet")
     if args.eval_only:
         model = wrap_ddp(build_model(cfg), cfg)
+        checkpointer = GCNetCheckpointer(model)
         with exit_on_bad_input():
-            GCNetCheckpointer(model).load(cfg.train.init_checkpoint)
+            checkpointer.load(cfg.train.init_checkpoint)
+        refuse_unfilled_model(checkpointer, cfg.train.init_checkpoint)
         return do_test(cfg, model)
     do_train(args, cfg)
+
+
+def refuse_unfilled_model(checkpointer: GCNetCheckpointer, path: str) -> None:
+    """--eval-only: a checkpoint that leaves parameters of the model unfilled (another
+    architecture, another number of classes) would be evaluated with random weights."""
+    unfilled = checkpointer.unfilled_parameters()
+    if path and unfilled:
+        total = len(checkpointer.model.state_dict())
+        sys.exit(
+            f"train_net: {path} does not fit the model of the config: {len(unfilled)} of its {total} parameters and "
+            f"buffers are missing or of another shape in it ({', '.join(unfilled[:3])}{', ...' if len(unfilled) > 3 else ''}); "
+            "evaluate it with the config it was trained with"
+        )
 
 
 def parse_args(argv=None):
@@ -158,6 +269,12 @@ def parse_args(argv=None):
         default=30,
         help="minutes a worker waits for the others in a collective before failing (a dead "
         "worker on another machine then stops the run instead of hanging it)",
+    )
+    parser.add_argument(
+        "--restart-schedule",
+        action="store_true",
+        help="with --resume: start from the last checkpoint's weights with a new optimizer and learning-rate "
+        "schedule (those of the config and its overrides) from iteration 0, instead of restoring them",
     )
     return parser.parse_args(argv)
 

@@ -96,8 +96,14 @@ class GCNetCheckpointer(DetectionCheckpointer):
 
     def _resume(self):
         newest = self.get_checkpoint_file()
+        candidates = [c for c in self.checkpoints_newest_first() if c != newest]
         failures = []
-        for candidate in [newest] + [c for c in self._checkpoints_newest_first() if c != newest]:
+        if os.path.normpath(newest) == os.path.normpath(self.save_dir):
+            newest = os.path.join(self.save_dir, "last_checkpoint")
+            failures.append(f"{newest} names no file")
+        else:
+            candidates.insert(0, newest)
+        for candidate in candidates:
             try:
                 extra = self._load_own(candidate)
             except UnsafeCheckpointError:
@@ -116,7 +122,7 @@ class GCNetCheckpointer(DetectionCheckpointer):
             "Start afresh in another output dir, or without --resume"
         )
 
-    def _checkpoints_newest_first(self) -> List[str]:
+    def checkpoints_newest_first(self) -> List[str]:
         """The ``.pth`` files of ``save_dir``, most recently written first."""
         names = [n for n in self.path_manager.ls(self.save_dir) if n.endswith(".pth")]
         paths = [os.path.join(self.save_dir, n) for n in names]
@@ -147,6 +153,7 @@ class GCNetCheckpointer(DetectionCheckpointer):
             return super().load(local + (f"?{parsed.query}" if "://" in path and parsed.query else ""), *args, **kwargs)
         finally:
             self._pickle_refusal = "only files named through load() are unpickled"
+            self._parsed_url_during_load = None  # detectron2 resets it only after a load that succeeded
 
     def _local_file(self, path: str) -> str:
         """The local file of ``path``, downloaded first where it is remote.
@@ -179,7 +186,7 @@ class GCNetCheckpointer(DetectionCheckpointer):
             if filename.endswith(".pkl"):
                 return self._load_pickle(filename)
             return super()._load_file(filename)
-        except (OSError, EOFError, RuntimeError, ValueError, KeyError) as e:
+        except Exception as e:  # a corrupt file can make torch's unpickler raise almost anything
             if isinstance(e, (FileNotFoundError, UnsafeCheckpointError)):
                 raise
             raise ValueError(f"Cannot load checkpoint {filename}: it is truncated or corrupt ({e})") from e
@@ -207,4 +214,13 @@ class GCNetCheckpointer(DetectionCheckpointer):
             counters = [k for k in incompatible.missing_keys if k.endswith(".num_batches_tracked")]
             for key in counters:
                 incompatible.missing_keys.remove(key)
+        self.incompatible = incompatible
         return incompatible
+
+    def unfilled_parameters(self) -> List[str]:
+        """What the last load left unfilled in the model: its missing keys and those whose
+        shape differs in the checkpoint (empty when the checkpoint filled the model)."""
+        incompatible = getattr(self, "incompatible", None)
+        if incompatible is None:
+            return []
+        return list(dict.fromkeys(list(incompatible.missing_keys) + [key for key, *_ in incompatible.incorrect_shapes]))
