@@ -31,6 +31,7 @@ from detectron2.engine import default_argument_parser, default_setup, default_wr
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
+from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import setup_logger
 
 import gcnet.data  # noqa: F401  (registers the builtin datasets)
@@ -201,34 +202,41 @@ def _is_local(path: str) -> bool:
 
 def check_before_building(args, cfg) -> None:
     """What can be checked before the model is built, in one line each: the output folder
-    (created, writable, and, for training, not in use by a live run), a local initial
-    checkpoint, and overrides that a resumed checkpoint would silently undo."""
+    (:func:`check_output_dir`), a local initial checkpoint, and overrides that a resumed
+    checkpoint would silently undo."""
     output_dir = cfg.train.output_dir
+    check_output_dir(output_dir, lock=not args.eval_only and comm.is_main_process())
+    has_checkpoint = PathManager.exists(os.path.join(output_dir, "last_checkpoint"))
+    checkpoint = cfg.train.init_checkpoint
+    if _is_local(checkpoint) and not os.path.isfile(checkpoint.replace("file://", "", 1)):
+        if args.eval_only or not (args.resume and has_checkpoint):
+            sys.exit(f"train_net: train.init_checkpoint {checkpoint}: no such file")
+    undone = [o for o in args.opts if o.split("=", 1)[0].strip().startswith(("optimizer.", "lr_multiplier."))]
+    if args.resume and not args.eval_only and has_checkpoint and undone and not args.restart_schedule:
+        sys.exit(
+            f"train_net: --resume restores the optimizer and the learning-rate schedule of the checkpoint in "
+            f"{output_dir}, which would undo {' '.join(undone)}; drop the override, or add --restart-schedule to "
+            "start a new schedule with it from the checkpoint's weights"
+        )
+
+
+def check_output_dir(output_dir: str, lock: bool) -> None:
+    """A local output folder is created and writable and, with ``lock``, not in use by a live
+    run (:func:`gcnet.utils.run_lock.lock_folder`); one of another ``PathManager`` handler
+    (``<scheme>://...``) is left to it."""
+    if "://" in output_dir:
+        return
     try:
         os.makedirs(output_dir, exist_ok=True)
     except OSError as e:
         sys.exit(f"train_net: train.output_dir {output_dir} cannot be created: {e.strerror}")
     if not os.access(output_dir, os.W_OK | os.X_OK):
         sys.exit(f"train_net: train.output_dir {output_dir} is not writable")
-    has_checkpoint = os.path.isfile(os.path.join(output_dir, "last_checkpoint"))
-    checkpoint = cfg.train.init_checkpoint
-    if _is_local(checkpoint) and not os.path.isfile(checkpoint.replace("file://", "", 1)):
-        if args.eval_only or not (args.resume and has_checkpoint):
-            sys.exit(f"train_net: train.init_checkpoint {checkpoint}: no such file")
-    if args.eval_only:
-        return
-    if comm.is_main_process():
+    if lock:
         try:
             lock_folder(output_dir)
         except FolderInUseError as e:
             sys.exit(f"train_net: train.output_dir {e}")
-    undone = [o for o in args.opts if o.split("=", 1)[0].strip().startswith(("optimizer.", "lr_multiplier."))]
-    if args.resume and has_checkpoint and undone and not args.restart_schedule:
-        sys.exit(
-            f"train_net: --resume restores the optimizer and the learning-rate schedule of the checkpoint in "
-            f"{output_dir}, which would undo {' '.join(undone)}; drop the override, or add --restart-schedule to "
-            "start a new schedule with it from the checkpoint's weights"
-        )
 
 
 def main(args):
