@@ -151,11 +151,14 @@ def plan_video_output(video_input: Optional[str], output: Optional[str]) -> Opti
     if not output:
         return None
     if os.path.splitext(output)[1].lower() == VIDEO_EXTENSION and not os.path.isdir(output):
-        _check_writable_folder(os.path.dirname(os.path.abspath(output)))
-        return output
-    _check_writable_folder(output)
-    name = os.path.splitext(os.path.basename(video_input))[0] if video_input else "webcam"
-    return os.path.join(output, name + VIDEO_EXTENSION)
+        target = output
+    else:
+        name = os.path.splitext(os.path.basename(video_input))[0] if video_input else "webcam"
+        target = os.path.join(output, name + VIDEO_EXTENSION)
+    if video_input and os.path.realpath(target) == os.path.realpath(video_input):
+        raise ValueError(f"--output {target} would replace the input {video_input}")
+    _check_writable_folder(os.path.dirname(os.path.abspath(target)))
+    return target
 
 
 class Demo:
