@@ -185,13 +185,16 @@ def do_train(args, cfg):
             else None,
         ]
     )
+    resumed = args.resume and checkpointer.has_checkpoint()
     with exit_on_bad_input():
-        if args.resume and args.restart_schedule and checkpointer.has_checkpoint():  # the weights only
+        if resumed and args.restart_schedule:  # the weights only
             checkpointer.load(checkpointer.get_checkpoint_file(), checkpointables=[])
         else:
             checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
+    if not resumed:
+        refuse_unfilled_model(checkpointer, cfg.train.init_checkpoint, partly=True)
     # A checkpoint stores the iteration that just finished.
-    resumed = args.resume and not args.restart_schedule and checkpointer.has_checkpoint()
+    resumed = resumed and not args.restart_schedule
     with exit_on_fault(cfg.train.output_dir):
         trainer.train(trainer.iter + 1 if resumed else 0, cfg.train.max_iter)
 
@@ -256,12 +259,14 @@ def main(args):
     do_train(args, cfg)
 
 
-def refuse_unfilled_model(checkpointer: GCNetCheckpointer, path: str) -> None:
-    """--eval-only: a checkpoint that leaves parameters of the model unfilled (another
-    architecture, another number of classes) would be evaluated with random weights."""
+def refuse_unfilled_model(checkpointer: GCNetCheckpointer, path: str, partly: bool = False) -> None:
+    """A checkpoint of another model (another architecture, another number of classes):
+    under --eval-only, one that leaves any parameter unfilled would be evaluated with random
+    weights; for training (``partly``: ImageNet weights fill the backbone only), one that
+    fills none of them."""
     unfilled = checkpointer.unfilled_parameters()
-    if path and unfilled:
-        total = len(checkpointer.model.state_dict())
+    total = len(checkpointer.model.state_dict())
+    if path and unfilled and (not partly or len(unfilled) >= total):
         sys.exit(
             f"train_net: {path} does not fit the model of the config: {len(unfilled)} of its {total} parameters and "
             f"buffers are missing or of another shape in it ({', '.join(unfilled[:3])}{', ...' if len(unfilled) > 3 else ''}); "

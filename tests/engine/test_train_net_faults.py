@@ -150,3 +150,11 @@ def test_eval_only_refuses_a_checkpoint_of_another_model(train_net, tmp_path):
     assert message.startswith(f"train_net: {other} does not fit the model of the config: ")
     assert "parameters and buffers are missing or of another shape in it (backbone." in message
     assert message.endswith("evaluate it with the config it was trained with")
+
+
+def test_training_refuses_a_checkpoint_that_fills_nothing(train_net, tiny_dataset, tmp_path):
+    images = tiny_dataset(f"gcnet_faults_init_{os.getpid()}")
+    other = tmp_path / "linear.pth"
+    torch.save({"model": torch.nn.Linear(3, 3).state_dict()}, other)
+    args = [f"train.output_dir={tmp_path / 'out'}", f"train.init_checkpoint={other}", f"dataloader.train.dataset.names={images.name}"]
+    assert run_main(train_net, *args).startswith(f"train_net: {other} does not fit the model of the config: ")
