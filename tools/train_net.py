@@ -93,7 +93,8 @@ def exit_on_fault(output_dir: str):
         last = os.path.join(output_dir, "last_checkpoint")
         kept = "no checkpoint was written yet"
         if os.path.isfile(last):
-            kept = f"the last complete checkpoint is {os.path.join(output_dir, open(last).read().strip())} (--resume continues from it)"
+            with open(last) as f:
+                kept = f"the last complete checkpoint is {os.path.join(output_dir, f.read().strip())} (--resume continues from it)"
         if isinstance(e, OSError):
             what = f"writing {e.filename or 'to ' + output_dir} failed ({e.strerror}): make room"
         else:  # a data loader worker's error arrives with its traceback, the message last
