@@ -4,8 +4,6 @@ import os
 from typing import List, Optional
 from urllib.parse import urlparse
 
-import torch
-
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils.file_io import Detectron2Handler
 

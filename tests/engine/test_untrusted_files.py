@@ -8,6 +8,7 @@ import pickle
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -16,6 +17,7 @@ from torch import nn
 from detectron2.utils.file_io import PathManager
 
 from gcnet.engine import GCNetCheckpointer
+from gcnet.engine.checkpoint import _pickle_refusal
 from gcnet.utils.safe_load import UnsafeCheckpointError
 
 from ..helpers import TINY_CONFIG, load_tool, serve_directory
@@ -75,9 +77,7 @@ def test_pkl_sources_are_judged_by_where_they_come_from(hostile_server):
     assert local.endswith("evil.pkl")
     with pytest.raises(UnsafeCheckpointError, match=rf"^Refusing to unpickle {local}: \.pkl files run code"):
         GCNetCheckpointer(nn.Linear(2, 2)).load(f"{base}/evil.pkl")
-    # The trusted host by name, but over plain http: refused all the same.
-    from gcnet.engine.checkpoint import _pickle_refusal
-
+    # The trusted host by name, but over plain http, or a look-alike: refused all the same.
     assert _pickle_refusal("http://dl.fbaipublicfiles.com/detectron2/x.pkl")
     assert _pickle_refusal("https://dl.fbaipublicfiles.com.evil.org/x.pkl")
     assert _pickle_refusal("https://dl.fbaipublicfiles.com:8443/x.pkl")
@@ -123,8 +123,6 @@ def test_tools_refuse_a_remote_pickle(hostile_server, tmp_path, capsys):
     with pytest.raises(SystemExit, match=r"^train_net: Refusing to unpickle .*evil\.pkl: \.pkl files run code"):
         train_net.main(args)
     photo = tmp_path / "photo.png"
-    import cv2
-
     cv2.imwrite(str(photo), np.zeros((32, 32, 3), np.uint8))
     demo = load_tool("demo")
     argv = ["--config-file", TINY_CONFIG, "--input", str(photo), "--output", str(tmp_path / "drawn")]
