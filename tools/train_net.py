@@ -25,7 +25,6 @@ import sys
 
 import torch
 
-from detectron2.config import LazyCall as L
 from detectron2.config import instantiate
 from detectron2.engine import default_argument_parser, default_setup, default_writers, hooks
 from detectron2.engine.defaults import create_ddp_model
@@ -152,15 +151,28 @@ def build_model(cfg):
     return model
 
 
+def build_train_loader(cfg):
+    """``cfg.dataloader.train``, whose mapper names the image it fails on
+    (:class:`gcnet.data.ImageNamingMapper`). The config is left as it was (other keys, such
+    as the test mapper's, refer to the train mapper's)."""
+    loader = cfg.dataloader.train
+    if "mapper" not in loader:
+        return instantiate(loader)
+    mapper = loader.mapper
+    loader.mapper = ImageNamingMapper(instantiate(mapper))
+    try:
+        return instantiate(loader)
+    finally:
+        loader.mapper = mapper
+
+
 def do_train(args, cfg):
     model = build_model(cfg)
     logger.info(f"Model:\n{model}")
     cfg.optimizer.params.model = model
     optimizer = instantiate(cfg.optimizer)
-    if "mapper" in cfg.dataloader.train:
-        cfg.dataloader.train.mapper = L(ImageNamingMapper)(mapper=cfg.dataloader.train.mapper)
     with exit_on_bad_input():
-        train_loader = instantiate(cfg.dataloader.train)
+        train_loader = build_train_loader(cfg)
 
     model = wrap_ddp(model, cfg)
     trainer = build_trainer(cfg, model, train_loader, optimizer)
