@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import torch
 from torch import nn
@@ -55,12 +55,18 @@ def num_parameters(module: nn.Module) -> int:
 
 
 class _RecordingHandler(http.server.SimpleHTTPRequestHandler):
-    def __init__(self, *args, requests: List[str], **kwargs):
+    def __init__(self, *args, requests: List[str], redirects: Dict[str, str], **kwargs):
         self._requests = requests
+        self._redirects = redirects
         super().__init__(*args, **kwargs)
 
     def do_GET(self):
         self._requests.append(self.path)
+        if self.path in self._redirects:
+            self.send_response(302)
+            self.send_header("Location", self._redirects[self.path])
+            self.end_headers()
+            return
         super().do_GET()
 
     def log_message(self, *args):
@@ -68,10 +74,13 @@ class _RecordingHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serve_directory(directory: Path) -> Iterator[tuple]:
-    """Serve ``directory`` over HTTP on a loopback port; yields (base_url, requested paths)."""
+def serve_directory(directory: Path, redirects: Optional[Dict[str, str]] = None) -> Iterator[tuple]:
+    """Serve ``directory`` over HTTP on a loopback port, answering the paths of ``redirects``
+    with a redirect to their value; yields (base_url, requested paths)."""
     requests: List[str] = []
-    handler = functools.partial(_RecordingHandler, directory=str(directory), requests=requests)
+    handler = functools.partial(
+        _RecordingHandler, directory=str(directory), requests=requests, redirects=dict(redirects or {})
+    )
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

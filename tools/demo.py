@@ -89,8 +89,9 @@ def _check_writable_folder(folder: str) -> None:
         raise ValueError(f"--output {folder}: the folder is not writable")
 
 
-def plan_image_outputs(inputs: List[Tuple[str, str]], output: str) -> List[Tuple[str, str]]:
-    """(input path, output path) for every image; checks the output before any work starts.
+def plan_image_outputs(inputs: List[Tuple[str, str]], output: str, input_specs: List[str] = ()) -> List[Tuple[str, str]]:
+    """(input path, output path) for every image; checks the output before any work starts
+    (:func:`refuse_outputs_over_inputs` with the ``--input`` arguments ``input_specs``).
 
     An ``output`` with an image extension is the file of a single input; anything else is a
     folder, where each output keeps its input's name (and its path below an input folder).
@@ -98,6 +99,7 @@ def plan_image_outputs(inputs: List[Tuple[str, str]], output: str) -> List[Tuple
     if os.path.splitext(output)[1].lower() in WRITABLE_IMAGE_EXTENSIONS and not os.path.isdir(output):
         if len(inputs) > 1:
             raise ValueError(f"--output {output}: {len(inputs)} inputs need an output folder, not a file")
+        refuse_outputs_over_inputs([(inputs[0][0], output)], input_specs)
         _check_writable_folder(os.path.dirname(os.path.abspath(output)))
         return [(inputs[0][0], output)]
     planned, used = [], {}
@@ -108,8 +110,32 @@ def plan_image_outputs(inputs: List[Tuple[str, str]], output: str) -> List[Tuple
             raise ValueError(f"--input {used[target]} and {path} would both be written to {target}; give them separate runs")
         used[target] = path
         planned.append((path, target))
+    refuse_outputs_over_inputs(planned, input_specs)
     _check_writable_folder(output)
     return planned
+
+
+def _inside(path: str, folder: str) -> bool:
+    return os.path.commonpath([path, folder]) == folder
+
+
+def refuse_outputs_over_inputs(planned: List[Tuple[str, str]], input_specs: List[str]) -> None:
+    """No output replaces an input: an output file that is one of the inputs, or whose
+    heatmaps (``<stem>_gc_<block><ext>``) could be, and an output inside a folder the demo walks
+    for inputs, are refused before any work starts."""
+    inputs = {os.path.realpath(path) for path, _ in planned}
+    folders = [os.path.realpath(os.path.expanduser(s)) for s in input_specs if os.path.isdir(os.path.expanduser(s))]
+    for path, target in planned:
+        real_target = os.path.realpath(target)
+        stem, ext = os.path.splitext(real_target)
+        folder = next((f for f in folders if _inside(real_target, f)), None)
+        if folder is not None:
+            raise ValueError(
+                f"--output {target} is inside {folder}, a folder --input reads: the drawings would mix with "
+                "(or replace) the photos; choose an output folder outside it"
+            )
+        if real_target in inputs or any(i.startswith(stem + "_gc_") and i.endswith(ext) for i in inputs):
+            raise ValueError(f"--output {target} would replace the input {path if real_target in inputs else real_target}")
 
 
 def plan_video_output(video_input: Optional[str], output: Optional[str]) -> Optional[str]:
@@ -125,11 +151,14 @@ def plan_video_output(video_input: Optional[str], output: Optional[str]) -> Opti
     if not output:
         return None
     if os.path.splitext(output)[1].lower() == VIDEO_EXTENSION and not os.path.isdir(output):
-        _check_writable_folder(os.path.dirname(os.path.abspath(output)))
-        return output
-    _check_writable_folder(output)
-    name = os.path.splitext(os.path.basename(video_input))[0] if video_input else "webcam"
-    return os.path.join(output, name + VIDEO_EXTENSION)
+        target = output
+    else:
+        name = os.path.splitext(os.path.basename(video_input))[0] if video_input else "webcam"
+        target = os.path.join(output, name + VIDEO_EXTENSION)
+    if video_input and os.path.realpath(target) == os.path.realpath(video_input):
+        raise ValueError(f"--output {target} would replace the input {video_input}")
+    _check_writable_folder(os.path.dirname(os.path.abspath(target)))
+    return target
 
 
 class Demo:
@@ -173,7 +202,8 @@ class Demo:
 
 
 def run_images(demo: Demo, planned: List[Tuple[str, Optional[str]]]) -> int:
-    """Draw every image; write it to its target, or show it in a window when the target is None."""
+    """Draw every image; write it to its target, or show it in a window when the target is None.
+    Returns 1 when no input could be read (nothing was drawn), else 0."""
     skipped = 0
     for path, target in tqdm.tqdm(planned, desc="demo", unit="image", disable=len(planned) < 2):
         try:
@@ -193,6 +223,9 @@ def run_images(demo: Demo, planned: List[Tuple[str, Optional[str]]]) -> int:
                 cv2.imshow(title, picture[:, :, ::-1])
             if cv2.waitKey(0) == 27:  # Esc
                 break
+    if skipped == len(planned):
+        print(f"demo: none of the {skipped} inputs could be read; nothing was written", file=sys.stderr)
+        return 1
     if skipped:
         logger.warning(f"{skipped} of {len(planned)} inputs could not be read and were skipped")
     return 0
@@ -245,10 +278,10 @@ def main(argv=None) -> int:
             raise ValueError("--output is required: this OpenCV build cannot open windows")
         if args.input:
             images = list_images(args.input)
-            planned = plan_image_outputs(images, args.output) if args.output else [(p, None) for p, _ in images]
+            planned = plan_image_outputs(images, args.output, args.input) if args.output else [(p, None) for p, _ in images]
         else:
             video_target = plan_video_output(args.video_input, args.output)
-        predictor = Predictor(cfg, device=args.device)
+        predictor = Predictor(cfg, device=args.device, score_threshold=args.confidence_threshold)
         context_blocks = None
         if args.show_context:
             model = predictor.model

@@ -100,8 +100,8 @@ def predict_with_attention(predictor, image_bgr, block_names: Optional[Sequence[
     blocks over that image.
 
     Args:
-        predictor: a :class:`gcnet.engine.Predictor` (anything with its ``preprocess`` and
-            ``model``).
+        predictor: a :class:`gcnet.engine.Predictor` (anything with its ``preprocess``,
+            ``predict`` and ``model``).
         image_bgr: (H, W, 3) uint8 BGR image, as the predictor takes it.
         block_names: the blocks (default: :func:`default_context_blocks`).
 
@@ -113,7 +113,7 @@ def predict_with_attention(predictor, image_bgr, block_names: Optional[Sequence[
     """
     model_input = predictor.preprocess(image_bgr)
     with ContextAttentionRecorder(predictor.model, block_names) as recorder, torch.no_grad():
-        predictions = predictor.model([model_input])[0]
+        predictions = predictor.predict(model_input)
     size = model_input["image"].shape[-2:]
     padded = padded_input_size(predictor.model, size)
     return predictions, {name: crop_to_image(maps[0], size, padded) for name, maps in recorder.maps.items()}

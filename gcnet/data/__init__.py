@@ -15,7 +15,7 @@ from .cityscapes import create_train_id_labels, load_checked_cityscapes_semantic
 from .coco import load_coco_instances, register_checked_coco_instances  # noqa: E402
 from .custom_dataset import custom_dataset_num_classes, register_custom_dataset  # noqa: E402
 from .datasets_root import datasets_root  # noqa: E402
-from .image_io import list_images, read_image, write_image  # noqa: E402
+from .image_io import ImageNamingMapper, UnreadableImageError, list_images, read_image, write_image  # noqa: E402
 from .pascal_voc import VOC_SEM_SEG_CLASSES, load_voc_semantic, prepare_voc_aug  # noqa: E402
 from .sem_seg_mapper import SemSegDatasetMapper  # noqa: E402
 from .test_data import prepare_test_data  # noqa: E402

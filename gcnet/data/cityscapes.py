@@ -89,18 +89,25 @@ def create_train_id_labels(gt_root: str) -> int:
         the number of files written.
 
     Raises:
-        ValueError: a label map holds a value that is not a Cityscapes label id.
+        ValueError: ``gt_root`` holds no label map, or a label map is not a single-channel
+            image of Cityscapes label ids.
     """
     lut = np.full(256, -1, dtype=np.int16)
     for label_id, train_id in ID_TO_TRAIN_ID.items():
         lut[label_id] = train_id
     written = 0
-    for label_ids in sorted(glob.glob(os.path.join(gt_root, "**", "*" + LABEL_ID_SUFFIX), recursive=True)):
+    found = sorted(glob.glob(os.path.join(gt_root, "**", "*" + LABEL_ID_SUFFIX), recursive=True))
+    if not found:
+        raise ValueError(f"{gt_root} holds no *{LABEL_ID_SUFFIX} file: unpack Cityscapes' gtFine_trainvaltest.zip there")
+    for label_ids in found:
         target = label_ids[: -len(LABEL_ID_SUFFIX)] + TRAIN_ID_SUFFIX
         if os.path.exists(target):
             continue
-        ids = np.asarray(Image.open(label_ids))
-        train_ids = lut[ids]
+        with Image.open(label_ids) as opened:
+            if opened.mode not in ("L", "P", "I", "I;16"):
+                raise ValueError(f"{label_ids}: a {opened.mode} image; Cityscapes' label maps have one channel of label ids")
+            ids = np.asarray(opened).astype(np.int64)
+        train_ids = np.where((ids >= 0) & (ids < 256), lut[np.clip(ids, 0, 255)], -1)
         if (train_ids < 0).any():
             bad = sorted(int(v) for v in np.unique(ids[train_ids < 0]))
             raise ValueError(

@@ -42,6 +42,55 @@ def _read_coco_json(json_file: str) -> dict:
     return data
 
 
+# The fields each entry must have, and their types.
+_ID = (int, str)
+_FIELDS = {
+    "images": {"id": _ID, "file_name": str, "width": int, "height": int},
+    "annotations": {"id": _ID, "image_id": _ID, "category_id": int, "bbox": list},
+    "categories": {"id": int, "name": str},
+}
+_TYPE_NAMES = {_ID: "an integer or a string", str: "a string", int: "an integer", list: "a list [x, y, width, height]"}
+
+
+def _field_problem(entry, fields: Dict[str, type]) -> Optional[str]:
+    """What is wrong with one entry of a COCO section (None if nothing is)."""
+    if not isinstance(entry, dict):
+        return f"is {entry!r}, not an object"
+    for name, kind in fields.items():
+        value = entry.get(name)
+        if name not in entry:
+            return f"lacks {name!r}"
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"has {name} {value!r}, expected {_TYPE_NAMES[kind]}"
+    sizes = [entry[k] for k in ("width", "height") if k in fields]
+    if any(v <= 0 for v in sizes):
+        return f"has size {entry['width']}x{entry['height']}, expected positive integers"
+    bbox = entry.get("bbox") if "bbox" in fields else [0] * 4
+    if len(bbox) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox):
+        return f"has bbox {bbox!r}, expected [x, y, width, height]"
+    return None
+
+
+def _check_fields(data: dict, json_file: str) -> None:
+    """Every image, annotation and category has the fields detectron2 reads, of their types,
+    and every annotation's image_id names a listed image."""
+    for section, fields in _FIELDS.items():
+        problems = [(i, e, _field_problem(e, fields)) for i, e in enumerate(data[section])]
+        problems = [p for p in problems if p[2]]
+        if problems:
+            index, entry, problem = problems[0]
+            more = f" (and {len(problems) - 1} more {section} have problems)" if len(problems) > 1 else ""
+            ident = f" (id={entry.get('id')!r})" if isinstance(entry, dict) and "id" in entry else ""
+            raise ValueError(f"{json_file}: {section}[{index}]{ident} {problem}{more}")
+    image_ids = {im["id"] for im in data["images"]}
+    orphans = [a for a in data["annotations"] if a["image_id"] not in image_ids]
+    if orphans:
+        raise ValueError(
+            f"{json_file}: {len(orphans)} annotations refer to images that 'images' does not list, the first "
+            f"annotation id={orphans[0]['id']!r} to image_id {orphans[0]['image_id']!r}"
+        )
+
+
 def check_annotation(ann: dict, width: int, height: int) -> Optional[str]:
     """Why an annotation is unusable (None if it is usable): a box with no area inside the
     image, or a segmentation made only of degenerate polygons (fewer than 3 points)."""
@@ -107,20 +156,22 @@ def _clip_box(obj: dict, record: dict, dataset_name: str) -> None:
 
 def load_coco_instances(json_file: str, image_root: str, dataset_name: str) -> List[Dict]:
     """detectron2 dataset dicts of a COCO instances file, after checking that the file is
-    COCO JSON and that every image it lists exists under ``image_root``.
+    COCO JSON, that each of its entries has the fields detectron2 reads (by type, naming the
+    first entry that does not), and that every image it lists exists under ``image_root``.
 
     Annotations whose box has no area inside the image, or whose polygons are all degenerate,
     are skipped; boxes are clipped to the image. Each skip, and each clip by more than
     :data:`CLIP_TOLERANCE` pixels, is logged with the annotation id.
     """
     data = _read_coco_json(json_file)
+    _check_fields(data, json_file)
     _check_images(data, json_file, image_root)
     id_map = _category_ids(data, json_file, dataset_name)
     images = {im["id"]: im for im in data["images"]}
     per_image = collections.defaultdict(list)
     for ann in data["annotations"]:
-        image = images.get(ann["image_id"], {})
-        reason = check_annotation(ann, image.get("width", 0), image.get("height", 0))
+        image = images[ann["image_id"]]
+        reason = check_annotation(ann, image["width"], image["height"])
         if reason:
             logger.warning(f"{dataset_name}: skipping annotation id={ann['id']}: {reason}")
         else:

@@ -13,12 +13,31 @@ from detectron2.utils.file_io import PathManager
 
 from gcnet.utils.file_io import atomic_write
 
-__all__ = ["read_image", "write_image", "list_images", "IMAGE_EXTENSIONS"]
+__all__ = ["read_image", "write_image", "list_images", "IMAGE_EXTENSIONS", "ImageNamingMapper", "UnreadableImageError"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 
 # PIL modes of 16-bit (and 32-bit integer) grayscale files, mapped to 8 bits by value / 257.
 _HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+class UnreadableImageError(ValueError):
+    """A dataset image that cannot be decoded; the message names its file."""
+
+
+class ImageNamingMapper:
+    """A dataset mapper (detectron2's ``DatasetMapper`` or any other) whose failure on a record
+    names the record's image: detectron2 decodes images only when training reaches them, and
+    PIL's errors ("image file is truncated") do not say which file."""
+
+    def __init__(self, mapper):
+        self.mapper = mapper
+
+    def __call__(self, record: dict):
+        try:
+            return self.mapper(record)
+        except (OSError, SyntaxError, ValueError) as e:  # what PIL and OpenCV raise on broken files
+            raise UnreadableImageError(f"Cannot use {record.get('file_name', record)}: {e}") from e
 
 
 def read_image(path: str, format: str = "BGR") -> np.ndarray:

@@ -8,4 +8,4 @@ from .checkpoint import GCNetCheckpointer  # noqa: E402
 from .config import apply_overrides, config_keys, load_config  # noqa: E402
 from .launch import launch  # noqa: E402
 from .predictor import Predictor, TestPreprocessor  # noqa: E402
-from .trainer import GCNetTrainer, LossGuard  # noqa: E402
+from .trainer import GCNetTrainer, GuardedPeriodicCheckpointer, LossGuard  # noqa: E402

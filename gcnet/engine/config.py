@@ -37,27 +37,67 @@ def _closest_keys(cfg: DictConfig, key: str) -> List[str]:
     return difflib.get_close_matches(key, config_keys(cfg), n=3, cutoff=0.6)
 
 
+def _typed_value(key: str, override: str, old, new):
+    """``new`` as the type of ``old``, the value it overrides: a bool stays a bool, an int an
+    int (an integral float such as 1e3 is taken), a float takes ints and floats; anything
+    else raises a ValueError that names the key and what it takes. Values of other types
+    (strings, lists, None) are taken as they are."""
+    expected = {bool: "true or false", int: "an integer", float: "a number"}.get(type(old))
+    if expected is None:
+        return new
+    if type(old) is int and type(new) is float and new.is_integer():
+        return int(new)
+    if type(new) is type(old) or (type(old) is float and type(new) is int):
+        return new
+    raise ValueError(f"Override {override!r}: {key} takes {expected} (the config has {old!r}), got {new!r}")
+
+
 def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
-    """detectron2's ``LazyConfig.apply_overrides`` for ``key=value`` strings, except that a key
-    must already exist: a misspelt key raises a ValueError naming it and the closest valid
-    keys, instead of being added silently."""
+    """detectron2's ``LazyConfig.apply_overrides`` for ``key=value`` strings, except that
+
+    * a key must already exist: a misspelt key raises a ValueError naming it and the closest
+      valid keys, instead of being added silently;
+    * a value must have the type of the one it replaces (:func:`_typed_value`), so that
+      ``train.max_iter=abc`` stops here and not after the model is built;
+    * a value that does not parse (an unquoted ``#``, an unbalanced bracket) raises a
+      ValueError naming it, with the way to quote it.
+    """
     for override in overrides:
         if "=" not in override:
             raise ValueError(f"Override {override!r} is not of the form key=value")
         key = override.split("=", 1)[0].strip()
-        if OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False) is _MISSING:
+        old = OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False)
+        if old is _MISSING:
             close = _closest_keys(cfg, key)
             hint = f"; closest valid keys: {', '.join(close)}" if close else ""
             raise ValueError(f"Unknown config key {key!r} in override {override!r}{hint}")
-    return LazyConfig.apply_overrides(cfg, list(overrides))
+        try:
+            LazyConfig.apply_overrides(cfg, [override])
+        except Exception as e:  # hydra's OverrideParseException and its grammar errors
+            raise ValueError(
+                f"Override {override!r} cannot be parsed ({str(e).splitlines()[0]}); quote a value with "
+                f"special characters: {key}='...'"
+            ) from None
+        given = OmegaConf.select(cfg, key)
+        typed = _typed_value(key, override, old, given)
+        if typed is not given:
+            OmegaConf.update(cfg, key, typed, merge=False)
+    return cfg
 
 
 def load_config(path: str, overrides: Sequence[str] = ()) -> DictConfig:
-    """``LazyConfig.load(path)`` with :func:`apply_overrides`; a missing file raises a
-    ValueError naming it."""
+    """``LazyConfig.load(path)`` with :func:`apply_overrides`; a missing file, or one that
+    cannot be run (a syntax error, a failing import), raises a ValueError naming it."""
     if not os.path.isfile(path):
         raise ValueError(f"{path}: no such config file")
-    return apply_overrides(LazyConfig.load(path), overrides)
+    try:
+        cfg = LazyConfig.load(path)
+    except SyntaxError as e:
+        error = e.__cause__ if isinstance(e.__cause__, SyntaxError) else e  # detectron2 wraps the parser's
+        raise ValueError(f"{path}, line {error.lineno}: {error.msg}") from None
+    except Exception as e:
+        raise ValueError(f"{path}: the config cannot be loaded ({type(e).__name__}: {e})") from None
+    return apply_overrides(cfg, overrides)
 
 
 def detectron2_config_file(relative_path: str) -> str:

@@ -9,6 +9,8 @@ import torch
 import detectron2.data.transforms as T
 from detectron2.config import instantiate
 from detectron2.data import MetadataCatalog
+from detectron2.modeling import GeneralizedRCNN
+from detectron2.modeling.postprocessing import detector_postprocess
 
 from .checkpoint import GCNetCheckpointer
 
@@ -58,6 +60,9 @@ class Predictor:
         cfg: a LazyConfig with ``model``, ``dataloader.test`` and ``train.init_checkpoint``
             (a path, URL, ``detectron2://`` or ``gcnet://`` name; "" for no weights).
         device: where the model runs (default: CUDA if available, else the CPU).
+        score_threshold: a detector keeps only the instances that score at least this, before
+            their masks are pasted at the image's size: the memory of the pasting grows with
+            the kept instances, not with the detector's limit (100 per image) times the area.
 
     Attributes:
         model: the model, in eval mode.
@@ -65,8 +70,9 @@ class Predictor:
             colours for visualisation).
     """
 
-    def __init__(self, cfg, device: Optional[str] = None):
+    def __init__(self, cfg, device: Optional[str] = None, score_threshold: float = 0.0):
         self.cfg = copy.deepcopy(cfg)
+        self.score_threshold = score_threshold
         self.preprocessor = TestPreprocessor(self.cfg)
         names = instantiate(self.cfg.dataloader.test.dataset.names)  # a LazyCall may register them
         self.metadata = MetadataCatalog.get(names if isinstance(names, str) else names[0])
@@ -82,8 +88,17 @@ class Predictor:
         inputs["image"] = inputs["image"].to(self.device)
         return inputs
 
+    def predict(self, inputs: Dict) -> Dict:
+        """The model's output for one preprocessed input (:meth:`preprocess`), with a
+        detector's instances below ``score_threshold`` dropped before their masks are pasted."""
+        if not isinstance(self.model, GeneralizedRCNN):
+            return self.model([inputs])[0]
+        instances = self.model.inference([inputs], do_postprocess=False)[0]
+        instances = instances[instances.scores >= self.score_threshold]
+        return {"instances": detector_postprocess(instances, inputs["height"], inputs["width"])}
+
     @torch.no_grad()
     def __call__(self, original_image: np.ndarray) -> Dict:
         """Predictions for one (H, W, 3) BGR uint8 image (as ``cv2.imread`` or
         :func:`gcnet.data.read_image` return), at its original size."""
-        return self.model([self.preprocess(original_image)])[0]
+        return self.predict(self.preprocess(original_image))

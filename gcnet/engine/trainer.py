@@ -7,17 +7,18 @@ late in training. :class:`LossGuard` catches such a step before it reaches the w
 """
 import collections
 import logging
+import os
 import statistics
 import time
-from typing import Optional
+from typing import Dict, List, Optional
 
 import torch
 
-from detectron2.engine import AMPTrainer, SimpleTrainer
+from detectron2.engine import AMPTrainer, SimpleTrainer, hooks
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
-__all__ = ["LossGuard", "GCNetTrainer"]
+__all__ = ["LossGuard", "GCNetTrainer", "GuardedPeriodicCheckpointer"]
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ class GCNetTrainer(AMPTrainer):
         self.clip_grad_norm = clip_grad_norm
         self.loss_guard = loss_guard
         self.checkpointer = checkpointer
+        self._streak = {"before": [], "reloaded": []}  # the checkpoints of the current run of failing steps
 
     def run_step(self):
         assert self.model.training, "[GCNetTrainer] model was changed to eval mode!"
@@ -122,7 +124,7 @@ class GCNetTrainer(AMPTrainer):
         data_time = time.perf_counter() - start
         loss_dict, problem = self._forward(data)
         if problem is not None:
-            self._recover(problem)
+            self._recover(problem, loss_dict)
             return
         self.optimizer.zero_grad()
         self.grad_scaler.scale(sum(loss_dict.values())).backward()
@@ -161,28 +163,81 @@ class GCNetTrainer(AMPTrainer):
         values = comm.all_gather(value) if comm.get_world_size() > 1 else [value]
         return sum(values) / len(values)
 
-    def _recover(self, problem: str) -> None:
+    @property
+    def steps_failing(self) -> bool:
+        """Whether the loss guard refused the last step (and no good step came since)."""
+        return self.loss_guard is not None and self.loss_guard.consecutive > 0
+
+    def _log_bad_loss(self, loss_dict: Optional[Dict[str, torch.Tensor]]) -> None:
+        """Log the losses of a refused step as they were (not those of the last good step)."""
+        storage = get_event_storage()
+        losses = {k: v.detach().float().item() for k, v in (loss_dict or {}).items()}
+        storage.put_scalars(total_loss=sum(losses.values()) if losses else float("nan"), **losses)
+        storage.put_scalar("loss_guard/bad_steps", self.loss_guard.total, smoothing_hint=False)
+
+    def _recover(self, problem: str, loss_dict=None) -> None:
         guard = self.loss_guard
-        get_event_storage().put_scalar("loss_guard/bad_steps", guard.total, smoothing_hint=False)
+        self._log_bad_loss(loss_dict)
+        if guard.consecutive == 1:  # a streak of failing steps begins: what was written before it
+            self._streak = {"before": self._checkpoints(), "reloaded": []}
         if guard.consecutive >= guard.max_consecutive:
-            raise FloatingPointError(
-                f"Iteration {self.iter}: {problem}; {guard.consecutive} bad steps in a row, stopping"
-            )
+            raise FloatingPointError(f"Iteration {self.iter}: {problem}; {guard.consecutive} bad steps in a row, stopping. {self._advice()}")
         self.optimizer.zero_grad()
         if guard.action == "reload":
-            if self.checkpointer is not None and self.checkpointer.has_checkpoint():
-                path = self.checkpointer.get_checkpoint_file()
+            path = self._checkpoint_before_streak()
+            if path is not None:
                 logger.warning(f"Iteration {self.iter}: {problem}; reloading model and optimizer from {path}")
-                state = self.checkpointer.load(path, checkpointables=[])["trainer"]
-                self.optimizer.load_state_dict(state["optimizer"])
-                if state.get("grad_scaler"):
-                    self.grad_scaler.load_state_dict(state["grad_scaler"])
+                self._reload(path)
                 return
-            problem += "; no checkpoint to reload yet"
+            problem += "; no checkpoint written before the failures began to reload"
         logger.warning(f"Iteration {self.iter}: {problem}; skipping the step")
+
+    def _checkpoints(self) -> List[str]:
+        if self.checkpointer is None or not self.checkpointer.save_dir:
+            return []
+        return self.checkpointer.checkpoints_newest_first()
+
+    def _checkpoint_before_streak(self) -> Optional[str]:
+        """The newest checkpoint written before the failing steps began that this streak has
+        not reloaded yet: when reloading one does not end the failures (it already held the
+        weights that caused them), the next reload goes one checkpoint further back."""
+        for path in self._streak["before"]:
+            if path not in self._streak["reloaded"] and os.path.isfile(path):
+                self._streak["reloaded"].append(path)
+                return path
+        return None
+
+    def _reload(self, path: str) -> None:
+        state = self.checkpointer.load(path, checkpointables=[])["trainer"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("grad_scaler"):
+            self.grad_scaler.load_state_dict(state["grad_scaler"])
+
+    def _advice(self) -> str:
+        """The last good checkpoint, and what to try."""
+        good = [p for p in self._streak["before"] if os.path.isfile(p)]
+        where = f"The last checkpoint written before the failures is {good[0]}" if good else "No checkpoint was written before the failures"
+        return (
+            f"{where}. Try a lower learning rate (optimizer.lr), gradient clipping (train.clip_grad.enabled=True), "
+            "or a longer warm-up"
+        )
 
     def load_state_dict(self, state_dict):
         if state_dict.get("grad_scaler"):  # saved by a float16 run
             super().load_state_dict(state_dict)
         else:
             SimpleTrainer.load_state_dict(self, state_dict)
+
+
+class GuardedPeriodicCheckpointer(hooks.PeriodicCheckpointer):
+    """detectron2's ``PeriodicCheckpointer``, which writes nothing while the trainer's loss
+    guard refuses steps: a checkpoint then would hold the weights that made them fail, and
+    reloading it would not recover."""
+
+    def after_step(self):
+        if getattr(self.trainer, "steps_failing", False):
+            iteration = self.trainer.iter
+            if (iteration + 1) % self.period == 0 or iteration >= self.max_iter - 1:
+                logger.warning(f"Iteration {iteration}: no checkpoint written while steps are failing")
+            return
+        super().after_step()

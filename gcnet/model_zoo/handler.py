@@ -1,5 +1,7 @@
 """The ``gcnet://`` path handler: checkpoints of the manifest by name, downloaded, verified and
 converted to gcnet's format on first use (both cached)."""
+import json
+import logging
 import os
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -10,10 +12,12 @@ from gcnet.utils.file_io import atomic_write
 from gcnet.utils.safe_load import UnsafeCheckpointError, load_checkpoint_file
 
 from .converters import CONVERTERS
-from .download import cache_root, download_verified
+from .download import cache_root, download_verified, sha256sum
 from .manifest import CheckpointSource, default_manifest, unknown_name_error
 
 __all__ = ["GCNetHandler", "load_upstream_checkpoint", "convert_upstream_file", "save_checkpoint"]
+
+logger = logging.getLogger(__name__)
 
 
 def load_upstream_checkpoint(path: str) -> Mapping[str, Any]:
@@ -83,13 +87,43 @@ class GCNetHandler(PathHandler):
 
     def converted_path(self, path: str, force: bool = False) -> str:
         """The local converted checkpoint of ``path``, downloaded, verified and converted on
-        first use (or again with ``force``)."""
+        first use (or again with ``force``).
+
+        Beside it, ``<file>.json`` records what it was made from (the URL, the manifest's
+        sha256, the upstream file's digest, the converter) and its own digest; it is made
+        again when any of these no longer holds (a changed manifest entry, a truncated or
+        altered file)."""
         source = self.source(path)
         converted = os.path.join(self.cache_dir or cache_root(), "converted", source.name + ".pth")
         with file_lock(converted):
-            if force or not os.path.isfile(converted):
-                save_checkpoint(convert_upstream_file(source.converter, self.download(path)), converted)
+            problem = "forced" if force else self._conversion_problem(source, converted)
+            if problem:
+                if os.path.isfile(converted):
+                    logger.warning(f"Converting {source.name} again: {converted} {problem}")
+                upstream = self.download(path)
+                save_checkpoint(convert_upstream_file(source.converter, upstream), converted)
+                record = dict(self._conversion_key(source), source_sha256=sha256sum(upstream), sha256=sha256sum(converted))
+                atomic_write(converted + ".json", lambda f: f.write(json.dumps(record, indent=1).encode()))
         return converted
+
+    @staticmethod
+    def _conversion_key(source: CheckpointSource) -> Dict[str, str]:
+        return {"url": source.url, "manifest_sha256": source.sha256, "converter": source.converter}
+
+    def _conversion_problem(self, source: CheckpointSource, converted: str) -> str:
+        """Why the cached ``converted`` file cannot be used for ``source`` ("" if it can)."""
+        if not os.path.isfile(converted):
+            return "is missing"
+        try:
+            with open(converted + ".json") as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            return "has no record of its source"
+        if any(record.get(k) != v for k, v in self._conversion_key(source).items()):
+            return "was made from another upstream file or converter than the manifest names now"
+        if sha256sum(converted) != record.get("sha256"):
+            return "does not have the sha256 it was written with (truncated or altered)"
+        return ""
 
     def _get_local_path(self, path: str, force: bool = False, **kwargs: Any) -> str:
         self._check_kwargs(kwargs)

@@ -8,15 +8,43 @@ __all__ = ["atomic_open", "atomic_write", "atomic_path", "AtomicWritePathManager
 PARTIAL_SUFFIX = ".partial"
 
 
+class _WriteErrorRecorder:
+    """A file whose first failed write (a full disk, a file-size limit) is kept: writers such
+    as torch's zip writer turn it into an error of their own that no longer says why."""
+
+    def __init__(self, f: IO):
+        self._f = f
+        self.write_error = None
+
+    def write(self, data):
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            self.write_error = self.write_error or e
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
 @contextlib.contextmanager
 def atomic_open(path: str, mode: str = "wb") -> Iterator[IO]:
     """Open the local file ``path`` for writing through a temporary file, ``<path>.partial``,
     that is flushed to disk and renamed over ``path`` when the block succeeds and removed when
-    it fails, so that ``path`` always holds either its old content or the complete new one."""
-    with _renamed_over(f"{path}{PARTIAL_SUFFIX}", path) as tmp, open(tmp, mode) as f:
-        yield f
-        f.flush()
-        os.fsync(f.fileno())
+    it fails, so that ``path`` always holds either its old content or the complete new one. A
+    write that fails is raised as an OSError naming ``path`` (``errno`` ENOSPC for a full disk),
+    whatever the writer made of it."""
+    with _renamed_over(f"{path}{PARTIAL_SUFFIX}", path) as tmp, open(tmp, mode) as raw:
+        f = _WriteErrorRecorder(raw)
+        try:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        except Exception as e:
+            error = f.write_error or (e if isinstance(e, OSError) else None)
+            if error is None:
+                raise
+            raise OSError(error.errno, error.strerror, path) from e
 
 
 def atomic_write(path: str, write: Callable[[IO[bytes]], Any]) -> None:

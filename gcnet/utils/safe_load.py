@@ -8,7 +8,12 @@ those types to torch's allow-list (:data:`SAFE_GLOBALS`), in both of torch's for
 legacy one of torch < 1.6 and the zip one); a ``HistoryBuffer`` comes back as an inert
 :class:`UpstreamObject` holding its pickled state, so neither mmengine nor any of its code is
 needed. Anything else is refused with :class:`UnsafeCheckpointError`, which names its type.
+
+:func:`load_pickle_file` reads the plain pickles of detectron2's and Detectron's model zoos
+(``.pkl``: dicts of numpy arrays) with an unpickler that builds nothing but numpy arrays,
+numpy scalars and Python's own containers, numbers and strings.
 """
+import codecs
 import pickle
 import re
 from typing import Any, Callable, List
@@ -16,7 +21,14 @@ from typing import Any, Callable, List
 import numpy as np
 import torch
 
-__all__ = ["SAFE_GLOBALS", "HistoryBuffer", "UnsafeCheckpointError", "UpstreamObject", "load_checkpoint_file"]
+__all__ = [
+    "SAFE_GLOBALS",
+    "HistoryBuffer",
+    "UnsafeCheckpointError",
+    "UpstreamObject",
+    "load_checkpoint_file",
+    "load_pickle_file",
+]
 
 
 class UnsafeCheckpointError(ValueError):
@@ -79,6 +91,21 @@ _REFUSED = [
 ]
 
 
+def _refusal(path: str, error: pickle.UnpicklingError) -> ValueError:
+    """The error to raise for what an unpickler refused: an :class:`UnsafeCheckpointError`
+    naming the refused type, else a ValueError with the reason the pickle is unreadable."""
+    message = str(error)
+    refused = next((m.group(1) for m in (pattern.search(message) for pattern in _REFUSED) if m), None)
+    if refused:
+        return UnsafeCheckpointError(
+            f"Cannot load checkpoint {path}: it holds {refused}, which is not on the allow-list of checkpoint "
+            "contents (tensors, numbers, strings, containers, numeric numpy arrays, mmengine's HistoryBuffer); "
+            "unpickling it could run code"
+        )
+    reason = [line for line in message.rpartition("WeightsUnpickler error:")[2].splitlines() if line.strip()]
+    return ValueError(f"unreadable pickle: {reason[0] if reason else message}")
+
+
 def load_checkpoint_file(path: str) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU with :data:`SAFE_GLOBALS` allowed.
 
@@ -92,13 +119,42 @@ def load_checkpoint_file(path: str) -> Any:
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
-            message = str(e)
-            refused = next((m.group(1) for m in (pattern.search(message) for pattern in _REFUSED) if m), None)
-            if refused:
-                raise UnsafeCheckpointError(
-                    f"Cannot load checkpoint {path}: it holds {refused}, which is not on the allow-list of checkpoint "
-                    "contents (tensors, numbers, strings, containers, numeric numpy arrays, mmengine's HistoryBuffer); "
-                    "unpickling it could run code"
-                ) from None
-            reason = [line for line in message.rpartition("WeightsUnpickler error:")[2].splitlines() if line.strip()]
-            raise ValueError(f"unreadable pickle: {reason[0] if reason else message}") from None
+            raise _refusal(path, e) from None
+
+
+# What a plain pickle of numpy arrays refers to (protocol 2 writes bytes through _codecs.encode).
+_PICKLE_GLOBALS = {
+    name: obj
+    for obj, name in [
+        (np.ndarray, "numpy.ndarray"),
+        (np.dtype, "numpy.dtype"),
+        (codecs.encode, "_codecs.encode"),
+        *_under_numpy_names(np.zeros(0).__reduce__()[0]),
+        *_under_numpy_names(np.float64(0).__reduce__()[0]),
+        *[(np.arange(1).__reduce_ex__(5)[0], f"numpy.{core}.numeric._frombuffer") for core in ("core", "_core")],
+    ]
+}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if f"{module}.{name}" not in _PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"GLOBAL {module}.{name} was not an allowed global")
+        return _PICKLE_GLOBALS[f"{module}.{name}"]
+
+
+def load_pickle_file(path: str) -> Any:
+    """A plain pickle (detectron2's ``.pkl`` checkpoints, Python 2's included) read without
+    running code: numpy arrays and scalars, containers, numbers and strings only.
+
+    Raises:
+        UnsafeCheckpointError: the file refers to anything else (named in the message).
+        ValueError: the file is truncated or not a pickle (the reason).
+    """
+    with open(path, "rb") as f:
+        try:
+            return _ArrayUnpickler(f, encoding="latin1").load()
+        except pickle.UnpicklingError as e:
+            raise _refusal(path, e) from None
+        except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
+            raise ValueError(f"unreadable pickle: {e or type(e).__name__}") from None

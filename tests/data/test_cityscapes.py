@@ -62,6 +62,18 @@ def test_unknown_label_id_is_named(cityscapes):
         create_train_id_labels(str(cityscapes / "gtFine"))
 
 
+def test_three_channel_label_maps_and_no_label_maps_are_refused(cityscapes, tmp_path):
+    label_file = next((cityscapes / "gtFine" / "train").rglob("*_gtFine_labelIds.png"))
+    ids = np.asarray(Image.open(label_file))
+    Image.fromarray(np.stack([ids] * 3, axis=-1)).save(label_file)
+    with pytest.raises(ValueError, match=rf"^{label_file}: a RGB image; Cityscapes' label maps have one channel of label ids$"):
+        create_train_id_labels(str(cityscapes / "gtFine"))
+    assert not list((cityscapes / "gtFine").rglob("*_gtFine_labelTrainIds.png"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=rf"^{tmp_path / 'empty'} holds no \*_gtFine_labelIds.png file"):
+        create_train_id_labels(str(tmp_path / "empty"))
+
+
 def test_image_not_named_like_cityscapes(cityscapes):
     (cityscapes / "leftImg8bit" / "val" / "camvid" / "stray.png").write_bytes(b"")
     create_train_id_labels(str(cityscapes / "gtFine"))

@@ -67,6 +67,32 @@ def test_missing_images_are_named(tmp_path, images):
         load_coco_instances(str(path), str(images), "missing")
 
 
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda d: d["images"][1].pop("width"), "images[1] (id=2) lacks 'width'"),
+        (lambda d: d["images"][0].update(height="80"), "images[0] (id=1) has height '80', expected an integer"),
+        (lambda d: d["images"][0].update(width=0), "images[0] (id=1) has size 0x80, expected positive integers"),
+        (lambda d: d["annotations"][0].pop("bbox"), "annotations[0] (id=1) lacks 'bbox' (and 1 more annotations have problems)"),
+        (lambda d: d["annotations"][1].update(bbox=[1, 2, 3]), "annotations[1] (id=2) has bbox [1, 2, 3], expected [x, y, width, height]"),
+        (lambda d: d["annotations"][1].pop("category_id"), "annotations[1] (id=2) lacks 'category_id'"),
+        (lambda d: d["annotations"][1].update(category_id=7), "annotations have category ids [7] that 'categories' does not list"),
+        (lambda d: d["annotations"][1].update(image_id=9), "1 annotations refer to images that 'images' does not list, the first annotation id=2 to image_id 9"),
+        (lambda d: d["categories"].append("person"), "categories[1] is 'person', not an object"),
+    ],
+)
+def test_entries_are_checked_field_by_field(tmp_path, images, change, message):
+    path = write_coco(tmp_path, [ann(1, [10, 10, 20, 30]), ann(2, [5, 5, 10, 10], image_id=2)])
+    data = json.loads(path.read_text())
+    if "lacks 'bbox'" in message:
+        data["annotations"][1].pop("bbox")
+    change(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError) as error:
+        load_coco_instances(str(path), str(images), "fields")
+    assert str(error.value) == f"{path}: {message}"
+
+
 def test_unusable_annotations_are_skipped_by_id(tmp_path, images, caplog):
     path = write_coco(
         tmp_path,

@@ -2,6 +2,7 @@
 that could run code or hide a broken file are refused."""
 import io
 import logging
+import os
 
 import pytest
 import torch
@@ -115,3 +116,38 @@ def test_save_and_resume_through_a_path_handler(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
     restored = make_checkpointer("memory-test://run", 0.0)
     assert restored.resume_or_load("", resume=True)["iteration"] == 9 and torch.all(restored.model.weight == 1.0)
+
+
+@pytest.mark.parametrize(
+    "break_newest,reason,intact",
+    [
+        (lambda out: (out / "model_0000019.pth").write_bytes((out / "model_0000019.pth").read_bytes()[:200]), "it is truncated or corrupt", 9),
+        (lambda out: (out / "model_0000019.pth").unlink(), "does not exist", 9),
+        (lambda out: (out / "model_0000019.pth").write_bytes(b""), "it is truncated or corrupt", 9),
+        # A broken tag: the newest checkpoint it should have named is intact.
+        (lambda out: (out / "last_checkpoint").write_text(""), "last_checkpoint names no file", 19),
+        (lambda out: (out / "last_checkpoint").write_text("\x00garbage\x01"), "", 19),
+    ],
+    ids=["truncated", "missing", "empty_file", "empty_tag", "garbage_tag"],
+)
+def test_a_broken_newest_checkpoint_falls_back_to_the_newest_intact_one(tmp_path, caplog, break_newest, reason, intact):
+    make_checkpointer(tmp_path, 1.0).save("model_0000009", iteration=9)
+    os.utime(tmp_path / "model_0000009.pth", (1, 1))  # older than what follows, whatever the clock's resolution
+    make_checkpointer(tmp_path, 2.0).save("model_0000019", iteration=19)
+    named = (tmp_path / "last_checkpoint").read_text()
+    break_newest(tmp_path)
+    newest = tmp_path / ((tmp_path / "last_checkpoint").read_text().strip() or "last_checkpoint")
+    restored = make_checkpointer(tmp_path, 0.0)
+    with caplog.at_level(logging.WARNING):
+        extra = restored.resume_or_load("", resume=True)
+    assert extra["iteration"] == intact and torch.all(restored.model.weight == (1.0 if intact == 9 else 2.0))
+    assert f"Resume: the newest checkpoint {newest} cannot be loaded (" in caplog.text
+    assert reason in caplog.text and f"resuming from {tmp_path / f'model_{intact:07d}.pth'}, the newest intact checkpoint" in caplog.text
+    assert named == "model_0000019.pth"
+
+
+def test_no_intact_checkpoint_is_one_line(tmp_path):
+    make_checkpointer(tmp_path, 1.0).save("model_0000009", iteration=9)
+    (tmp_path / "model_0000009.pth").write_bytes(b"broken")
+    with pytest.raises(ValueError, match=rf"^Cannot resume from {tmp_path}: no intact checkpoint \({tmp_path / 'model_0000009.pth'}: Cannot load checkpoint"):
+        make_checkpointer(tmp_path, 0.0).resume_or_load("", resume=True)

@@ -43,3 +43,45 @@ def test_load_config_names_a_missing_file(tmp_path):
     with pytest.raises(ValueError) as e:
         load_config(str(tmp_path / "missing.py"))
     assert str(e.value) == f"{tmp_path / 'missing.py'}: no such config file"
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("train.max_iter=abc", "train.max_iter takes an integer (the config has 90000), got 'abc'"),
+        ("optimizer.lr=fast", "optimizer.lr takes a number (the config has 0.02), got 'fast'"),
+        ("model.backbone.bottom_up.gc.ratio=abc", "model.backbone.bottom_up.gc.ratio takes a number (the config has 0.0625), got 'abc'"),
+        ("train.amp.enabled=yes", "train.amp.enabled takes true or false (the config has False), got 'yes'"),
+        ("train.max_iter=2.5", "train.max_iter takes an integer (the config has 90000), got 2.5"),
+    ],
+)
+def test_overrides_of_the_wrong_type_are_refused(override, message):
+    cfg = LazyConfig.load(str(CONFIGS / "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_gc_r16_1x.py"))
+    with pytest.raises(ValueError) as info:
+        apply_overrides(cfg, [override])
+    assert str(info.value) == f"Override {override!r}: {message}"
+
+
+def test_typed_overrides_are_converted_where_exact(cfg):
+    cfg = apply_overrides(cfg, ["train.max_iter=1e3", "optimizer.lr=1"])
+    assert cfg.train.max_iter == 1000 and type(cfg.train.max_iter) is int and cfg.optimizer.lr == 1
+
+
+def test_unparsable_override_names_the_way_to_quote_it(cfg):
+    with pytest.raises(ValueError, match=r"^Override 'train.init_checkpoint=http://h/x#\?/e.pkl' cannot be parsed .*quote a value with special characters: train.init_checkpoint='...'$"):
+        apply_overrides(cfg, ["train.init_checkpoint=http://h/x#?/e.pkl"])
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("from x import (\n", "{path}, line 1: '(' was never closed"),
+        ("import no_such_module_of_gcnet\n", "{path}: the config cannot be loaded (ModuleNotFoundError: No module named 'no_such_module_of_gcnet')"),
+    ],
+)
+def test_a_config_that_cannot_run_is_named(tmp_path, text, message):
+    path = tmp_path / "broken.py"
+    path.write_text(text)
+    with pytest.raises(ValueError) as e:
+        load_config(str(path))
+    assert str(e.value) == message.format(path=path)

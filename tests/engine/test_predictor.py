@@ -6,6 +6,7 @@ import torch
 
 import detectron2.data.transforms as T
 from detectron2.config import LazyConfig, instantiate
+from detectron2.layers import mask_ops
 
 from gcnet.data import read_image
 from gcnet.engine import GCNetCheckpointer, Predictor
@@ -38,6 +39,21 @@ def test_detection_outputs_equal_a_direct_model_call(photo):
     assert torch.equal(predicted.pred_masks, direct.pred_masks)
     assert predictor.metadata.thing_classes == ["balloon"]
     assert not predictor.model.training
+
+
+def test_score_threshold_drops_instances_before_their_masks_are_pasted(photo, monkeypatch):
+    """The kept instances equal those of the unthresholded output, and only they are pasted."""
+    predictor = Predictor(LazyConfig.load(str(TINY_CONFIG)), device="cpu")
+    paste, pasted = mask_ops.paste_masks_in_image, []
+    monkeypatch.setattr(mask_ops, "paste_masks_in_image", lambda masks, *a, **k: pasted.append(len(masks)) or paste(masks, *a, **k))
+    everything = predictor(photo)["instances"]
+    predictor.score_threshold = threshold = float(everything.scores.median())
+    kept = predictor(photo)["instances"]
+    keep = everything.scores >= threshold
+    assert 0 < len(kept) < len(everything) and pasted == [len(everything), len(kept)]
+    torch.testing.assert_close(kept.scores, everything.scores[keep])
+    torch.testing.assert_close(kept.pred_boxes.tensor, everything.pred_boxes.tensor[keep])
+    assert torch.equal(kept.pred_masks, everything.pred_masks[keep]) and kept.image_size == (427, 640)
 
 
 def test_semantic_segmentation_outputs_equal_a_direct_model_call(shared_data):

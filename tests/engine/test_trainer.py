@@ -8,7 +8,7 @@ from torch import nn
 
 from detectron2.engine import AMPTrainer, SimpleTrainer, hooks
 
-from gcnet.engine import GCNetCheckpointer, GCNetTrainer, LossGuard
+from gcnet.engine import GCNetCheckpointer, GCNetTrainer, GuardedPeriodicCheckpointer, LossGuard
 
 
 class Regression(nn.Module):
@@ -115,7 +115,7 @@ def test_reload_without_checkpoint_skips(caplog):
     trainer = make_trainer(Regression(nan_at={1}), loss_guard=LossGuard(action="reload"))
     with caplog.at_level(logging.WARNING, logger="gcnet.engine.trainer"):
         trainer.train(0, 3)
-    assert "Iteration 1: loss is nan; no checkpoint to reload yet; skipping the step" in caplog.text
+    assert "Iteration 1: loss is nan; no checkpoint written before the failures began to reload; skipping the step" in caplog.text
 
 
 def test_too_many_bad_steps_stop_training():
@@ -155,3 +155,54 @@ def test_builds_on_amp_trainer_and_resumes_its_state():
     assert resumed.iter == 5
     resumed.load_state_dict(state)
     assert resumed.iter == trainer.iter == 2
+
+
+class Diverging(Regression):
+    """Its step at iteration ``wreck_at`` has a finite, ordinary loss whose gradient is 1e6
+    times too large, as with a learning rate far too high: the update wrecks the weights and
+    every later loss spikes."""
+
+    def __init__(self, wreck_at):
+        super().__init__()
+        self.wreck_at = wreck_at
+
+    def forward(self, batch):
+        wreck = self.calls == self.wreck_at
+        loss = super().forward(batch)["loss"]
+        return {"loss": loss + (1e6 - 1) * (loss - loss.detach()) if wreck else loss}
+
+
+def test_divergence_reloads_checkpoints_from_before_the_failures(tmp_path, caplog):
+    trainer = make_trainer(Diverging(wreck_at=4), loss_guard=LossGuard(action="reload", window=3))
+    checkpointer = GCNetCheckpointer(trainer.model, str(tmp_path), trainer=trainer)
+    trainer.checkpointer = checkpointer
+    record = RecordWeights()
+    trainer.register_hooks([GuardedPeriodicCheckpointer(checkpointer, period=1), record])
+    with caplog.at_level(logging.WARNING, logger="gcnet.engine.trainer"):
+        trainer.train(0, 9)
+    # Iteration 4 wrecked the weights (and was saved); 5 spiked and reloaded them, 6 spiked
+    # again and went one checkpoint further back, to before the wreck; 7 was good again.
+    assert f"Iteration 5: loss {trainer.storage.history('total_loss').values()[5][0]:.4g} spiked" in caplog.text
+    assert f"reloading model and optimizer from {tmp_path / 'model_0000004.pth'}" in caplog.text
+    assert "Iteration 6: loss" in caplog.text and f"reloading model and optimizer from {tmp_path / 'model_0000003.pth'}" in caplog.text
+    assert sorted(p.name for p in tmp_path.glob("model_*.pth")) == [f"model_{i:07d}.pth" for i in (0, 1, 2, 3, 4, 7, 8)] + ["model_final.pth"]
+    assert "Iteration 5: no checkpoint written while steps are failing" in caplog.text
+    assert record.weights[8].abs().max() < 10
+    # The log holds each step's own loss, the refused ones included.
+    losses = dict((i, v) for v, i in trainer.storage.history("total_loss").values())
+    assert losses[5] > 1e6 and losses[6] > 1e6 and losses[7] < 100
+
+
+def test_giving_up_names_the_last_good_checkpoint(tmp_path):
+    trainer = make_trainer(Regression(nan_at=range(3, 10)), loss_guard=LossGuard(max_consecutive=3))
+    checkpointer = GCNetCheckpointer(trainer.model, str(tmp_path), trainer=trainer)
+    trainer.checkpointer = checkpointer
+    trainer.register_hooks([GuardedPeriodicCheckpointer(checkpointer, period=2)])
+    with pytest.raises(FloatingPointError) as error:
+        trainer.train(0, 10)
+    assert str(error.value) == (
+        f"Iteration 5: loss is nan; 3 bad steps in a row, stopping. The last checkpoint written before the failures is "
+        f"{tmp_path / 'model_0000001.pth'}. Try a lower learning rate (optimizer.lr), gradient clipping "
+        "(train.clip_grad.enabled=True), or a longer warm-up"
+    )
+    assert sorted(p.name for p in tmp_path.glob("model_*.pth")) == ["model_0000001.pth"]

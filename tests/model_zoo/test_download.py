@@ -141,3 +141,49 @@ def test_every_config_checkpoint_resolves():
         else:
             assert checkpoint == "detectron2://ImageNetPretrained/torchvision/R-50.pkl", config
     assert "gcnet://ImageNetPretrained/mit/R-101-deepbase" in names and len(names) == 7
+
+
+def test_a_cached_download_is_verified_on_every_use(served, tmp_path, caplog):
+    url, requests, payload = served
+    cache = tmp_path / "cache"
+    digest = sha256_of(payload)
+    path = download_verified(f"{url}/weights-0123.pth", digest[:8], str(cache), progress=False)
+    with open(path, "r+b") as f:
+        f.truncate(100)
+    assert download_verified(f"{url}/weights-0123.pth", digest[:8], str(cache), progress=False) == path
+    assert open(path, "rb").read() == payload.read_bytes() and len(requests) == 2
+    assert f"The cached {path} cannot be used (its sha256 is " in caplog.text
+    # No published digest: the one recorded at download time is checked.
+    path = download_verified(f"{url}/weights-0123.pth", "", str(tmp_path / "other"), progress=False)
+    with open(path, "ab") as f:
+        f.write(b"appended")
+    download_verified(f"{url}/weights-0123.pth", "", str(tmp_path / "other"), progress=False)
+    assert open(path, "rb").read() == payload.read_bytes() and len(requests) == 4
+    # A digest changed in the manifest: the cached file no longer matches it, nor does the server's.
+    wrong = "0" * 8 if not digest.startswith("0" * 8) else "f" * 8
+    with pytest.raises(ValueError, match=rf"has sha256 {digest}, expected {wrong}\.\.\."):
+        download_verified(f"{url}/weights-0123.pth", wrong, str(cache), progress=False)
+
+
+def test_a_converted_file_is_rebuilt_when_it_or_its_source_changes(tmp_path, caplog):
+    folder = tmp_path / "server"
+    folder.mkdir()
+    upstream = folder / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), upstream)
+    name = "ImageNetPretrained/test/R-18"
+    with serve_directory(folder) as (url, requests):
+        source = CheckpointSource(name, f"{url}/resnet18.pth", sha256_of(upstream)[:8], "torchvision_resnet")
+        handler = GCNetHandler({name: source}, cache_dir=str(tmp_path / "cache"))
+        converted = handler.converted_path(f"gcnet://{name}")
+        intact = open(converted, "rb").read()
+        with open(converted, "r+b") as f:
+            f.truncate(1000)
+        assert handler.converted_path(f"gcnet://{name}") == converted and open(converted, "rb").read() == intact
+        assert "does not have the sha256 it was written with" in caplog.text
+        # The manifest names another upstream file: converted again from it.
+        torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), folder / "resnet18-v2.pth")
+        moved = CheckpointSource(name, f"{url}/resnet18-v2.pth", sha256_of(folder / "resnet18-v2.pth")[:8], "torchvision_resnet")
+        GCNetHandler({name: moved}, cache_dir=str(tmp_path / "cache")).converted_path(f"gcnet://{name}")
+        assert "was made from another upstream file or converter" in caplog.text
+        assert open(converted, "rb").read() != intact
+        assert requests == ["/resnet18.pth", "/resnet18-v2.pth"]

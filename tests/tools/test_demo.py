@@ -135,14 +135,37 @@ def test_video_gets_a_video_of_the_same_frames(demo, shared_data, tmp_path, weig
     (["--config-file", TINY_CONFIG, "--video-input", "{tmp}/file.txt", "--output", "{tmp}/out.mp4"], "--video-input {tmp}/file.txt: OpenCV cannot read it as a video"),
     (["--config-file", TINY_CONFIG, "--video-input", "{photo}", "--show-context"], "--show-context draws heatmaps on images: use it with --input"),
     (["--config-file", TINY_CONFIG, "--input", "{photo}", "--opts", "model.no_such_key=1"], "model.no_such_key"),
+    (["--config-file", TINY_CONFIG, "--input", "{tmp}/a", "--output", "{tmp}/a"], "--output {tmp}/a/park_bench.jpg is inside {tmp}/a, a folder --input reads"),
+    (["--config-file", TINY_CONFIG, "--input", "{tmp}/a", "--output", "{tmp}/a/out"], "--output {tmp}/a/out/park_bench.jpg is inside {tmp}/a"),
+    (["--config-file", TINY_CONFIG, "--input", "{tmp}/a/park_bench.jpg", "--output", "{tmp}/a"], "--output {tmp}/a/park_bench.jpg would replace the input {tmp}/a/park_bench.jpg"),
+    (["--config-file", TINY_CONFIG, "--input", "{tmp}/a/*.jpg", "--output", "{tmp}/link/park_bench.jpg"], "--output {tmp}/link/park_bench.jpg would replace the input"),
+    (["--config-file", TINY_CONFIG, "--input", "{tmp}/a/park_bench.jpg", "{photo}", "--output", "{tmp}/b"], "would both be written"),
+    (["--config-file", TINY_CONFIG, "--video-input", "{tmp}/a/clip.mp4", "--output", "{tmp}/a"], "--output {tmp}/a/clip.mp4 would replace the input {tmp}/a/clip.mp4"),
 ])  # fmt: skip
 def test_bad_arguments_fail_before_any_work(demo, args, message, shared_data, tmp_path, capsys, monkeypatch):
     (tmp_path / "file.txt").write_text("x")
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "park_bench.jpg").write_bytes((shared_data / "demo" / "park_bench.jpg").read_bytes())
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    writer = cv2.VideoWriter(str(tmp_path / "a" / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (64, 48))
+    writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.release()
+    before = (tmp_path / "a" / "park_bench.jpg").read_bytes()
     fill = dict(tmp=tmp_path, photo=shared_data / "demo" / "park_bench.jpg")
     monkeypatch.setattr(demo, "Predictor", lambda *a, **k: pytest.fail("the model was built before the arguments were checked"))
     assert demo.main([a.format(**fill) for a in args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("demo: ") and message.format(**fill) in err and err.count("\n") == 1
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists() and not (tmp_path / "a" / "out").exists()
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["clip.mp4", "park_bench.jpg"]
+    assert (tmp_path / "a" / "park_bench.jpg").read_bytes() == before
+
+
+def test_exits_non_zero_when_nothing_was_written(demo, tmp_path, capsys, weights):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (inputs / "empty.png").write_bytes(b"")
+    assert demo.main(["--config-file", TINY_CONFIG, "--input", str(inputs), "--output", str(tmp_path / "out"), *weights]) == 1
+    assert capsys.readouterr().err.endswith("demo: none of the 2 inputs could be read; nothing was written\n")
+    assert not list((tmp_path / "out").iterdir())
