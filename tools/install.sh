@@ -46,16 +46,21 @@ install_detectron2() {
 torchvision_works() {
     "$PYTHON" -c "import torch, torchvision; torchvision.ops.nms(torch.zeros(1, 4), torch.zeros(1), 0.5)" 2>/dev/null
 }
-# Whether the installed detectron2 was built from source $1 (pip's direct_url.json) and its
+# Whether the installed detectron2 was built from source $1 (pip's direct_url.json: the same
+# archive by its sha256, wherever it lies now; the same folder; the same git commit) and its
 # compiled ops load with the installed torch.
 detectron2_built_from() {
     "$PYTHON" - "$1" 2>/dev/null <<'PY'
-import json, os, sys
+import hashlib, json, os, sys
 from importlib import metadata
 from detectron2 import _C  # noqa: F401  (fails when built against another torch)
 
 spec = sys.argv[1]
 installed = json.loads(metadata.distribution("detectron2").read_text("direct_url.json") or "{}")
+if os.path.isfile(spec):
+    with open(spec, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    sys.exit(installed.get("archive_info", {}).get("hashes", {}).get("sha256") != digest)
 if os.path.exists(spec):
     sys.exit(installed.get("url") != "file://" + os.path.realpath(spec))
 url, _, ref = spec[len("git+"):].rpartition("@")

@@ -158,15 +158,23 @@ def wait_for_result(browser):
     return progress
 
 
+def shown_messages(browser):
+    """The texts of the messages the page shows."""
+    return [t for t in browser.execute_script(
+        "return Array.from(document.querySelectorAll('[data-testid=toast-text]')).map(e => e.textContent.trim())"
+    ) if t]  # fmt: skip
+
+
 def wait_for_message(browser):
-    """The text of the error message the page shows (then closed)."""
+    """The text of the error message the page shows, once it is shown and then closed (gone
+    from the page, so that the next call sees the next message)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        texts = [t for t in browser.execute_script(
-            "return Array.from(document.querySelectorAll('[data-testid=toast-text]')).map(e => e.textContent.trim())"
-        ) if t]  # fmt: skip
+        texts = shown_messages(browser)
         if texts:
-            browser.execute_script("document.querySelectorAll('[data-testid=toast-close]').forEach(b => b.click())")
+            while shown_messages(browser) and time.monotonic() < deadline:
+                browser.execute_script("document.querySelectorAll('[data-testid=toast-close]').forEach(b => b.click())")
+                time.sleep(0.2)
             return texts[0]
         time.sleep(0.2)
     pytest.fail("the page showed no message")
