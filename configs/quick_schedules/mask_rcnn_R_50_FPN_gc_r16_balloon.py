@@ -7,8 +7,6 @@ output/balloon_gc_r16/model_final.pth.
     python tools/prepare_datasets.py balloon
     python tools/train_net.py --config-file configs/quick_schedules/mask_rcnn_R_50_FPN_gc_r16_balloon.py
 """
-import torch
-
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 
@@ -38,7 +36,6 @@ dataloader.test.num_workers = 2
 
 train.init_checkpoint = "detectron2://ImageNetPretrained/torchvision/R-50.pkl"
 train.output_dir = "output/balloon_gc_r16"
-train.device = "cuda" if torch.cuda.is_available() else "cpu"
 train.max_iter = 200
 train.eval_period = 0  # evaluate once, at the end
 train.log_period = 20
