@@ -4,7 +4,8 @@
 Train (8 GPUs):
     python tools/train_net.py --config-file configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_syncbn_gc_r16_1x.py --num-gpus 8
 
-Evaluate a checkpoint:
+Evaluate a run's last checkpoint (in train.output_dir), or any checkpoint:
+    python tools/train_net.py --config-file <config> --eval-only
     python tools/train_net.py --config-file <config> --eval-only train.init_checkpoint=<path or gcnet://name>
 
 Resume an interrupted run from the last checkpoint in train.output_dir:
@@ -137,6 +138,35 @@ def do_train(args, cfg):
     trainer.train(start_iter, cfg.train.max_iter)
 
 
+def overridden(args, key: str) -> bool:
+    """Whether ``key`` was set on the command line."""
+    return any(opt.split("=", 1)[0].strip() == key for opt in args.opts)
+
+
+def eval_only_checkpoint(args, cfg, checkpointer: GCNetCheckpointer) -> str:
+    """What --eval-only evaluates, said in one line: ``train.init_checkpoint`` given on the
+    command line, else the run's last checkpoint in ``train.output_dir`` (required with
+    --resume), else the config's ``train.init_checkpoint``."""
+    if overridden(args, "train.init_checkpoint"):
+        path, source = cfg.train.init_checkpoint, "train.init_checkpoint"
+    elif checkpointer.has_checkpoint():
+        path, source = checkpointer.get_checkpoint_file(), f"the last checkpoint of {cfg.train.output_dir}"
+    elif args.resume:
+        sys.exit(
+            f"train_net: --eval-only --resume: no checkpoint in {cfg.train.output_dir} (no last_checkpoint "
+            "file); train first, or give train.init_checkpoint=<file>"
+        )
+    else:
+        path, source = cfg.train.init_checkpoint, f"the config's train.init_checkpoint: no checkpoint in {cfg.train.output_dir}"
+    if not path:
+        logger.warning(f"Evaluating random weights ({source} is empty)")
+    elif source.startswith("the config's"):
+        logger.warning(f"Evaluating {path} ({source})")
+    else:
+        logger.info(f"Evaluating {path} ({source})")
+    return path
+
+
 def main(args):
     with exit_on_bad_input():
         cfg = load_config(args.config_file, args.opts)
@@ -144,8 +174,10 @@ def main(args):
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="gcnet")
     if args.eval_only:
         model = wrap_ddp(build_model(cfg), cfg)
+        checkpointer = GCNetCheckpointer(model, cfg.train.output_dir)
+        path = eval_only_checkpoint(args, cfg, checkpointer)
         with exit_on_bad_input():
-            GCNetCheckpointer(model).load(cfg.train.init_checkpoint)
+            checkpointer.load(path)
         return do_test(cfg, model)
     do_train(args, cfg)
 

@@ -1,6 +1,7 @@
 """tools/train_net.py end to end on CPU with the real balloon set: training, evaluation,
 checkpoints, resume after SIGKILL, a dying worker, and bad input."""
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -12,7 +13,9 @@ import pytest
 
 from detectron2.config import LazyConfig, instantiate
 
-from ..helpers import REPO_ROOT, TINY_CONFIG, run_tool, tool_env
+from gcnet.engine import apply_overrides
+
+from ..helpers import REPO_ROOT, TINY_CONFIG, load_tool, run_tool, tool_env
 
 QUICK_START = "configs/quick_schedules/mask_rcnn_R_50_FPN_gc_r16_balloon.py"
 
@@ -138,6 +141,10 @@ def test_throughput_knobs_reach_the_model(datasets_root, tmp_path):
     convs = {k: v for k, v in weights.items() if v.dim() == 4 and v.shape[-1] > 1}
     assert convs and all(v.is_contiguous(memory_format=torch.channels_last) for v in convs.values())
     assert [m["iteration"] for m in read_metrics(out) if "total_loss" in m] == [0, 1]
+    # --eval-only without train.init_checkpoint evaluates the run's own last checkpoint.
+    result = run_tool("tools/train_net.py", "--config-file", TINY_CONFIG, "--eval-only", f"train.output_dir={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Evaluating {out}/model_final.pth (the last checkpoint of {out})" in result.stderr
 
 
 def test_dead_worker_stops_the_whole_run(datasets_root, tmp_path, free_port):
@@ -180,3 +187,46 @@ def test_missing_dataset_is_one_clear_line(tmp_path):
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("train_net: Dataset 'balloon_train' not found: expected the annotations")
     assert f"DETECTRON2_DATASETS={tmp_path / 'datasets'}" in line and "tools/prepare_datasets.py balloon" in line
+
+
+class FakeRun:
+    """What eval_only_checkpoint asks of a checkpointer: the run's last checkpoint, if any."""
+
+    def __init__(self, last=None):
+        self.last = last
+
+    def has_checkpoint(self):
+        return self.last is not None
+
+    def get_checkpoint_file(self):
+        return self.last
+
+
+@pytest.mark.parametrize(
+    "argv, last, expected, line",
+    [
+        (["train.init_checkpoint=w.pth"], "out/model_final.pth", "w.pth", "Evaluating w.pth (train.init_checkpoint)"),
+        ([], "out/model_final.pth", "out/model_final.pth", "Evaluating out/model_final.pth (the last checkpoint of out)"),
+        (["--resume"], "out/model_0000099.pth", "out/model_0000099.pth", "Evaluating out/model_0000099.pth (the last"),
+        ([], None, "imagenet.pkl", "Evaluating imagenet.pkl (the config's train.init_checkpoint: no checkpoint in out)"),
+    ],
+)
+def test_eval_only_checkpoint_order(argv, last, expected, line, caplog):
+    train_net = load_tool("train_net")
+    args = train_net.parse_args(["--config-file", "c.py", "--eval-only", *argv])
+    cfg = LazyConfig.load(TINY_CONFIG)
+    cfg.train.output_dir, cfg.train.init_checkpoint = "out", "imagenet.pkl"
+    if args.opts:
+        cfg = apply_overrides(cfg, args.opts)
+    with caplog.at_level(logging.INFO, logger="detectron2"):
+        assert train_net.eval_only_checkpoint(args, cfg, FakeRun(last)) == expected
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("Evaluating")][0].startswith(line)
+
+
+def test_eval_only_resume_without_a_checkpoint_is_one_line():
+    train_net = load_tool("train_net")
+    args = train_net.parse_args(["--config-file", "c.py", "--eval-only", "--resume"])
+    cfg = LazyConfig.load(TINY_CONFIG)
+    cfg.train.output_dir = "out"
+    with pytest.raises(SystemExit, match=r"^train_net: --eval-only --resume: no checkpoint in out .*train.init_checkpoint"):
+        train_net.eval_only_checkpoint(args, cfg, FakeRun())
