@@ -52,7 +52,7 @@ def get_parser() -> argparse.ArgumentParser:
         "--output",
         metavar="PATH",
         help="a folder, or a file (.jpg, .png ...) for a single image or (.mp4) for a video; "
-        "without it, outputs are shown in a window",
+        "without it, outputs are shown in a window (which needs a display)",
     )
     parser.add_argument("--confidence-threshold", type=float, default=0.5, help="the lowest score of a drawn instance")
     parser.add_argument("--show-context", action="store_true", help="also write GC attention heatmaps (images only)")
@@ -75,9 +75,15 @@ def demo_config(args):
     return load_config(args.config_file, args.opts)
 
 
-def _gui_available() -> bool:
+def window_problem() -> Optional[str]:
+    """Why a window cannot be shown here (None if it can): an OpenCV build without a GUI, or
+    on Linux no display to open it on (OpenCV's Qt would abort the process)."""
     match = re.search(r"^\s*GUI:\s*(\S+)", cv2.getBuildInformation(), re.MULTILINE)
-    return bool(match) and match.group(1).upper() != "NONE"
+    if not match or match.group(1).upper() == "NONE":
+        return "this OpenCV build cannot open windows"
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "there is no display (DISPLAY is not set)"
+    return None
 
 
 def _check_writable_folder(folder: str) -> None:
@@ -162,14 +168,28 @@ class Demo:
             vis = self.video_visualizer.draw_sem_seg(frame_bgr[:, :, ::-1], predictions["sem_seg"].argmax(dim=0).cpu())
         return vis.get_image()[:, :, ::-1]
 
-    def run_on_image(self, image_bgr: np.ndarray) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
-        """The drawn predictions and, with context blocks, each block's heatmap (RGB images)."""
+    def describe(self, predictions: Dict) -> str:
+        """What :meth:`draw` draws, in words; when it draws no instance, why."""
+        if "instances" not in predictions:
+            return f"{len(predictions['sem_seg'].argmax(dim=0).unique())} classes drawn"
+        scores, threshold = predictions["instances"].scores, self.confidence_threshold
+        drawn = int((scores >= threshold).sum())
+        if drawn:
+            return f"{drawn} instance{'s' if drawn > 1 else ''} drawn (score >= {threshold:g})"
+        if not len(scores):
+            return "no instance drawn: the model detected nothing"
+        return f"no instance drawn: the highest score {scores.max().item():.2f} is below --confidence-threshold {threshold:g}"
+
+    def run_on_image(self, image_bgr: np.ndarray) -> Tuple[np.ndarray, Dict[str, np.ndarray], str]:
+        """The drawn predictions, with context blocks each block's heatmap (RGB images), and
+        what was drawn in words."""
         if not self.context_blocks:
-            return self.draw(image_bgr, self.predictor(image_bgr)), {}
-        predictions, maps = predict_with_attention(self.predictor, image_bgr, self.context_blocks)
-        image_rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
-        heatmaps = {name: draw_attention_map(image_rgb, weights, short_block_name(name)) for name, weights in maps.items()}
-        return self.draw(image_bgr, predictions), heatmaps
+            predictions, heatmaps = self.predictor(image_bgr), {}
+        else:
+            predictions, maps = predict_with_attention(self.predictor, image_bgr, self.context_blocks)
+            image_rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
+            heatmaps = {name: draw_attention_map(image_rgb, weights, short_block_name(name)) for name, weights in maps.items()}
+        return self.draw(image_bgr, predictions), heatmaps, self.describe(predictions)
 
 
 def run_images(demo: Demo, planned: List[Tuple[str, Optional[str]]]) -> int:
@@ -182,7 +202,8 @@ def run_images(demo: Demo, planned: List[Tuple[str, Optional[str]]]) -> int:
             logger.warning(f"Skipped {e}")
             skipped += 1
             continue
-        drawn, heatmaps = demo.run_on_image(image)
+        drawn, heatmaps, description = demo.run_on_image(image)
+        logger.info(f"{path}: {description}")
         if target:
             write_image(target, drawn)
             stem, ext = os.path.splitext(target)
@@ -240,14 +261,15 @@ def main(argv=None) -> int:
         if args.show_context and not args.input:
             raise ValueError("--show-context draws heatmaps on images: use it with --input")
         cfg = demo_config(args)
-        # Check the inputs and the output before building the model.
-        if not args.output and not _gui_available():
-            raise ValueError("--output is required: this OpenCV build cannot open windows")
+        # Check the inputs, the output and the window before building the model.
         if args.input:
             images = list_images(args.input)
             planned = plan_image_outputs(images, args.output) if args.output else [(p, None) for p, _ in images]
         else:
             video_target = plan_video_output(args.video_input, args.output)
+        problem = None if args.output else window_problem()
+        if problem:
+            raise ValueError(f"--output is required: without it the drawings are shown in a window, and {problem}")
         predictor = Predictor(cfg, device=args.device)
         context_blocks = None
         if args.show_context:
