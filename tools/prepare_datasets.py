@@ -4,7 +4,7 @@
     python tools/prepare_datasets.py balloon [--root DIR] [--url URL_OR_ZIP]
         downloads the public balloon release (or takes a local copy of balloon_dataset.zip)
         and converts its VIA annotations to COCO JSON, into DIR/balloon ($DETECTRON2_DATASETS,
-        else ./datasets).
+        else ./datasets). A complete DIR/balloon is left as it is; a partial one is reported.
     python tools/prepare_datasets.py cityscapes [--root DIR]
         writes the *_gtFine_labelTrainIds.png label maps next to the *_gtFine_labelIds.png of
         DIR/cityscapes/gtFine (download Cityscapes from https://www.cityscapes-dataset.com
@@ -63,6 +63,7 @@ def get_parser() -> argparse.ArgumentParser:
 def prepare(args) -> str:
     """Prepare the dataset ``args`` names; return what to print."""
     from gcnet.data import (
+        check_balloon,
         create_train_id_labels,
         datasets_root,
         prepare_ade20k_labels,
@@ -76,6 +77,9 @@ def prepare(args) -> str:
         return f"Test data in {args.output} ({written} files written). Run the tests with: python -m pytest tests"
     root = args.root or datasets_root()
     if args.dataset == "balloon":
+        existing = os.path.join(root, "balloon")
+        if os.path.exists(existing):
+            return f"{existing} is already prepared ({check_balloon(existing)}); left as it is"
         return f"Prepared {prepare_balloon(root, **({'url': args.url} if args.url else {}))}"
     if args.dataset == "ade20k":
         return f"Wrote {prepare_ade20k_labels(root)} ADE20K label maps"
