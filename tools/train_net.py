@@ -34,7 +34,15 @@ from detectron2.utils.logger import setup_logger
 import gcnet.data  # noqa: F401  (registers the builtin datasets)
 import gcnet.model_zoo  # noqa: F401  (registers gcnet://)
 import gcnet.modeling  # noqa: F401  (registers the backbones)
-from gcnet.engine import GCNetCheckpointer, GCNetTrainer, LossGuard, launch, load_config
+from gcnet.engine import (
+    BestCheckpointer,
+    GCNetCheckpointer,
+    GCNetTrainer,
+    LossGuard,
+    PeriodicCheckpointer,
+    launch,
+    load_config,
+)
 from gcnet.utils.download import DownloadError
 
 logger = logging.getLogger("detectron2")
@@ -116,11 +124,11 @@ def do_train(args, cfg):
         [
             hooks.IterationTimer(),
             hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
-            hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
+            PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
             if comm.is_main_process()
             else None,
             hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
-            hooks.BestCheckpointer(cfg.train.eval_period, checkpointer, best.metric, mode=best.mode)
+            BestCheckpointer(cfg.train.eval_period, checkpointer, best.metric, mode=best.mode)
             if comm.is_main_process() and best.get("metric") and "evaluator" in cfg.dataloader
             else None,
             hooks.PeriodicWriter(

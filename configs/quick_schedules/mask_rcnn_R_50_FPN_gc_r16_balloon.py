@@ -40,6 +40,7 @@ train.max_iter = 200
 train.eval_period = 0  # evaluate once, at the end
 train.log_period = 20
 train.checkpointer.period = 100
+train.checkpointer.max_to_keep = 1  # model_final replaces model_0000099 at the end
 train.seed = 0
 
 optimizer.lr = 0.01

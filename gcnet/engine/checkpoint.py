@@ -9,7 +9,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils.file_io import Detectron2Handler
 
 from gcnet.utils.download import DownloadError
-from gcnet.utils.file_io import PARTIAL_SUFFIX, AtomicWritePathManager
+from gcnet.utils.file_io import PARTIAL_SUFFIX, AtomicWritePathManager, atomic_path
 from gcnet.utils.safe_load import UnsafeCheckpointError, load_checkpoint_file
 
 __all__ = ["GCNetCheckpointer", "TRUSTED_PICKLE_HOSTS"]
@@ -124,3 +124,24 @@ class GCNetCheckpointer(DetectionCheckpointer):
             for key in counters:
                 incompatible.missing_keys.remove(key)
         return incompatible
+
+    def save(self, name: str, **kwargs) -> None:
+        super().save(name, **kwargs)
+        self._last_saved = (kwargs.get("iteration"), os.path.join(self.save_dir, f"{name}.pth"))
+
+    def save_or_link(self, name: str, **kwargs) -> None:
+        """:meth:`save`, or, when the last file this checkpointer saved holds the same
+        ``iteration`` (the same weights: ``model_best`` when the best evaluation is the final
+        one), a hard link to that file instead of a second copy. ``last_checkpoint`` keeps
+        naming the file saved last."""
+        iteration, saved = getattr(self, "_last_saved", (None, ""))
+        target = os.path.join(self.save_dir, f"{name}.pth")
+        if iteration is not None and iteration == kwargs.get("iteration") and os.path.isfile(saved):
+            try:
+                with atomic_path(target) as tmp:
+                    os.link(saved, tmp)
+                self.logger.info(f"Linked {target} to {saved} (the same iteration {iteration})")
+                return
+            except OSError as e:  # a file system without hard links
+                self.logger.info(f"Cannot link {target} to {saved} ({e.strerror}); saving a copy")
+        self.save(name, **kwargs)

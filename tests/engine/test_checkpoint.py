@@ -10,7 +10,7 @@ from torch import nn
 
 from detectron2.utils.file_io import PathManager
 
-from gcnet.engine import GCNetCheckpointer
+from gcnet.engine import GCNetCheckpointer, PeriodicCheckpointer
 
 
 def make_checkpointer(tmp_path, value):
@@ -115,3 +115,23 @@ def test_save_and_resume_through_a_path_handler(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
     restored = make_checkpointer("memory-test://run", 0.0)
     assert restored.resume_or_load("", resume=True)["iteration"] == 9 and torch.all(restored.model.weight == 1.0)
+
+
+def test_a_run_keeps_one_final_checkpoint_and_links_the_best(tmp_path):
+    """The last iteration is saved once, as model_final (max_to_keep counts it); a best
+    checkpoint of the same iteration is a hard link to it, of another iteration a file."""
+    checkpointer = GCNetCheckpointer(nn.Linear(2, 2), str(tmp_path))
+    periodic = PeriodicCheckpointer(checkpointer, period=100, max_to_keep=1)
+    periodic.max_iter = 200
+    for iteration in range(200):
+        periodic.step(iteration)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last_checkpoint", "model_final.pth"]
+    assert torch.load(tmp_path / "model_final.pth", weights_only=True)["iteration"] == 199
+
+    checkpointer.save_or_link("model_best", iteration=199)
+    assert (tmp_path / "model_best.pth").samefile(tmp_path / "model_final.pth")
+    assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth"
+    checkpointer.save_or_link("model_best", iteration=150)  # weights of another iteration: a file
+    assert not (tmp_path / "model_best.pth").samefile(tmp_path / "model_final.pth")
+    assert torch.load(tmp_path / "model_best.pth", weights_only=True)["iteration"] == 150
+    assert torch.load(tmp_path / "model_final.pth", weights_only=True)["iteration"] == 199  # replaced, not written through

@@ -66,6 +66,7 @@ def test_quick_start_trains_evaluates_and_checkpoints(datasets_root, tmp_path):
     final = metrics[-1]
     assert final["iteration"] == 40 and 0 <= final["segm/AP"] <= 100 and "bbox/AP" in final
     assert {"model_final.pth", "model_best.pth", "last_checkpoint", "log.txt"} <= {p.name for p in out.iterdir()}
+    assert (out / "model_best.pth").samefile(out / "model_final.pth")  # evaluated at the end: one file, two names
     assert list(out.glob("events.out.tfevents.*"))
     log = (out / "log.txt").read_text()
     assert "eta: " in log and "Evaluation results for segm" in log

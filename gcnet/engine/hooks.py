@@ -1,0 +1,44 @@
+"""detectron2's checkpoint hooks, without second copies of the same weights: the last
+iteration is saved once, as ``model_final``, and ``model_best`` of the final iteration is a
+hard link to it."""
+from detectron2.engine import hooks
+
+from .checkpoint import GCNetCheckpointer
+
+__all__ = ["PeriodicCheckpointer", "BestCheckpointer"]
+
+
+class PeriodicCheckpointer(hooks.PeriodicCheckpointer):
+    """detectron2's ``PeriodicCheckpointer``, except that the last iteration writes
+    ``model_final`` only (not also ``model_<iter>`` of the same weights), and that
+    ``max_to_keep`` counts ``model_final`` as the newest checkpoint: the periodic files beyond
+    ``max_to_keep - 1`` are removed when it is written."""
+
+    def step(self, iteration: int, **kwargs) -> None:
+        if self.max_iter is None or iteration < self.max_iter - 1:
+            return super().step(iteration, **kwargs)
+        self.checkpointer.save(f"{self.file_prefix}_final", iteration=int(iteration), **kwargs)
+        if self.max_to_keep is not None:
+            while len(self.recent_checkpoints) > max(self.max_to_keep - 1, 0):
+                superseded = self.recent_checkpoints.pop(0)
+                if self.path_manager.exists(superseded):
+                    self.path_manager.rm(superseded)
+
+
+class _LinkingSaver:
+    """The checkpointer as ``BestCheckpointer`` sees it: its saves go to ``save_or_link``."""
+
+    def __init__(self, checkpointer: GCNetCheckpointer):
+        self.checkpointer = checkpointer
+
+    def save(self, name: str, **kwargs) -> None:
+        self.checkpointer.save_or_link(name, **kwargs)
+
+
+class BestCheckpointer(hooks.BestCheckpointer):
+    """detectron2's ``BestCheckpointer``, whose ``model_best`` is a hard link to the checkpoint
+    of the same iteration when one was just written (:meth:`GCNetCheckpointer.save_or_link`)."""
+
+    def __init__(self, eval_period: int, checkpointer: GCNetCheckpointer, val_metric: str, **kwargs):
+        super().__init__(eval_period, checkpointer, val_metric, **kwargs)
+        self._checkpointer = _LinkingSaver(checkpointer)
