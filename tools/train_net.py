@@ -17,21 +17,63 @@ Two machines (run on each, with its --machine-rank):
 
 Any config key can be changed with key=value arguments after the options.
 """
+import argparse
 import contextlib
 import datetime
 import logging
+import os
 import sys
 
+from gcnet.utils.known_warnings import filter_known_warnings
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """detectron2's ``default_argument_parser`` options (built here without importing
+    detectron2, so that --help answers at once), and ours."""
+    parser = argparse.ArgumentParser(epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", default="", metavar="FILE", help="path to config file")
+    parser.add_argument("--resume", action="store_true", help="resume from the last checkpoint in train.output_dir")
+    parser.add_argument("--eval-only", action="store_true", help="perform evaluation only")
+    parser.add_argument("--num-gpus", type=int, default=1, help="number of gpus *per machine*")
+    parser.add_argument("--num-machines", type=int, default=1, help="total number of machines")
+    parser.add_argument("--machine-rank", type=int, default=0, help="the rank of this machine (unique per machine)")
+    port = 2**15 + 2**14 + hash(os.getuid() if sys.platform != "win32" else 1) % 2**14  # as detectron2's
+    parser.add_argument(
+        "--dist-url", default=f"tcp://127.0.0.1:{port}", help="initialization URL for pytorch distributed backend"
+    )
+    parser.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=30,
+        help="minutes a worker waits for the others in a collective before failing (a dead "
+        "worker on another machine then stops the run instead of hanging it)",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also print the environment, the full config and the model (always written to "
+        "env.txt, config.yaml and model.txt in train.output_dir)",
+    )
+    parser.add_argument("opts", nargs=argparse.REMAINDER, default=None, help="config overrides: path.key=value")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()  # --help and bad options are answered before the slow imports below
+    filter_known_warnings()
+
 import torch
+from omegaconf import ListConfig
 
 from detectron2.config import instantiate
-from detectron2.engine import default_argument_parser, default_setup, default_writers, hooks
+from detectron2.engine import hooks
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
+from detectron2.utils.events import JSONWriter, TensorboardXWriter
 
 import gcnet.data  # noqa: F401  (registers the builtin datasets)
+from gcnet.data import require_datasets
 import gcnet.model_zoo  # noqa: F401  (registers gcnet://)
 import gcnet.modeling  # noqa: F401  (registers the backbones)
 from gcnet.engine import (
@@ -43,6 +85,8 @@ from gcnet.engine import (
     launch,
     load_config,
 )
+from gcnet.engine.run_setup import describe_model, setup_run
+from gcnet.engine.writers import ProgressPrinter, progress_period, trim_metrics
 from gcnet.utils.download import DownloadError
 
 logger = logging.getLogger("detectron2")
@@ -109,7 +153,7 @@ def build_model(cfg):
 
 def do_train(args, cfg):
     model = build_model(cfg)
-    logger.info(f"Model:\n{model}")
+    describe_model(model, cfg.train.output_dir, verbose=args.verbose)
     cfg.optimizer.params.model = model
     optimizer = instantiate(cfg.optimizer)
     with exit_on_bad_input():
@@ -131,19 +175,41 @@ def do_train(args, cfg):
             BestCheckpointer(cfg.train.eval_period, checkpointer, best.metric, mode=best.mode)
             if comm.is_main_process() and best.get("metric") and "evaluator" in cfg.dataloader
             else None,
-            hooks.PeriodicWriter(
-                default_writers(cfg.train.output_dir, cfg.train.max_iter),
-                period=cfg.train.log_period,
-            )
-            if comm.is_main_process()
-            else None,
         ]
     )
     with exit_on_bad_input():
         checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
     # A checkpoint stores the iteration that just finished.
     start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
+    if comm.is_main_process():
+        trainer.register_hooks(writer_hooks(cfg, start_iter))
     trainer.train(start_iter, cfg.train.max_iter)
+
+
+def writer_hooks(cfg, start_iter: int) -> list:
+    """Progress lines on the console (every iteration's call decides whether to print), and
+    metrics.json and TensorBoard events every ``train.log_period`` iterations; metrics.json
+    first loses the entries of the iterations this run does again."""
+    train = cfg.train
+    removed = trim_metrics(train.output_dir, start_iter - 1)
+    if removed:
+        logger.info(f"metrics.json: removed {removed} entries past iteration {start_iter - 1}, written again by this run")
+    printer = ProgressPrinter(train.max_iter, progress_period(train.max_iter, train.log_period))
+    files = [JSONWriter(os.path.join(train.output_dir, "metrics.json")), TensorboardXWriter(train.output_dir)]
+    return [hooks.PeriodicWriter([printer], period=1), hooks.PeriodicWriter(files, period=train.log_period)]
+
+
+def dataset_names(cfg, train: bool) -> list:
+    """The dataset names of the config's test loader (with an evaluator) and train loader."""
+    names = []
+    for split, wanted in (("train", train), ("test", "evaluator" in cfg.dataloader)):
+        dataset = cfg.dataloader.get(split, {}).get("dataset", {})
+        given = dataset.get("names", []) if wanted else []
+        if isinstance(given, str):
+            names.append(given)
+        elif isinstance(given, ListConfig):  # not a LazyCall that registers its datasets
+            names += [name for name in given if isinstance(name, str)]
+    return names
 
 
 def overridden(args, key: str) -> bool:
@@ -178,8 +244,9 @@ def eval_only_checkpoint(args, cfg, checkpointer: GCNetCheckpointer) -> str:
 def main(args):
     with exit_on_bad_input():
         cfg = load_config(args.config_file, args.opts)
-    default_setup(cfg, args)
-    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="gcnet")
+    setup_run(cfg, args, verbose=args.verbose)
+    with exit_on_bad_input():  # the datasets are on disk, before any model is built
+        require_datasets(dataset_names(cfg, train=not args.eval_only))
     if args.eval_only:
         model = wrap_ddp(build_model(cfg), cfg)
         checkpointer = GCNetCheckpointer(model, cfg.train.output_dir)
@@ -190,20 +257,7 @@ def main(args):
     do_train(args, cfg)
 
 
-def parse_args(argv=None):
-    parser = default_argument_parser(epilog=__doc__)
-    parser.add_argument(
-        "--dist-timeout",
-        type=float,
-        default=30,
-        help="minutes a worker waits for the others in a collective before failing (a dead "
-        "worker on another machine then stops the run instead of hanging it)",
-    )
-    return parser.parse_args(argv)
-
-
-def invoke_main() -> None:
-    args = parse_args()
+def invoke_main(args) -> None:
     launch(
         main,
         args.num_gpus,
@@ -216,4 +270,4 @@ def invoke_main() -> None:
 
 
 if __name__ == "__main__":
-    invoke_main()
+    invoke_main(ARGS)

@@ -9,6 +9,7 @@ from gcnet._detectron2 import require_detectron2
 require_detectron2(__name__)
 
 from . import builtin  # noqa: E402,F401  (registers the builtin datasets)
+from .builtin import require_datasets  # noqa: E402
 from .ade20k import prepare_ade20k_labels  # noqa: E402
 from .balloon import check_balloon, prepare_balloon, via_to_coco  # noqa: E402
 from .cityscapes import create_train_id_labels, load_checked_cityscapes_semantic  # noqa: E402

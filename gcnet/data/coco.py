@@ -133,7 +133,8 @@ def load_coco_instances(json_file: str, image_root: str, dataset_name: str) -> L
         for obj in record["annotations"]:
             _clip_box(obj, record, dataset_name)
         records.append(record)
-    logger.info(f"Loaded {len(records)} images in COCO format from {json_file}")
+    instances = sum(len(record["annotations"]) for record in records)
+    logger.info(f"{dataset_name}: {len(records)} images, {instances} instances")
     return records
 
 
@@ -156,5 +157,5 @@ def register_checked_coco_instances(
 
     DatasetCatalog.register(name, load)
     MetadataCatalog.get(name).set(
-        json_file=json_file, image_root=image_root, evaluator_type="coco", **metadata
+        json_file=json_file, image_root=image_root, evaluator_type="coco", how_to_create=how_to_create, **metadata
     )
