@@ -19,24 +19,7 @@ import re
 import sys
 from typing import Dict, List, Optional, Tuple
 
-import cv2
-import numpy as np
-import tqdm
-
-from detectron2.utils.logger import setup_logger
-from detectron2.utils.video_visualizer import VideoVisualizer
-from detectron2.utils.visualizer import ColorMode, Visualizer
-
-import gcnet.model_zoo
-from gcnet.analysis import default_context_blocks, draw_attention_map, find_context_blocks, predict_with_attention, short_block_name
-from gcnet.data import list_images, read_image, write_image
-from gcnet.engine import Predictor, apply_overrides, load_config
-from gcnet.utils.file_io import atomic_path
-
-logger = logging.getLogger("gcnet.demo")
-
-WRITABLE_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_EXTENSION, VIDEO_CODEC = ".mp4", "mp4v"
+from gcnet.utils.known_warnings import filter_known_warnings
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -63,9 +46,33 @@ def get_parser() -> argparse.ArgumentParser:
         help="GC blocks to show, as module-name globs (default: the last block of each stage), "
         "e.g. '*res4.5.context_block'",
     )
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the config's train.device, cuda if available)")
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
     return parser
+
+
+if __name__ == "__main__":
+    get_parser().parse_args()  # --help and bad options are answered before the slow imports below
+    filter_known_warnings()
+
+import cv2
+import numpy as np
+import tqdm
+
+from detectron2.utils.logger import setup_logger
+from detectron2.utils.video_visualizer import VideoVisualizer
+from detectron2.utils.visualizer import ColorMode, Visualizer
+
+import gcnet.model_zoo
+from gcnet.analysis import default_context_blocks, draw_attention_map, find_context_blocks, predict_with_attention, short_block_name
+from gcnet.data import list_images, read_image, write_image
+from gcnet.engine import Predictor, apply_overrides, load_config
+from gcnet.utils.file_io import atomic_path
+
+logger = logging.getLogger("gcnet.demo")
+
+WRITABLE_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTENSION, VIDEO_CODEC = ".mp4", "mp4v"
 
 
 def demo_config(args):
