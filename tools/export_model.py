@@ -62,7 +62,6 @@ import gcnet.model_zoo  # noqa: F401  (gcnet:// weights)
 from gcnet.data import read_image
 from gcnet.engine import GCNetCheckpointer, TestPreprocessor, load_config
 from gcnet.export import (
-    EXPORT_FORMATS,
     compare_detections,
     detections_from_outputs,
     eager_outputs,

@@ -72,10 +72,9 @@ from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 from detectron2.utils.events import JSONWriter, TensorboardXWriter
 
-import gcnet.data  # noqa: F401  (registers the builtin datasets)
-from gcnet.data import require_datasets
 import gcnet.model_zoo  # noqa: F401  (registers gcnet://)
 import gcnet.modeling  # noqa: F401  (registers the backbones)
+from gcnet.data import require_datasets  # (importing gcnet.data registers the builtin datasets)
 from gcnet.engine import (
     BestCheckpointer,
     GCNetCheckpointer,

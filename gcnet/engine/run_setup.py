@@ -62,16 +62,19 @@ def setup_run(cfg, args, verbose: bool = False) -> None:
     logger.info(f"Config {args.config_file}")
     for line in textwrap.wrap(" ".join(args.opts), width=80):
         logger.info(f"  with {line}")
+    config_yaml = os.path.join(output_dir, "config.yaml")
     if comm.is_main_process() and output_dir:
         _write_text(output_dir, "env.txt", environment)
-        LazyConfig.save(cfg, os.path.join(output_dir, "config.yaml"))
+        LazyConfig.save(cfg, config_yaml)
         logger.info(f"Output {output_dir}")
         logger.info("  log.txt, config.yaml (the full config), env.txt, model.txt, metrics.json, checkpoints")
     run = "evaluation" if args.eval_only else f"{cfg.train.max_iter} iterations"
     logger.info(f"Device {cfg.train.device}, {comm.get_world_size()} process(es), {run}")
     if verbose:
         logger.info("Environment info:\n" + environment)
-        logger.info("Full config:\n" + LazyConfig.to_py(cfg))
+        if PathManager.isfile(config_yaml):
+            with PathManager.open(config_yaml) as f:
+                logger.info("Full config:\n" + f.read())
     seed = cfg.train.get("seed", -1)
     seed_all_rng(None if seed < 0 else seed + rank)
     if not args.eval_only:
