@@ -56,6 +56,7 @@ class GCNetCheckpointer(DetectionCheckpointer):
     def __init__(self, model, save_dir: str = "", *, save_to_disk=None, **checkpointables):
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.path_manager = AtomicWritePathManager(self.path_manager)
+        self._last_saved = (None, "")  # (iteration, file) of the last save, for save_or_link
 
     def resume_or_load(self, path: str, *, resume: bool = True):
         if self.save_dir and self.save_to_disk and self.path_manager.isdir(self.save_dir):
@@ -134,7 +135,7 @@ class GCNetCheckpointer(DetectionCheckpointer):
         ``iteration`` (the same weights: ``model_best`` when the best evaluation is the final
         one), a hard link to that file instead of a second copy. ``last_checkpoint`` keeps
         naming the file saved last."""
-        iteration, saved = getattr(self, "_last_saved", (None, ""))
+        iteration, saved = self._last_saved
         target = os.path.join(self.save_dir, f"{name}.pth")
         if iteration is not None and iteration == kwargs.get("iteration") and os.path.isfile(saved):
             try:
