@@ -29,6 +29,8 @@ import logging
 import os
 import sys
 
+from gcnet.utils.known_warnings import filter_known_warnings
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_DATA_MANIFEST = os.path.join(REPO_ROOT, "tests", "test_data.yaml")
 
@@ -96,6 +98,7 @@ def prepare(args) -> str:
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
+    filter_known_warnings()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("iopath").setLevel(logging.CRITICAL)  # its failures reach the user as ours
     try:

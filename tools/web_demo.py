@@ -24,6 +24,8 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from gcnet.utils.known_warnings import filter_known_warnings
+
 logger = logging.getLogger("gcnet.web_demo")
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7860
@@ -265,6 +267,7 @@ def check_port(host: str, port: int) -> None:
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
+    filter_known_warnings()
     # Imported after the arguments are parsed, so that --help answers at once.
     from detectron2.utils.logger import setup_logger
 
