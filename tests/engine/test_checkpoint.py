@@ -2,15 +2,17 @@
 that could run code or hide a broken file are refused."""
 import io
 import logging
+import types
 
 import pytest
 import torch
 from iopath.common.file_io import PathHandler
 from torch import nn
 
+from detectron2.utils.events import EventStorage
 from detectron2.utils.file_io import PathManager
 
-from gcnet.engine import GCNetCheckpointer, PeriodicCheckpointer
+from gcnet.engine import BestCheckpointer, GCNetCheckpointer, PeriodicCheckpointer
 
 
 def make_checkpointer(tmp_path, value):
@@ -118,19 +120,25 @@ def test_save_and_resume_through_a_path_handler(tmp_path, monkeypatch):
 
 
 def test_a_run_keeps_one_final_checkpoint_and_links_the_best(tmp_path):
-    """The last iteration is saved once, as model_final (max_to_keep counts it); a best
-    checkpoint of the same iteration is a hard link to it, of another iteration a file."""
+    """The last iteration is saved once, as model_final (max_to_keep counts it); the best
+    checkpoint of an evaluation at the end is a hard link to it, of an earlier one a file."""
     checkpointer = GCNetCheckpointer(nn.Linear(2, 2), str(tmp_path))
     periodic = PeriodicCheckpointer(checkpointer, period=100, max_to_keep=1)
-    periodic.max_iter = 200
-    for iteration in range(200):
-        periodic.step(iteration)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last_checkpoint", "model_final.pth"]
-    assert torch.load(tmp_path / "model_final.pth", weights_only=True)["iteration"] == 199
-
-    checkpointer.save_or_link("model_best", iteration=199)
+    best = BestCheckpointer(0, checkpointer, "segm/AP")  # evaluated at the end only
+    trainer = types.SimpleNamespace(iter=0, max_iter=200)
+    periodic.trainer = best.trainer = trainer
+    periodic.before_train()
+    with EventStorage(start_iter=0) as trainer.storage:
+        for trainer.iter in range(200):
+            trainer.storage.iter = trainer.iter
+            periodic.after_step()
+        trainer.storage.put_scalar("segm/AP", 12.5)  # what EvalHook stores at the end
+        best.after_train()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last_checkpoint", "model_best.pth", "model_final.pth"]
     assert (tmp_path / "model_best.pth").samefile(tmp_path / "model_final.pth")
     assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth"
+    assert torch.load(tmp_path / "model_final.pth", weights_only=True)["iteration"] == 199
+
     checkpointer.save_or_link("model_best", iteration=150)  # weights of another iteration: a file
     assert not (tmp_path / "model_best.pth").samefile(tmp_path / "model_final.pth")
     assert torch.load(tmp_path / "model_best.pth", weights_only=True)["iteration"] == 150
