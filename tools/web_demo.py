@@ -50,7 +50,7 @@ def get_parser() -> argparse.ArgumentParser:
         help="example photos: files, folders or globs (default: the first images of the config's "
         f"test dataset, when it is on disk; at most {NUM_EXAMPLES} are shown)",
     )
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the config's train.device, cuda if available)")
     parser.add_argument(
         "--max-megapixels", type=float, default=MAX_IMAGE_MEGAPIXELS, help="the largest photo accepted, in megapixels"
     )
