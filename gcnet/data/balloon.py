@@ -96,10 +96,11 @@ def _split_problem(folder: str, split: str) -> Tuple[Optional[str], int]:
         return f"{json_file} is missing", 0
     except (ValueError, KeyError, TypeError) as e:
         return f"{json_file} is not a COCO annotation file ({type(e).__name__}: {e})", 0
-    missing = [n for n in names if not os.path.isfile(os.path.join(folder, split, n)) or not os.path.getsize(os.path.join(folder, split, n))]
+    paths = [os.path.join(folder, split, name) for name in names]
+    missing = [path for path in paths if not os.path.isfile(path) or not os.path.getsize(path)]
     if missing:
-        return f"{len(missing)} of its {len(names)} {split} images are missing or empty, e.g. {os.path.join(folder, split, missing[0])}", 0
-    return None, len(names)
+        return f"{len(missing)} of its {len(paths)} {split} images are missing or empty, e.g. {missing[0]}", 0
+    return None, len(paths)
 
 
 def check_balloon(folder: str) -> str:

@@ -6,7 +6,7 @@ from typing import Sequence, Union
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from .cityscapes import register_checked_cityscapes_semantic
-from .coco import register_checked_coco_instances
+from .coco import check_coco_files, register_checked_coco_instances
 from .datasets_root import datasets_root, datasets_root_hint
 from .pascal_voc import register_voc_semantic
 
@@ -50,15 +50,12 @@ def require_datasets(names: Union[str, Sequence[str]]) -> None:
             continue  # detectron2 names the unknown dataset and the registered ones
         metadata = MetadataCatalog.get(name)
         json_file, image_root = metadata.get("json_file", None), metadata.get("image_root", None)
-        if not json_file or not image_root or (os.path.isfile(json_file) and os.path.isdir(image_root)):
-            continue
-        how_to_create = metadata.get("how_to_create", "") or (
-            COCO_HOW_TO_CREATE.format(hint=datasets_root_hint(), root=datasets_root()) if name.startswith("coco_") else ""
-        )
-        raise FileNotFoundError(
-            f"Dataset '{name}' not found: expected the annotations {json_file} and the images under "
-            f"{image_root}/. {how_to_create}".strip()
-        )
+        if not json_file or not image_root:
+            continue  # not a COCO-format dataset
+        how_to_create = metadata.get("how_to_create", "")
+        if not how_to_create and name.startswith("coco_"):
+            how_to_create = COCO_HOW_TO_CREATE.format(hint=datasets_root_hint(), root=datasets_root())
+        check_coco_files(name, json_file, image_root, how_to_create)
 
 
 _root = datasets_root()
