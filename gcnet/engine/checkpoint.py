@@ -130,14 +130,14 @@ class GCNetCheckpointer(DetectionCheckpointer):
         super().save(name, **kwargs)
         self._last_saved = (kwargs.get("iteration"), os.path.join(self.save_dir, f"{name}.pth"))
 
-    def save_or_link(self, name: str, **kwargs) -> None:
-        """:meth:`save`, or, when the last file this checkpointer saved holds the same
-        ``iteration`` (the same weights: ``model_best`` when the best evaluation is the final
-        one), a hard link to that file instead of a second copy. ``last_checkpoint`` keeps
-        naming the file saved last."""
+    def save_or_link(self, name: str, weights_iteration: int, **kwargs) -> None:
+        """:meth:`save`, or, when the last file this checkpointer saved holds the weights of
+        ``weights_iteration`` (``model_best`` when the best evaluation is the final one), a
+        hard link to that file instead of a second copy. ``last_checkpoint`` keeps naming the
+        file saved last."""
         iteration, saved = self._last_saved
         target = os.path.join(self.save_dir, f"{name}.pth")
-        if iteration is not None and iteration == kwargs.get("iteration") and os.path.isfile(saved):
+        if iteration is not None and iteration == weights_iteration and os.path.isfile(saved):
             try:
                 with atomic_path(target) as tmp:
                     os.link(saved, tmp)

@@ -26,19 +26,23 @@ class PeriodicCheckpointer(hooks.PeriodicCheckpointer):
 
 
 class _LinkingSaver:
-    """The checkpointer as ``BestCheckpointer`` sees it: its saves go to ``save_or_link``."""
+    """The checkpointer as ``BestCheckpointer`` sees it: its saves go to ``save_or_link``, with
+    the iteration whose weights the model holds (the trainer's, or the last one once the
+    training loop has ended and counted one past it)."""
 
-    def __init__(self, checkpointer: GCNetCheckpointer):
+    def __init__(self, checkpointer: GCNetCheckpointer, hook: hooks.HookBase):
         self.checkpointer = checkpointer
+        self.hook = hook
 
     def save(self, name: str, **kwargs) -> None:
-        self.checkpointer.save_or_link(name, **kwargs)
+        trainer = self.hook.trainer
+        self.checkpointer.save_or_link(name, min(trainer.iter, trainer.max_iter - 1), **kwargs)
 
 
 class BestCheckpointer(hooks.BestCheckpointer):
     """detectron2's ``BestCheckpointer``, whose ``model_best`` is a hard link to the checkpoint
-    of the same iteration when one was just written (:meth:`GCNetCheckpointer.save_or_link`)."""
+    of the same weights when one was just written (:meth:`GCNetCheckpointer.save_or_link`)."""
 
     def __init__(self, eval_period: int, checkpointer: GCNetCheckpointer, val_metric: str, **kwargs):
         super().__init__(eval_period, checkpointer, val_metric, **kwargs)
-        self._checkpointer = _LinkingSaver(checkpointer)
+        self._checkpointer = _LinkingSaver(checkpointer, self)

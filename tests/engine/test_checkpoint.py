@@ -132,6 +132,7 @@ def test_a_run_keeps_one_final_checkpoint_and_links_the_best(tmp_path):
         for trainer.iter in range(200):
             trainer.storage.iter = trainer.iter
             periodic.after_step()
+        trainer.iter = trainer.storage.iter = 200  # as detectron2's loop leaves them
         trainer.storage.put_scalar("segm/AP", 12.5)  # what EvalHook stores at the end
         best.after_train()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last_checkpoint", "model_best.pth", "model_final.pth"]
@@ -139,7 +140,7 @@ def test_a_run_keeps_one_final_checkpoint_and_links_the_best(tmp_path):
     assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth"
     assert torch.load(tmp_path / "model_final.pth", weights_only=True)["iteration"] == 199
 
-    checkpointer.save_or_link("model_best", iteration=150)  # weights of another iteration: a file
+    checkpointer.save_or_link("model_best", 150, iteration=150)  # weights of another iteration: a file
     assert not (tmp_path / "model_best.pth").samefile(tmp_path / "model_final.pth")
     assert torch.load(tmp_path / "model_best.pth", weights_only=True)["iteration"] == 150
     assert torch.load(tmp_path / "model_final.pth", weights_only=True)["iteration"] == 199  # replaced, not written through
