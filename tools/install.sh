@@ -2,8 +2,8 @@
 # Installs gcnet and what it needs into the active Python (a virtual environment is best):
 # a torch/torchvision pair built for each other, detectron2 built from source at a pinned
 # commit, gcnet with its `dev` extra (the test tools) and one OpenCV build (headless), and
-# Debian's Chromium with its driver
-# (the web demo's browser test). Steps already done are kept, so a second run changes nothing.
+# Debian's Chromium with its driver (the web demo's browser test). Steps already done are
+# kept, so a second run changes nothing.
 #
 #   bash tools/install.sh            # install what is missing
 #   bash tools/install.sh --check    # only say what is missing (exit 1 if anything is)
