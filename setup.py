@@ -29,6 +29,12 @@ def get_version() -> str:
     return re.search(r'^__version__ = "([^"]+)"', init_py, re.M).group(1)
 
 
+# mmcv-lite and mmengine (the upstream reference of the tests and benchmarks) require the GUI
+# build opencv-python, which would share its cv2 folder with our opencv-python-headless (a
+# headless demo then aborts in Qt): tools/install.sh installs them with --no-deps, and the
+# extras list what else they need.
+MMCV_DEPS = ["addict", "yapf", "rich", "termcolor", "matplotlib", "packaging", "Pillow"]
+
 setup(
     name="gcnet",
     version=get_version(),
@@ -60,18 +66,20 @@ setup(
         "timm": ["timm>=0.9"],
         # tools/prepare_datasets.py voc_aug: SBD's MATLAB label files
         "datasets": ["scipy"],
-        # tools/benchmark.py: the reference implementations the GC block is timed against
-        "benchmark": ["mmcv-lite", "timm>=0.9"],
+        # tools/benchmark.py: the reference implementations the GC block is timed against, with
+        # mmcv-lite installed apart (`pip install --no-deps mmcv-lite mmengine`, see MMCV_DEPS)
+        "benchmark": ["timm>=0.9", *MMCV_DEPS],
         # tools/web_demo.py: the page
         "demo": ["gradio>=6,<7"],
         # the tests also check the Triton kernel (in Triton's interpreter, without a GPU), drive
         # the web demo in headless Chromium (Debian's chromium and chromium-driver, installed
         # apart), run the tutorial notebook in a Jupyter kernel and write checkpoints with
-        # mmengine's real MessageHub and HistoryBuffer
+        # mmengine's real MessageHub and HistoryBuffer (mmcv-lite and mmengine installed apart,
+        # see MMCV_DEPS)
         "dev": [
-            "pytest>=7", "onnx", "onnxscript", "onnxruntime", "mmcv-lite", "mmengine", "scipy", "timm>=0.9",
+            "pytest>=7", "onnx", "onnxscript", "onnxruntime", *MMCV_DEPS, "scipy", "timm>=0.9",
             "triton; platform_system == 'Linux'",
-            "gradio>=6,<7", "selenium>=4.10", "nbclient>=0.10", "nbformat>=5", "ipykernel>=6", "matplotlib",
+            "gradio>=6,<7", "selenium>=4.10", "nbclient>=0.10", "nbformat>=5", "ipykernel>=6",
             # selenium's trio: 0.35 declares a hypothesis plugin it no longer has, which stops
             # pytest wherever hypothesis is installed
             "trio<0.35",

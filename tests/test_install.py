@@ -47,3 +47,15 @@ def test_bad_detectron2_source_is_one_line(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f'install.sh: step "detectron2 from {tmp_path}" failed. detectron2 builds from source'), last
     assert "Set DETECTRON2_SOURCE to a local folder or archive to build offline." in last
+
+
+def test_one_opencv_build_without_a_gui():
+    """The headless OpenCV only: the GUI build (declared by mmcv-lite and mmengine) shares its
+    cv2 folder and makes a demo without a display abort in Qt."""
+    import re
+
+    import cv2
+
+    names = {d.metadata["Name"].lower() for d in metadata.distributions()}
+    assert "opencv-python" not in names, "opencv-python is installed beside opencv-python-headless: run tools/install.sh"
+    assert re.search(r"^\s*GUI:\s*NONE", cv2.getBuildInformation(), re.MULTILINE)

@@ -15,6 +15,32 @@ import os
 import sys
 from typing import List, Sequence, Tuple
 
+from gcnet.utils.known_warnings import filter_known_warnings
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", required=True, metavar="FILE", help="the model (the baseline of --compare)")
+    parser.add_argument("--compare", nargs="+", default=[], metavar="FILE", help="configs to compare with the first")
+    parser.add_argument(
+        "--input-size",
+        nargs=2,
+        type=int,
+        metavar=("H", "W"),
+        help="input height and width (default: 800 1280 for R-CNNs, 769 769 for segmentors, else 224 224)",
+    )
+    parser.add_argument("--num-box-rois", type=int, default=1000, help="RoIs of each R-CNN box head")
+    parser.add_argument("--num-mask-rois", type=int, default=100, help="RoIs of each R-CNN mask head")
+    parser.add_argument("--table", action="store_true", help="print the per-module table of the first config")
+    parser.add_argument("--max-depth", type=int, default=4, help="module depth of --table")
+    parser.add_argument("--opts", nargs="+", default=[], metavar="KEY=VALUE", help="overrides of every config")
+    return parser
+
+
+if __name__ == "__main__":
+    get_parser().parse_args()  # --help and bad options are answered before the slow imports below
+    filter_known_warnings()
+
 from detectron2.config import instantiate
 from detectron2.modeling import GeneralizedRCNN
 from detectron2.utils.logger import setup_logger
@@ -55,22 +81,7 @@ def comparison_rows(names: Sequence[str], results: Sequence[Complexity]) -> List
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", required=True, metavar="FILE", help="the model (the baseline of --compare)")
-    parser.add_argument("--compare", nargs="+", default=[], metavar="FILE", help="configs to compare with the first")
-    parser.add_argument(
-        "--input-size",
-        nargs=2,
-        type=int,
-        metavar=("H", "W"),
-        help="input height and width (default: 800 1280 for R-CNNs, 769 769 for segmentors, else 224 224)",
-    )
-    parser.add_argument("--num-box-rois", type=int, default=1000, help="RoIs of each R-CNN box head")
-    parser.add_argument("--num-mask-rois", type=int, default=100, help="RoIs of each R-CNN mask head")
-    parser.add_argument("--table", action="store_true", help="print the per-module table of the first config")
-    parser.add_argument("--max-depth", type=int, default=4, help="module depth of --table")
-    parser.add_argument("--opts", nargs="+", default=[], metavar="KEY=VALUE", help="overrides of every config")
-    args = parser.parse_args(argv)
+    args = get_parser().parse_args(argv)
     setup_logger(name="fvcore")
 
     configs = [args.config_file] + args.compare

@@ -39,6 +39,55 @@ import sys
 import time
 from typing import Dict, List, Optional
 
+from gcnet.utils.known_warnings import filter_known_warnings
+
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+LAYOUT_NAMES = ("contiguous", "channels_last")
+MODEL_PAIRS = {
+    "mask_rcnn": (
+        "configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.py",
+        "configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_gc_r16_1x.py",
+    ),
+    "cityscapes": (
+        "configs/Cityscapes-SemanticSegmentation/fcn_R_101_D8_769x769_60k.py",
+        "configs/Cityscapes-SemanticSegmentation/gc_head_R_101_D8_769x769_60k.py",
+    ),
+}
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    blocks = commands.add_parser("blocks", help="the GC block and its peers")
+    blocks.add_argument("--dtypes", nargs="+", choices=sorted(DTYPE_NAMES), default=["float32"])
+    blocks.add_argument("--layouts", nargs="+", choices=sorted(LAYOUT_NAMES), default=["contiguous"])
+    blocks.add_argument("--min-run-time", type=float, default=1.0, help="seconds of timing per measurement")
+    blocks.add_argument("--max-attention-gb", type=float, default=4.0, help="skip NL blocks whose attention is larger")
+    models = commands.add_parser("models", help="GCNet models against their baselines")
+    models.add_argument("--pairs", nargs="+", choices=sorted(MODEL_PAIRS), default=sorted(MODEL_PAIRS))
+    models.add_argument("--modes", nargs="+", choices=["inference", "train"], default=["inference", "train"])
+    models.add_argument("--iters", type=int, default=10, help="measured iterations (after one warm-up)")
+    models.add_argument("--det-size", nargs=2, type=int, default=[800, 1216], metavar=("H", "W"))
+    models.add_argument("--seg-size", nargs=2, type=int, default=[769, 769], metavar=("H", "W"))
+    models.add_argument("--channels-last", action="store_true", help="models in channels_last memory format")
+    worker = commands.add_parser("measure-model", help=argparse.SUPPRESS)
+    worker.add_argument("--config", required=True)
+    worker.add_argument("--weights-from")
+    worker.add_argument("--mode", choices=["inference", "train"], required=True)
+    worker.add_argument("--size", nargs=2, type=int, required=True)
+    worker.add_argument("--iters", type=int, required=True)
+    worker.add_argument("--channels-last", action="store_true")
+    for sub in (blocks, models, worker):
+        sub.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
+        sub.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
+        sub.add_argument("--system-malloc", action="store_true", help="keep glibc's default malloc settings")
+    return parser
+
+
+if __name__ == "__main__":
+    get_parser().parse_args()  # --help and bad options are answered before the slow imports below
+    filter_known_warnings()
+
 import torch
 import torch.utils.benchmark as torch_benchmark
 from torch import nn
@@ -53,18 +102,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHING_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**40)}
 # The c2-c5 feature maps of an 800x1216 image, batch 2.
 BLOCK_SHAPES = [(2, 256, 200, 304), (2, 512, 100, 152), (2, 1024, 50, 76), (2, 2048, 25, 38)]
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
-MODEL_PAIRS = {
-    "mask_rcnn": (
-        "configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.py",
-        "configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_gc_r16_1x.py",
-    ),
-    "cityscapes": (
-        "configs/Cityscapes-SemanticSegmentation/fcn_R_101_D8_769x769_60k.py",
-        "configs/Cityscapes-SemanticSegmentation/gc_head_R_101_D8_769x769_60k.py",
-    ),
-}
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
+LAYOUTS = dict(zip(LAYOUT_NAMES, (torch.contiguous_format, torch.channels_last)))
 
 
 # ----------------------------------------------------------------------------- blocks
@@ -344,32 +383,8 @@ def model_table(rows: List[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    blocks = commands.add_parser("blocks", help="the GC block and its peers")
-    blocks.add_argument("--dtypes", nargs="+", choices=sorted(DTYPES), default=["float32"])
-    blocks.add_argument("--layouts", nargs="+", choices=sorted(LAYOUTS), default=["contiguous"])
-    blocks.add_argument("--min-run-time", type=float, default=1.0, help="seconds of timing per measurement")
-    blocks.add_argument("--max-attention-gb", type=float, default=4.0, help="skip NL blocks whose attention is larger")
-    models = commands.add_parser("models", help="GCNet models against their baselines")
-    models.add_argument("--pairs", nargs="+", choices=sorted(MODEL_PAIRS), default=sorted(MODEL_PAIRS))
-    models.add_argument("--modes", nargs="+", choices=["inference", "train"], default=["inference", "train"])
-    models.add_argument("--iters", type=int, default=10, help="measured iterations (after one warm-up)")
-    models.add_argument("--det-size", nargs=2, type=int, default=[800, 1216], metavar=("H", "W"))
-    models.add_argument("--seg-size", nargs=2, type=int, default=[769, 769], metavar=("H", "W"))
-    models.add_argument("--channels-last", action="store_true", help="models in channels_last memory format")
-    worker = commands.add_parser("measure-model", help=argparse.SUPPRESS)
-    worker.add_argument("--config", required=True)
-    worker.add_argument("--weights-from")
-    worker.add_argument("--mode", choices=["inference", "train"], required=True)
-    worker.add_argument("--size", nargs=2, type=int, required=True)
-    worker.add_argument("--iters", type=int, required=True)
-    worker.add_argument("--channels-last", action="store_true")
-    for sub in (blocks, models, worker):
-        sub.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-        sub.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
-        sub.add_argument("--system-malloc", action="store_true", help="keep glibc's default malloc settings")
-    args = parser.parse_args(argv)
+    args = get_parser().parse_args(argv)
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.command == "measure-model":

@@ -11,17 +11,15 @@ with --config, the result must also fill every parameter of the config's model e
 is written when either fails.
 """
 import argparse
+import os
 import sys
 
-from detectron2.config import instantiate
-
-from gcnet.engine import load_config
-from gcnet.model_zoo import CONVERTERS, checkpoint_mismatches, convert_upstream_file, save_checkpoint
+from gcnet.utils.known_warnings import filter_known_warnings
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--converter", required=True, choices=sorted(CONVERTERS))
+    parser.add_argument("--converter", required=True, help="one of the converters above")
     parser.add_argument("input", help="upstream .pth file (loaded with torch.load(weights_only=True))")
     parser.add_argument("output", help="converted .pth file")
     parser.add_argument("--config", help="LazyConfig whose model the result must fill")
@@ -29,6 +27,18 @@ def main(argv=None) -> int:
     args = parser.parse_intermixed_args(argv)
     if args.opts and not args.config:
         parser.error(f"overrides {args.opts} need --config")
+    if not os.path.isfile(args.input):
+        print(f"convert_checkpoint: {args.input}: no such file", file=sys.stderr)
+        return 1
+    filter_known_warnings()
+    # Here, not at the top: --help and bad arguments are answered without loading torch.
+    from detectron2.config import instantiate
+
+    from gcnet.engine import load_config
+    from gcnet.model_zoo import CONVERTERS, checkpoint_mismatches, convert_upstream_file, save_checkpoint
+
+    if args.converter not in CONVERTERS:
+        parser.error(f"argument --converter: invalid choice: {args.converter!r} (choose from {', '.join(sorted(CONVERTERS))})")
     try:
         converted = convert_upstream_file(args.converter, args.input)
         if args.config:

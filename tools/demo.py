@@ -19,6 +19,42 @@ import re
 import sys
 from typing import Dict, List, Optional, Tuple
 
+from gcnet.utils.known_warnings import filter_known_warnings
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--config-file", metavar="FILE", help="a LazyConfig (.py or .yaml)")
+    model.add_argument("--model", metavar="NAME", help="a model zoo name (python -m gcnet.model_zoo list)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", nargs="+", metavar="PATH", help="image files, folders or globs")
+    source.add_argument("--video-input", metavar="FILE", help="a video file")
+    source.add_argument("--webcam", action="store_true", help="the first camera")
+    parser.add_argument(
+        "--output",
+        metavar="PATH",
+        help="a folder, or a file (.jpg, .png ...) for a single image or (.mp4) for a video; "
+        "without it, outputs are shown in a window (which needs a display)",
+    )
+    parser.add_argument("--confidence-threshold", type=float, default=0.5, help="the lowest score of a drawn instance")
+    parser.add_argument("--show-context", action="store_true", help="also write GC attention heatmaps (images only)")
+    parser.add_argument(
+        "--context-blocks",
+        nargs="+",
+        metavar="PATTERN",
+        help="GC blocks to show, as module-name globs (default: the last block of each stage), "
+        "e.g. '*res4.5.context_block'",
+    )
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the config's train.device, cuda if available)")
+    parser.add_argument("--opts", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
+    return parser
+
+
+if __name__ == "__main__":
+    get_parser().parse_args()  # --help and bad options are answered before the slow imports below
+    filter_known_warnings()
+
 import cv2
 import numpy as np
 import tqdm
@@ -39,35 +75,6 @@ WRITABLE_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", "
 VIDEO_EXTENSION, VIDEO_CODEC = ".mp4", "mp4v"
 
 
-def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    model = parser.add_mutually_exclusive_group(required=True)
-    model.add_argument("--config-file", metavar="FILE", help="a LazyConfig (.py or .yaml)")
-    model.add_argument("--model", metavar="NAME", help="a model zoo name (python -m gcnet.model_zoo list)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--input", nargs="+", metavar="PATH", help="image files, folders or globs")
-    source.add_argument("--video-input", metavar="FILE", help="a video file")
-    source.add_argument("--webcam", action="store_true", help="the first camera")
-    parser.add_argument(
-        "--output",
-        metavar="PATH",
-        help="a folder, or a file (.jpg, .png ...) for a single image or (.mp4) for a video; "
-        "without it, outputs are shown in a window",
-    )
-    parser.add_argument("--confidence-threshold", type=float, default=0.5, help="the lowest score of a drawn instance")
-    parser.add_argument("--show-context", action="store_true", help="also write GC attention heatmaps (images only)")
-    parser.add_argument(
-        "--context-blocks",
-        nargs="+",
-        metavar="PATTERN",
-        help="GC blocks to show, as module-name globs (default: the last block of each stage), "
-        "e.g. '*res4.5.context_block'",
-    )
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
-    parser.add_argument("--opts", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
-    return parser
-
-
 def demo_config(args):
     """The config of --model (with its zoo weights) or --config-file, with --opts."""
     if args.model:
@@ -75,9 +82,15 @@ def demo_config(args):
     return load_config(args.config_file, args.opts)
 
 
-def _gui_available() -> bool:
+def window_problem() -> Optional[str]:
+    """Why a window cannot be shown here (None if it can): an OpenCV build without a GUI, or
+    on Linux no display to open it on (OpenCV's Qt would abort the process)."""
     match = re.search(r"^\s*GUI:\s*(\S+)", cv2.getBuildInformation(), re.MULTILINE)
-    return bool(match) and match.group(1).upper() != "NONE"
+    if not match or match.group(1).upper() == "NONE":
+        return "this OpenCV build cannot open windows"
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "there is no display (DISPLAY is not set)"
+    return None
 
 
 def _check_writable_folder(folder: str) -> None:
@@ -191,14 +204,28 @@ class Demo:
             vis = self.video_visualizer.draw_sem_seg(frame_bgr[:, :, ::-1], predictions["sem_seg"].argmax(dim=0).cpu())
         return vis.get_image()[:, :, ::-1]
 
-    def run_on_image(self, image_bgr: np.ndarray) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
-        """The drawn predictions and, with context blocks, each block's heatmap (RGB images)."""
+    def describe(self, predictions: Dict) -> str:
+        """What :meth:`draw` draws, in words; when it draws no instance, why."""
+        if "instances" not in predictions:
+            return f"{len(predictions['sem_seg'].argmax(dim=0).unique())} classes drawn"
+        scores, threshold = predictions["instances"].scores, self.confidence_threshold
+        drawn = int((scores >= threshold).sum())
+        if drawn:
+            return f"{drawn} instance{'s' if drawn > 1 else ''} drawn (score >= {threshold:g})"
+        if not len(scores):
+            return "no instance drawn: the model detected nothing"
+        return f"no instance drawn: the highest score {scores.max().item():.2f} is below --confidence-threshold {threshold:g}"
+
+    def run_on_image(self, image_bgr: np.ndarray) -> Tuple[np.ndarray, Dict[str, np.ndarray], str]:
+        """The drawn predictions, with context blocks each block's heatmap (RGB images), and
+        what was drawn in words."""
         if not self.context_blocks:
-            return self.draw(image_bgr, self.predictor(image_bgr)), {}
-        predictions, maps = predict_with_attention(self.predictor, image_bgr, self.context_blocks)
-        image_rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
-        heatmaps = {name: draw_attention_map(image_rgb, weights, short_block_name(name)) for name, weights in maps.items()}
-        return self.draw(image_bgr, predictions), heatmaps
+            predictions, heatmaps = self.predictor(image_bgr), {}
+        else:
+            predictions, maps = predict_with_attention(self.predictor, image_bgr, self.context_blocks)
+            image_rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
+            heatmaps = {name: draw_attention_map(image_rgb, weights, short_block_name(name)) for name, weights in maps.items()}
+        return self.draw(image_bgr, predictions), heatmaps, self.describe(predictions)
 
 
 def run_images(demo: Demo, planned: List[Tuple[str, Optional[str]]]) -> int:
@@ -212,7 +239,8 @@ def run_images(demo: Demo, planned: List[Tuple[str, Optional[str]]]) -> int:
             logger.warning(f"Skipped {e}")
             skipped += 1
             continue
-        drawn, heatmaps = demo.run_on_image(image)
+        drawn, heatmaps, description = demo.run_on_image(image)
+        logger.info(f"{path}: {description}")
         if target:
             write_image(target, drawn)
             stem, ext = os.path.splitext(target)
@@ -273,14 +301,15 @@ def main(argv=None) -> int:
         if args.show_context and not args.input:
             raise ValueError("--show-context draws heatmaps on images: use it with --input")
         cfg = demo_config(args)
-        # Check the inputs and the output before building the model.
-        if not args.output and not _gui_available():
-            raise ValueError("--output is required: this OpenCV build cannot open windows")
+        # Check the inputs, the output and the window before building the model.
         if args.input:
             images = list_images(args.input)
             planned = plan_image_outputs(images, args.output, args.input) if args.output else [(p, None) for p, _ in images]
         else:
             video_target = plan_video_output(args.video_input, args.output)
+        problem = None if args.output else window_problem()
+        if problem:
+            raise ValueError(f"--output is required: without it the drawings are shown in a window, and {problem}")
         predictor = Predictor(cfg, device=args.device, score_threshold=args.confidence_threshold)
         context_blocks = None
         if args.show_context:

@@ -23,6 +23,33 @@ import sys
 import time
 from typing import Callable, List
 
+from gcnet.utils.known_warnings import filter_known_warnings
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", required=True, metavar="FILE")
+    parser.add_argument("--format", choices=("torchscript", "onnx"), nargs="+", required=True)  # EXPORT_FORMATS
+    parser.add_argument("--export", choices=["backbone", "model"], default="model")
+    parser.add_argument("--output", required=True, metavar="DIR", help="folder for model.ts / model.onnx")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--sample-image", metavar="FILE", help="trace on this image")
+    source.add_argument("--input-size", nargs=2, type=int, default=[512, 1024], metavar=("H", "W"))
+    parser.add_argument("--check-images", nargs="+", default=[], metavar="PATH", help="detectors: also compare on these images (files, folders, globs)")
+    parser.add_argument("--tolerance", type=float, default=1e-3, help="backbones and segmentation: largest accepted |exported - eager|")
+    parser.add_argument("--benchmark", type=int, default=0, metavar="N", help="time the exported and eager models N times on the traced input")
+    parser.add_argument("--opts", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return get_parser().parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()  # --help and bad options are answered before the slow imports below
+    filter_known_warnings()
+
 import numpy as np
 import torch
 
@@ -35,7 +62,6 @@ import gcnet.model_zoo  # noqa: F401  (gcnet:// weights)
 from gcnet.data import read_image
 from gcnet.engine import GCNetCheckpointer, TestPreprocessor, load_config
 from gcnet.export import (
-    EXPORT_FORMATS,
     compare_detections,
     detections_from_outputs,
     eager_outputs,
@@ -217,22 +243,6 @@ def benchmark(model, runners: dict, example: torch.Tensor, repeats: int) -> None
             wall.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
         print(f"{name}: {statistics.median(wall):.3f} s per call, {statistics.median(cpu):.3f} s CPU time (medians of {repeats}; {torch.get_num_threads()} torch threads)")
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", required=True, metavar="FILE")
-    parser.add_argument("--format", choices=EXPORT_FORMATS, nargs="+", required=True)
-    parser.add_argument("--export", choices=["backbone", "model"], default="model")
-    parser.add_argument("--output", required=True, metavar="DIR", help="folder for model.ts / model.onnx")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--sample-image", metavar="FILE", help="trace on this image")
-    source.add_argument("--input-size", nargs=2, type=int, default=[512, 1024], metavar=("H", "W"))
-    parser.add_argument("--check-images", nargs="+", default=[], metavar="PATH", help="detectors: also compare on these images (files, folders, globs)")
-    parser.add_argument("--tolerance", type=float, default=1e-3, help="backbones and segmentation: largest accepted |exported - eager|")
-    parser.add_argument("--benchmark", type=int, default=0, metavar="N", help="time the exported and eager models N times on the traced input")
-    parser.add_argument("--opts", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
-    return parser.parse_args(argv)
 
 
 def export_and_check(args) -> bool:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs gcnet and what it needs into the active Python (a virtual environment is best):
 # a torch/torchvision pair built for each other, detectron2 built from source at a pinned
-# commit, gcnet with its `dev` extra (the test tools), and Debian's Chromium with its driver
-# (the web demo's browser test). Steps already done are kept, so a second run changes nothing.
+# commit, gcnet with its `dev` extra (the test tools) and one OpenCV build (headless), and
+# Debian's Chromium with its driver (the web demo's browser test). Steps already done are
+# kept, so a second run changes nothing.
 #
 #   bash tools/install.sh            # install what is missing
 #   bash tools/install.sh --check    # only say what is missing (exit 1 if anything is)
@@ -18,6 +19,7 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 DETECTRON2_COMMIT=02b5c4e295e990042a714712c21dc79b731e8833
 DETECTRON2_SOURCE="${DETECTRON2_SOURCE:-https://github.com/facebookresearch/detectron2.git}"
+NO_DEPS_PACKAGES="mmcv-lite mmengine"
 CHECK_ONLY=0 MISSING=0 STEP="" HINT=""
 [ "${1:-}" = "--check" ] && CHECK_ONLY=1
 trap 'echo "install.sh: step \"$STEP\" failed. $HINT" >&2' ERR
@@ -68,10 +70,24 @@ commit = installed.get("vcs_info", {}).get("commit_id", "")
 sys.exit(not (installed.get("url") == url and commit.startswith(ref)))
 PY
 }
+# gcnet with its dev extra, then mmcv-lite and mmengine without their dependencies: they declare
+# the GUI build opencv-python, which would share the cv2 folder with opencv-python-headless
+# (the one OpenCV build we want: no display needed). setup.py lists the rest of what they need.
+install_gcnet() {
+    pip_install --no-build-isolation -e ".[dev]"
+    # shellcheck disable=SC2086  # a list of names
+    pip_install --no-deps $NO_DEPS_PACKAGES
+    if "$PYTHON" -m pip show -q opencv-python 2>/dev/null; then
+        # Removing opencv-python deletes the cv2 files the headless build shares with it.
+        "$PYTHON" -m pip uninstall -y -q opencv-python
+        pip_install --force-reinstall --no-deps "opencv-python-headless==$("$PYTHON" -m pip show opencv-python-headless | sed -n 's/^Version: //p')"
+    fi
+}
 # Whether gcnet is installed in editable mode from this checkout, after setup.py last changed,
-# with every requirement of it and of its dev extra met.
+# with every requirement of it and of its dev extra met, and opencv-python absent.
 gcnet_installed_here() {
-    "$PYTHON" - 2>/dev/null <<'PY'
+    # shellcheck disable=SC2086  # a list of names
+    "$PYTHON" - $NO_DEPS_PACKAGES 2>/dev/null <<'PY'
 import json, os, sys
 from importlib import metadata
 from packaging.requirements import Requirement
@@ -89,6 +105,13 @@ for line in dist.requires or []:
         continue
     if not requirement.specifier.contains(metadata.version(requirement.name), prereleases=True):
         sys.exit(1)
+for name in sys.argv[1:]:
+    metadata.version(name)  # installed without dependencies
+try:
+    metadata.version("opencv-python")
+except metadata.PackageNotFoundError:
+    sys.exit(0)
+sys.exit(1)
 PY
 }
 
@@ -118,11 +141,11 @@ else
     install install_detectron2 "$source_spec"
 fi
 
-step "gcnet with its dev extra" "Read pip's message above; the dev extra's packages come from PyPI."
+step "gcnet with its dev extra, and one OpenCV build (headless)" "Read pip's message above; the dev extra's packages come from PyPI."
 if gcnet_installed_here; then
     echo "kept: gcnet installed from this checkout, with every requirement of setup.py met"
 else
-    install pip_install --no-build-isolation -e ".[dev]"
+    install install_gcnet
 fi
 
 step "Chromium and its driver, for the web demo's browser test" \

@@ -4,7 +4,7 @@
     python tools/prepare_datasets.py balloon [--root DIR] [--url URL_OR_ZIP]
         downloads the public balloon release (or takes a local copy of balloon_dataset.zip)
         and converts its VIA annotations to COCO JSON, into DIR/balloon ($DETECTRON2_DATASETS,
-        else ./datasets).
+        else ./datasets). A complete DIR/balloon is left as it is; a partial one is reported.
     python tools/prepare_datasets.py cityscapes [--root DIR]
         writes the *_gtFine_labelTrainIds.png label maps next to the *_gtFine_labelIds.png of
         DIR/cityscapes/gtFine (download Cityscapes from https://www.cityscapes-dataset.com
@@ -28,6 +28,8 @@ import argparse
 import logging
 import os
 import sys
+
+from gcnet.utils.known_warnings import filter_known_warnings
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_DATA_MANIFEST = os.path.join(REPO_ROOT, "tests", "test_data.yaml")
@@ -63,6 +65,7 @@ def get_parser() -> argparse.ArgumentParser:
 def prepare(args) -> str:
     """Prepare the dataset ``args`` names; return what to print."""
     from gcnet.data import (
+        check_balloon,
         create_train_id_labels,
         datasets_root,
         prepare_ade20k_labels,
@@ -76,6 +79,9 @@ def prepare(args) -> str:
         return f"Test data in {args.output} ({written} files written). Run the tests with: python -m pytest tests"
     root = args.root or datasets_root()
     if args.dataset == "balloon":
+        existing = os.path.join(root, "balloon")
+        if os.path.exists(existing):
+            return f"{existing} is already prepared ({check_balloon(existing)}); left as it is"
         return f"Prepared {prepare_balloon(root, **({'url': args.url} if args.url else {}))}"
     if args.dataset == "ade20k":
         return f"Wrote {prepare_ade20k_labels(root)} ADE20K label maps"
@@ -92,6 +98,7 @@ def prepare(args) -> str:
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
+    filter_known_warnings()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("iopath").setLevel(logging.CRITICAL)  # its failures reach the user as ours
     try:

@@ -4,7 +4,8 @@
 Train (8 GPUs):
     python tools/train_net.py --config-file configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_syncbn_gc_r16_1x.py --num-gpus 8
 
-Evaluate a checkpoint:
+Evaluate a run's last checkpoint (in train.output_dir), or any checkpoint:
+    python tools/train_net.py --config-file <config> --eval-only
     python tools/train_net.py --config-file <config> --eval-only train.init_checkpoint=<path or gcnet://name>
 
 Resume an interrupted run from the last checkpoint in train.output_dir:
@@ -16,6 +17,7 @@ Two machines (run on each, with its --machine-rank):
 
 Any config key can be changed with key=value arguments after the options.
 """
+import argparse
 import contextlib
 import datetime
 import errno
@@ -23,21 +25,75 @@ import logging
 import os
 import sys
 
+from gcnet.utils.known_warnings import filter_known_warnings
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """detectron2's ``default_argument_parser`` options (built here without importing
+    detectron2, so that --help answers at once), and ours."""
+    parser = argparse.ArgumentParser(epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", default="", metavar="FILE", help="path to config file")
+    parser.add_argument("--resume", action="store_true", help="resume from the last checkpoint in train.output_dir")
+    parser.add_argument("--eval-only", action="store_true", help="perform evaluation only")
+    parser.add_argument("--num-gpus", type=int, default=1, help="number of gpus *per machine*")
+    parser.add_argument("--num-machines", type=int, default=1, help="total number of machines")
+    parser.add_argument("--machine-rank", type=int, default=0, help="the rank of this machine (unique per machine)")
+    port = 2**15 + 2**14 + hash(os.getuid() if sys.platform != "win32" else 1) % 2**14  # as detectron2's
+    parser.add_argument(
+        "--dist-url", default=f"tcp://127.0.0.1:{port}", help="initialization URL for pytorch distributed backend"
+    )
+    parser.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=30,
+        help="minutes a worker waits for the others in a collective before failing (a dead "
+        "worker on another machine then stops the run instead of hanging it)",
+    )
+    parser.add_argument(
+        "--restart-schedule",
+        action="store_true",
+        help="with --resume: start from the last checkpoint's weights with a new optimizer and learning-rate "
+        "schedule (those of the config and its overrides) from iteration 0, instead of restoring them",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also print the environment, the full config and the model (always written to "
+        "env.txt, config.yaml and model.txt in train.output_dir)",
+    )
+    parser.add_argument("opts", nargs=argparse.REMAINDER, default=None, help="config overrides: path.key=value")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()  # --help and bad options are answered before the slow imports below
+    filter_known_warnings()
+
 import torch
+from omegaconf import ListConfig
 
 from detectron2.config import instantiate
-from detectron2.engine import default_argument_parser, default_setup, default_writers, hooks
+from detectron2.engine import hooks
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
+from detectron2.utils.events import JSONWriter, TensorboardXWriter
 from detectron2.utils.file_io import PathManager
-from detectron2.utils.logger import setup_logger
 
-import gcnet.data  # noqa: F401  (registers the builtin datasets)
 import gcnet.model_zoo  # noqa: F401  (registers gcnet://)
 import gcnet.modeling  # noqa: F401  (registers the backbones)
-from gcnet.data import ImageNamingMapper, UnreadableImageError
-from gcnet.engine import GCNetCheckpointer, GCNetTrainer, GuardedPeriodicCheckpointer, LossGuard, launch, load_config
+from gcnet.data import ImageNamingMapper, UnreadableImageError, require_datasets
+from gcnet.engine import (
+    BestCheckpointer,
+    GCNetCheckpointer,
+    GCNetTrainer,
+    GuardedPeriodicCheckpointer,
+    LossGuard,
+    launch,
+    load_config,
+)
+from gcnet.engine.run_setup import describe_model, setup_run
+from gcnet.engine.writers import ProgressPrinter, progress_period, trim_metrics
 from gcnet.utils.download import DownloadError
 from gcnet.utils.run_lock import FolderInUseError, lock_folder
 
@@ -168,7 +224,7 @@ def build_train_loader(cfg):
 
 def do_train(args, cfg):
     model = build_model(cfg)
-    logger.info(f"Model:\n{model}")
+    describe_model(model, cfg.train.output_dir, verbose=args.verbose)
     cfg.optimizer.params.model = model
     optimizer = instantiate(cfg.optimizer)
     with exit_on_bad_input():
@@ -187,14 +243,8 @@ def do_train(args, cfg):
             if comm.is_main_process()
             else None,
             hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
-            hooks.BestCheckpointer(cfg.train.eval_period, checkpointer, best.metric, mode=best.mode)
+            BestCheckpointer(cfg.train.eval_period, checkpointer, best.metric, mode=best.mode)
             if comm.is_main_process() and best.get("metric") and "evaluator" in cfg.dataloader
-            else None,
-            hooks.PeriodicWriter(
-                default_writers(cfg.train.output_dir, cfg.train.max_iter),
-                period=cfg.train.log_period,
-            )
-            if comm.is_main_process()
             else None,
         ]
     )
@@ -207,9 +257,11 @@ def do_train(args, cfg):
     if not resumed:
         refuse_unfilled_model(checkpointer, cfg.train.init_checkpoint, partly=True)
     # A checkpoint stores the iteration that just finished.
-    resumed = resumed and not args.restart_schedule
+    start_iter = trainer.iter + 1 if resumed and not args.restart_schedule else 0
+    if comm.is_main_process():
+        trainer.register_hooks(writer_hooks(cfg, start_iter))
     with exit_on_fault(cfg.train.output_dir):
-        trainer.train(trainer.iter + 1 if resumed else 0, cfg.train.max_iter)
+        trainer.train(start_iter, cfg.train.max_iter)
 
 
 def _is_local(path: str) -> bool:
@@ -224,9 +276,14 @@ def check_before_building(args, cfg) -> None:
     check_output_dir(output_dir, lock=not args.eval_only and comm.is_main_process())
     has_checkpoint = PathManager.exists(os.path.join(output_dir, "last_checkpoint"))
     checkpoint = cfg.train.init_checkpoint
-    if _is_local(checkpoint) and not os.path.isfile(checkpoint.replace("file://", "", 1)):
-        if args.eval_only or not (args.resume and has_checkpoint):
-            sys.exit(f"train_net: train.init_checkpoint {checkpoint}: no such file")
+    # --eval-only reads it when given on the command line or when the run has no checkpoint
+    # (eval_only_checkpoint); training, unless it resumes from the run's checkpoint.
+    if args.eval_only:
+        needed = overridden(args, "train.init_checkpoint") or not has_checkpoint
+    else:
+        needed = not (args.resume and has_checkpoint)
+    if needed and _is_local(checkpoint) and not os.path.isfile(checkpoint.replace("file://", "", 1)):
+        sys.exit(f"train_net: train.init_checkpoint {checkpoint}: no such file")
     undone = [o for o in args.opts if o.split("=", 1)[0].strip().startswith(("optimizer.", "lr_multiplier."))]
     if args.resume and not args.eval_only and has_checkpoint and undone and not args.restart_schedule:
         sys.exit(
@@ -255,19 +312,76 @@ def check_output_dir(output_dir: str, lock: bool) -> None:
             sys.exit(f"train_net: train.output_dir {e}")
 
 
+def writer_hooks(cfg, start_iter: int) -> list:
+    """Progress lines on the console (every iteration's call decides whether to print), and
+    metrics.json and TensorBoard events every ``train.log_period`` iterations; metrics.json
+    first loses the entries of the iterations this run does again."""
+    train = cfg.train
+    removed = trim_metrics(train.output_dir, start_iter - 1)
+    if removed:
+        logger.info(f"metrics.json: removed {removed} entries past iteration {start_iter - 1}, written again by this run")
+    printer = ProgressPrinter(train.max_iter, progress_period(train.max_iter, train.log_period))
+    files = [JSONWriter(os.path.join(train.output_dir, "metrics.json")), TensorboardXWriter(train.output_dir)]
+    return [hooks.PeriodicWriter([printer], period=1), hooks.PeriodicWriter(files, period=train.log_period)]
+
+
+def dataset_names(cfg, train: bool) -> list:
+    """The dataset names of the config's test loader (with an evaluator) and train loader."""
+    names = []
+    for split, wanted in (("train", train), ("test", "evaluator" in cfg.dataloader)):
+        dataset = cfg.dataloader.get(split, {}).get("dataset", {})
+        given = dataset.get("names", []) if wanted else []
+        if isinstance(given, str):
+            names.append(given)
+        elif isinstance(given, ListConfig):  # not a LazyCall that registers its datasets
+            names += [name for name in given if isinstance(name, str)]
+    return names
+
+
+def overridden(args, key: str) -> bool:
+    """Whether ``key`` was set on the command line."""
+    return any(opt.split("=", 1)[0].strip() == key for opt in args.opts)
+
+
+def eval_only_checkpoint(args, cfg, checkpointer: GCNetCheckpointer) -> str:
+    """What --eval-only evaluates, said in one line: ``train.init_checkpoint`` given on the
+    command line, else the run's last checkpoint in ``train.output_dir`` (required with
+    --resume), else the config's ``train.init_checkpoint``."""
+    if overridden(args, "train.init_checkpoint"):
+        path, source = cfg.train.init_checkpoint, "train.init_checkpoint"
+    elif checkpointer.has_checkpoint():
+        path, source = checkpointer.get_checkpoint_file(), f"the last checkpoint of {cfg.train.output_dir}"
+    elif args.resume:
+        sys.exit(
+            f"train_net: --eval-only --resume: no checkpoint in {cfg.train.output_dir} (no last_checkpoint "
+            "file); train first, or give train.init_checkpoint=<file>"
+        )
+    else:
+        path, source = cfg.train.init_checkpoint, f"the config's train.init_checkpoint: no checkpoint in {cfg.train.output_dir}"
+    if not path:
+        logger.warning(f"Evaluating random weights ({source} is empty)")
+    elif source.startswith("the config's"):
+        logger.warning(f"Evaluating {path} ({source})")
+    else:
+        logger.info(f"Evaluating {path} ({source})")
+    return path
+
+
 def main(args):
     with exit_on_bad_input():
         cfg = load_config(args.config_file, args.opts)
     check_before_building(args, cfg)
     with exit_on_fault(cfg.train.output_dir):
-        default_setup(cfg, args)
-    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="gcnet")
+        setup_run(cfg, args, verbose=args.verbose)
+    with exit_on_bad_input():  # the datasets are on disk, before any model is built
+        require_datasets(dataset_names(cfg, train=not args.eval_only))
     if args.eval_only:
         model = wrap_ddp(build_model(cfg), cfg)
-        checkpointer = GCNetCheckpointer(model)
+        checkpointer = GCNetCheckpointer(model, cfg.train.output_dir)
+        path = eval_only_checkpoint(args, cfg, checkpointer)
         with exit_on_bad_input():
-            checkpointer.load(cfg.train.init_checkpoint)
-        refuse_unfilled_model(checkpointer, cfg.train.init_checkpoint)
+            checkpointer.load(path)
+        refuse_unfilled_model(checkpointer, path)
         return do_test(cfg, model)
     do_train(args, cfg)
 
@@ -287,26 +401,7 @@ def refuse_unfilled_model(checkpointer: GCNetCheckpointer, path: str, partly: bo
         )
 
 
-def parse_args(argv=None):
-    parser = default_argument_parser(epilog=__doc__)
-    parser.add_argument(
-        "--dist-timeout",
-        type=float,
-        default=30,
-        help="minutes a worker waits for the others in a collective before failing (a dead "
-        "worker on another machine then stops the run instead of hanging it)",
-    )
-    parser.add_argument(
-        "--restart-schedule",
-        action="store_true",
-        help="with --resume: start from the last checkpoint's weights with a new optimizer and learning-rate "
-        "schedule (those of the config and its overrides) from iteration 0, instead of restoring them",
-    )
-    return parser.parse_args(argv)
-
-
-def invoke_main() -> None:
-    args = parse_args()
+def invoke_main(args) -> None:
     launch(
         main,
         args.num_gpus,
@@ -319,4 +414,4 @@ def invoke_main() -> None:
 
 
 if __name__ == "__main__":
-    invoke_main()
+    invoke_main(ARGS)

@@ -23,8 +23,6 @@ import sys
 import tempfile
 from typing import Dict, List, Sequence, Tuple
 
-import torch
-
 # The feature maps the GC block pools: c2-c5 of an 800x1216 COCO image and of a 769x769
 # Cityscapes crop in the dilated (output stride 8) ResNet, batch 2.
 SHAPES = {
@@ -37,8 +35,27 @@ SHAPES = {
     "d8-c4": (2, 1024, 97, 97),
     "d8-c5": (2, 2048, 97, 97),
 }
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+LAYOUT_NAMES = ("contiguous", "channels_last")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--archs", nargs="+", type=int, default=[80, 90], help="compute capabilities (80: A100, 90: H100)")
+    parser.add_argument("--dtypes", nargs="+", choices=sorted(DTYPE_NAMES), default=list(DTYPE_NAMES))
+    parser.add_argument("--layouts", nargs="+", choices=sorted(LAYOUT_NAMES), default=sorted(LAYOUT_NAMES))
+    parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    return parser
+
+
+if __name__ == "__main__":
+    get_parser().parse_args()  # --help and bad options are answered before the slow import of torch below
+
+import torch
+
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
+LAYOUTS = dict(zip(LAYOUT_NAMES, (torch.contiguous_format, torch.channels_last)))
 # Multi-scale COCO training: shorter side 640-800, padded to multiples of 32 (FPN); GC in c3-c5.
 MULTISCALE_HEIGHTS = range(640, 801, 32)
 MULTISCALE_WIDTHS = range(480, 1345, 32)
@@ -162,13 +179,7 @@ def markdown(rows: List[dict], variant_rows: List[dict], archs) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--archs", nargs="+", type=int, default=[80, 90], help="compute capabilities (80: A100, 90: H100)")
-    parser.add_argument("--dtypes", nargs="+", choices=sorted(DTYPES), default=["float32", "bfloat16", "float16"])
-    parser.add_argument("--layouts", nargs="+", choices=sorted(LAYOUTS), default=sorted(LAYOUTS))
-    parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
-    parser.add_argument("--json", help="also write the rows to this JSON file")
-    args = parser.parse_args(argv)
+    args = get_parser().parse_args(argv)
 
     rows = report_rows(args.archs, args.dtypes, args.layouts, args.shapes)
     variant_rows = multiscale_variants(args.dtypes, args.layouts, args.archs[-1])

@@ -24,6 +24,8 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from gcnet.utils.known_warnings import filter_known_warnings
+
 logger = logging.getLogger("gcnet.web_demo")
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7860
@@ -48,7 +50,7 @@ def get_parser() -> argparse.ArgumentParser:
         help="example photos: files, folders or globs (default: the first images of the config's "
         f"test dataset, when it is on disk; at most {NUM_EXAMPLES} are shown)",
     )
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the config's train.device, cuda if available)")
     parser.add_argument(
         "--max-megapixels", type=float, default=MAX_IMAGE_MEGAPIXELS, help="the largest photo accepted, in megapixels"
     )
@@ -265,6 +267,7 @@ def check_port(host: str, port: int) -> None:
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
+    filter_known_warnings()
     # Imported after the arguments are parsed, so that --help answers at once.
     from detectron2.utils.logger import setup_logger
 

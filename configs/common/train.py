@@ -1,10 +1,13 @@
 """Training settings: detectron2's LazyConfig ``train`` dict (output_dir, init_checkpoint,
 max_iter, amp, ddp, checkpointer, eval_period, log_period, device) for the 1x schedule, plus
 the options ``tools/train_net.py`` adds."""
-from gcnet.engine.config import get_detectron2_config
+from gcnet.engine.config import default_device, get_detectron2_config
 
 train = get_detectron2_config("common/train.py").train
 train.max_iter = 90000
+# Where the model runs: CUDA when this machine has it, else the CPU (train.device=cpu or
+# cuda:1 on the command line to choose).
+train.device = default_device()
 # Mixed precision on CUDA: "float16" (with a gradient scaler) or "bfloat16".
 train.amp.precision = "float16"
 # Gradient clipping by total norm; the original GCNet configs clip at 35.

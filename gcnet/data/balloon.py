@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from typing import Dict
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -14,7 +14,7 @@ from pycocotools import mask as mask_util
 
 from gcnet.utils.download import download_file
 
-__all__ = ["BALLOON_URL", "via_to_coco", "prepare_balloon"]
+__all__ = ["BALLOON_URL", "via_to_coco", "check_balloon", "prepare_balloon"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,18 +84,57 @@ def _fetch_release(url: str, staging: str) -> str:
     )
 
 
+def _split_problem(folder: str, split: str) -> Tuple[Optional[str], int]:
+    """What is wrong with one split of a prepared balloon ``folder`` (None if nothing), and
+    its number of images."""
+    json_file = os.path.join(folder, "annotations", f"balloon_instances_{split}.json")
+    try:
+        with open(json_file) as f:
+            images = json.load(f)["images"]
+        names = [image["file_name"] for image in images]
+    except FileNotFoundError:
+        return f"{json_file} is missing", 0
+    except (ValueError, KeyError, TypeError) as e:
+        return f"{json_file} is not a COCO annotation file ({type(e).__name__}: {e})", 0
+    paths = [os.path.join(folder, split, name) for name in names]
+    missing = [path for path in paths if not os.path.isfile(path) or not os.path.getsize(path)]
+    if missing:
+        return f"{len(missing)} of its {len(paths)} {split} images are missing or empty, e.g. {missing[0]}", 0
+    return None, len(paths)
+
+
+def check_balloon(folder: str) -> str:
+    """Check a prepared balloon ``folder``: both splits' annotations parse and every image they
+    list is there. Returns what it holds ("61 train and 13 val images").
+
+    Raises:
+        ValueError: naming what is wrong with a partial or corrupt folder, and the fix.
+    """
+    counts = []
+    for split in SPLITS:
+        problem, count = _split_problem(folder, split)
+        if problem:
+            raise ValueError(
+                f"{folder} is incomplete: {problem}; remove it and run `python tools/prepare_datasets.py balloon` again"
+            )
+        counts.append(f"{count} {split}")
+    return f"{' and '.join(counts)} images"
+
+
 def prepare_balloon(root: str, url: str = BALLOON_URL) -> str:
     """Build ``root``/balloon from the balloon release at ``url`` (a URL, or the path of a
     local copy of balloon_dataset.zip): ``train/``, ``val/`` and COCO annotations under
-    ``annotations/``. The folder appears only once complete; an existing one is never touched.
+    ``annotations/``. The folder appears only once complete; an existing one is checked
+    (:func:`check_balloon`) and never touched.
 
     Raises:
-        FileExistsError: ``root``/balloon exists.
+        ValueError: ``root``/balloon exists but is incomplete.
         DownloadError: the download failed (the message says how to work offline).
     """
     target = os.path.join(root, "balloon")
     if os.path.exists(target):
-        raise FileExistsError(f"{target} already exists; remove it to prepare balloon again")
+        logger.info(f"{target} is already prepared ({check_balloon(target)}); left as it is")
+        return target
     os.makedirs(root, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".balloon-", dir=root)
     try:

@@ -18,7 +18,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
 
-__all__ = ["load_coco_instances", "register_checked_coco_instances", "check_annotation"]
+__all__ = ["load_coco_instances", "register_checked_coco_instances", "check_annotation", "check_coco_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -184,8 +184,19 @@ def load_coco_instances(json_file: str, image_root: str, dataset_name: str) -> L
         for obj in record["annotations"]:
             _clip_box(obj, record, dataset_name)
         records.append(record)
-    logger.info(f"Loaded {len(records)} images in COCO format from {json_file}")
+    instances = sum(len(record["annotations"]) for record in records)
+    logger.info(f"{dataset_name}: {len(records)} images, {instances} instances")
     return records
+
+
+def check_coco_files(name: str, json_file: str, image_root: str, how_to_create: str = "") -> None:
+    """Raise a FileNotFoundError that names dataset ``name``'s missing annotation file or image
+    folder, completed by ``how_to_create``."""
+    if not (PathManager.isfile(json_file) and PathManager.isdir(image_root)):
+        raise FileNotFoundError(
+            f"Dataset '{name}' not found: expected the annotations {json_file} and the "
+            f"images under {image_root}/. {how_to_create}".strip()
+        )
 
 
 def register_checked_coco_instances(
@@ -198,14 +209,10 @@ def register_checked_coco_instances(
     """
 
     def load():
-        if not (PathManager.isfile(json_file) and PathManager.isdir(image_root)):
-            raise FileNotFoundError(
-                f"Dataset '{name}' not found: expected the annotations {json_file} and the "
-                f"images under {image_root}/. {how_to_create}".strip()
-            )
+        check_coco_files(name, json_file, image_root, how_to_create)
         return load_coco_instances(json_file, image_root, name)
 
     DatasetCatalog.register(name, load)
     MetadataCatalog.get(name).set(
-        json_file=json_file, image_root=image_root, evaluator_type="coco", **metadata
+        json_file=json_file, image_root=image_root, evaluator_type="coco", how_to_create=how_to_create, **metadata
     )

@@ -5,7 +5,8 @@ from gcnet._detectron2 import require_detectron2
 require_detectron2(__name__)
 
 from .checkpoint import GCNetCheckpointer  # noqa: E402
-from .config import apply_overrides, config_keys, load_config  # noqa: E402
+from .config import apply_overrides, config_keys, default_device, load_config  # noqa: E402
+from .hooks import BestCheckpointer, GuardedPeriodicCheckpointer, PeriodicCheckpointer  # noqa: E402
 from .launch import launch  # noqa: E402
 from .predictor import Predictor, TestPreprocessor  # noqa: E402
-from .trainer import GCNetTrainer, GuardedPeriodicCheckpointer, LossGuard  # noqa: E402
+from .trainer import GCNetTrainer, LossGuard  # noqa: E402

@@ -8,7 +8,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils.file_io import Detectron2Handler
 
 from gcnet.utils.download import DownloadError
-from gcnet.utils.file_io import PARTIAL_SUFFIX, AtomicWritePathManager
+from gcnet.utils.file_io import PARTIAL_SUFFIX, AtomicWritePathManager, atomic_path
 from gcnet.utils.safe_load import UnsafeCheckpointError, load_checkpoint_file, load_pickle_file
 
 __all__ = ["GCNetCheckpointer", "TRUSTED_PICKLE_HOSTS"]
@@ -69,6 +69,7 @@ class GCNetCheckpointer(DetectionCheckpointer):
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.path_manager = AtomicWritePathManager(self.path_manager)
         self._pickle_refusal = "only files named through load() are unpickled"
+        self._last_saved = (None, "")  # (iteration, file) of the last save, for save_or_link
 
     def resume_or_load(self, path: str, *, resume: bool = True):
         """As fvcore's, except that a broken newest checkpoint (a ``last_checkpoint`` that names
@@ -222,3 +223,24 @@ class GCNetCheckpointer(DetectionCheckpointer):
         if incompatible is None:
             return []
         return list(dict.fromkeys(list(incompatible.missing_keys) + [key for key, *_ in incompatible.incorrect_shapes]))
+
+    def save(self, name: str, **kwargs) -> None:
+        super().save(name, **kwargs)
+        self._last_saved = (kwargs.get("iteration"), os.path.join(self.save_dir, f"{name}.pth"))
+
+    def save_or_link(self, name: str, weights_iteration: int, **kwargs) -> None:
+        """:meth:`save`, or, when the last file this checkpointer saved holds the weights of
+        ``weights_iteration`` (``model_best`` when the best evaluation is the final one), a
+        hard link to that file instead of a second copy. ``last_checkpoint`` keeps naming the
+        file saved last."""
+        iteration, saved = self._last_saved
+        target = os.path.join(self.save_dir, f"{name}.pth")
+        if iteration is not None and iteration == weights_iteration and os.path.isfile(saved):
+            try:
+                with atomic_path(target) as tmp:
+                    os.link(saved, tmp)
+                self.logger.info(f"Linked {target} to {saved} (the same iteration {iteration})")
+                return
+            except OSError as e:  # a file system without hard links
+                self.logger.info(f"Cannot link {target} to {saved} ({e.strerror}); saving a copy")
+        self.save(name, **kwargs)

@@ -5,13 +5,27 @@ import importlib.util
 import os
 from typing import List, Sequence
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from detectron2.config import LazyConfig
 
-__all__ = ["load_config", "apply_overrides", "config_keys", "detectron2_config_file", "get_detectron2_config"]
+__all__ = [
+    "load_config",
+    "apply_overrides",
+    "config_keys",
+    "default_device",
+    "detectron2_config_file",
+    "get_detectron2_config",
+]
 
 _MISSING = object()
+
+
+def default_device() -> str:
+    """The default of ``train.device`` and of the predictor: "cuda" when this machine has a
+    CUDA device, else "cpu"."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def config_keys(cfg: DictConfig, prefix: str = "") -> List[str]:

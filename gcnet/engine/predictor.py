@@ -13,6 +13,7 @@ from detectron2.modeling import GeneralizedRCNN
 from detectron2.modeling.postprocessing import detector_postprocess
 
 from .checkpoint import GCNetCheckpointer
+from .config import default_device
 
 __all__ = ["TestPreprocessor", "Predictor"]
 
@@ -59,7 +60,8 @@ class Predictor:
     Args:
         cfg: a LazyConfig with ``model``, ``dataloader.test`` and ``train.init_checkpoint``
             (a path, URL, ``detectron2://`` or ``gcnet://`` name; "" for no weights).
-        device: where the model runs (default: CUDA if available, else the CPU).
+        device: where the model runs (default: the config's ``train.device``, which the
+            configs set to CUDA when available, else the CPU).
         score_threshold: a detector keeps only the instances that score at least this, before
             their masks are pasted at the image's size: the memory of the pasting grows with
             the kept instances, not with the detector's limit (100 per image) times the area.
@@ -77,7 +79,7 @@ class Predictor:
         names = instantiate(self.cfg.dataloader.test.dataset.names)  # a LazyCall may register them
         self.metadata = MetadataCatalog.get(names if isinstance(names, str) else names[0])
 
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = torch.device(device or self.cfg.train.get("device") or default_device())
         self.model = instantiate(self.cfg.model).to(self.device).eval()
         if self.cfg.train.init_checkpoint:
             GCNetCheckpointer(self.model).load(self.cfg.train.init_checkpoint)

@@ -14,11 +14,11 @@ from typing import Dict, List, Optional
 
 import torch
 
-from detectron2.engine import AMPTrainer, SimpleTrainer, hooks
+from detectron2.engine import AMPTrainer, SimpleTrainer
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
-__all__ = ["LossGuard", "GCNetTrainer", "GuardedPeriodicCheckpointer"]
+__all__ = ["LossGuard", "GCNetTrainer"]
 
 logger = logging.getLogger(__name__)
 
@@ -227,17 +227,3 @@ class GCNetTrainer(AMPTrainer):
             super().load_state_dict(state_dict)
         else:
             SimpleTrainer.load_state_dict(self, state_dict)
-
-
-class GuardedPeriodicCheckpointer(hooks.PeriodicCheckpointer):
-    """detectron2's ``PeriodicCheckpointer``, which writes nothing while the trainer's loss
-    guard refuses steps: a checkpoint then would hold the weights that made them fail, and
-    reloading it would not recover."""
-
-    def after_step(self):
-        if getattr(self.trainer, "steps_failing", False):
-            iteration = self.trainer.iter
-            if (iteration + 1) % self.period == 0 or iteration >= self.max_iter - 1:
-                logger.warning(f"Iteration {iteration}: no checkpoint written while steps are failing")
-            return
-        super().after_step()

@@ -51,8 +51,19 @@ def test_prepare_datasets_downloads_and_converts(shared_data, tmp_path):
         assert sorted(p.name for p in root.iterdir()) == ["balloon"]  # no staging folder left
 
         again = run_tool("tools/prepare_datasets.py", "balloon", "--root", root, "--url", f"{url}/balloon_dataset.zip")
-        assert again.returncode == 1
-        assert f"{root / 'balloon'} already exists" in again.stderr
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.splitlines() == [f"{root / 'balloon'} is already prepared (61 train and 13 val images); left as it is"]
+        assert requests == ["/balloon_dataset.zip"]
+
+        # A partial folder is reported with what is wrong, and left as it is.
+        first = root / "balloon" / "val" / json.loads((root / "balloon" / "annotations" / "balloon_instances_val.json").read_text())["images"][0]["file_name"]
+        first.unlink()
+        partial = run_tool("tools/prepare_datasets.py", "balloon", "--root", root, "--url", f"{url}/balloon_dataset.zip")
+        assert partial.returncode == 1
+        assert partial.stderr.strip().splitlines() == [
+            f"prepare_datasets: {root / 'balloon'} is incomplete: 1 of its 13 val images are missing or empty, e.g. {first}; "
+            "remove it and run `python tools/prepare_datasets.py balloon` again"
+        ]
         assert requests == ["/balloon_dataset.zip"]
 
 

@@ -3,15 +3,17 @@ that could run code or hide a broken file are refused."""
 import io
 import logging
 import os
+import types
 
 import pytest
 import torch
 from iopath.common.file_io import PathHandler
 from torch import nn
 
+from detectron2.utils.events import EventStorage
 from detectron2.utils.file_io import PathManager
 
-from gcnet.engine import GCNetCheckpointer
+from gcnet.engine import BestCheckpointer, GCNetCheckpointer, PeriodicCheckpointer
 
 
 def make_checkpointer(tmp_path, value):
@@ -151,3 +153,30 @@ def test_no_intact_checkpoint_is_one_line(tmp_path):
     (tmp_path / "model_0000009.pth").write_bytes(b"broken")
     with pytest.raises(ValueError, match=rf"^Cannot resume from {tmp_path}: no intact checkpoint \({tmp_path / 'model_0000009.pth'}: Cannot load checkpoint"):
         make_checkpointer(tmp_path, 0.0).resume_or_load("", resume=True)
+
+
+def test_a_run_keeps_one_final_checkpoint_and_links_the_best(tmp_path):
+    """The last iteration is saved once, as model_final (max_to_keep counts it); the best
+    checkpoint of an evaluation at the end is a hard link to it, of an earlier one a file."""
+    checkpointer = GCNetCheckpointer(nn.Linear(2, 2), str(tmp_path))
+    periodic = PeriodicCheckpointer(checkpointer, period=100, max_to_keep=1)
+    best = BestCheckpointer(0, checkpointer, "segm/AP")  # evaluated at the end only
+    trainer = types.SimpleNamespace(iter=0, max_iter=200)
+    periodic.trainer = best.trainer = trainer
+    periodic.before_train()
+    with EventStorage(start_iter=0) as trainer.storage:
+        for trainer.iter in range(200):
+            trainer.storage.iter = trainer.iter
+            periodic.after_step()
+        trainer.iter = trainer.storage.iter = 200  # as detectron2's loop leaves them
+        trainer.storage.put_scalar("segm/AP", 12.5)  # what EvalHook stores at the end
+        best.after_train()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last_checkpoint", "model_best.pth", "model_final.pth"]
+    assert (tmp_path / "model_best.pth").samefile(tmp_path / "model_final.pth")
+    assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth"
+    assert torch.load(tmp_path / "model_final.pth", weights_only=True)["iteration"] == 199
+
+    checkpointer.save_or_link("model_best", 150, iteration=150)  # weights of another iteration: a file
+    assert not (tmp_path / "model_best.pth").samefile(tmp_path / "model_final.pth")
+    assert torch.load(tmp_path / "model_best.pth", weights_only=True)["iteration"] == 150
+    assert torch.load(tmp_path / "model_final.pth", weights_only=True)["iteration"] == 199  # replaced, not written through

@@ -1,6 +1,7 @@
 """tools/train_net.py end to end on CPU with the real balloon set: training, evaluation,
 checkpoints, resume after SIGKILL, a dying worker, and bad input."""
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -12,7 +13,9 @@ import pytest
 
 from detectron2.config import LazyConfig, instantiate
 
-from ..helpers import REPO_ROOT, TINY_CONFIG, run_tool, tool_env
+from gcnet.engine import apply_overrides
+
+from ..helpers import REPO_ROOT, TINY_CONFIG, load_tool, run_tool, tool_env
 
 QUICK_START = "configs/quick_schedules/mask_rcnn_R_50_FPN_gc_r16_balloon.py"
 
@@ -63,9 +66,10 @@ def test_quick_start_trains_evaluates_and_checkpoints(datasets_root, tmp_path):
     final = metrics[-1]
     assert final["iteration"] == 40 and 0 <= final["segm/AP"] <= 100 and "bbox/AP" in final
     assert {"model_final.pth", "model_best.pth", "last_checkpoint", "log.txt"} <= {p.name for p in out.iterdir()}
+    assert (out / "model_best.pth").samefile(out / "model_final.pth")  # evaluated at the end: one file, two names
     assert list(out.glob("events.out.tfevents.*"))
     log = (out / "log.txt").read_text()
-    assert "eta: " in log and "Evaluation results for segm" in log
+    assert "eta 0:" in log and "Evaluation results for segm" in log
 
 
 def test_sigkill_then_resume_continues_iteration_and_schedule(datasets_root, tmp_path):
@@ -93,8 +97,9 @@ def test_sigkill_then_resume_continues_iteration_and_schedule(datasets_root, tmp
     assert f"Removing {out}/model_{last_done + 6:07d}.pth.partial, left by an interrupted save" in log
     assert f"Starting training from iteration {last_done + 1}" in log
 
+    # One entry per iteration: the killed run's entries past the checkpoint were dropped.
+    assert [m["iteration"] for m in read_metrics(out) if "lr" in m] == list(range(40))
     metrics = {m["iteration"]: m for m in read_metrics(out) if "lr" in m}
-    assert max(metrics) == 39 and set(range(last_done + 1, 40)) <= set(metrics)
     cfg = LazyConfig.load(TINY_CONFIG)
     multiplier = instantiate(cfg.lr_multiplier)
     for it in range(last_done + 1, 40):  # the schedule went on where it was
@@ -124,20 +129,35 @@ def is_running(pid):
 
 def test_throughput_knobs_reach_the_model(datasets_root, tmp_path):
     """train.channels_last puts the model in channels_last memory format (its checkpoint keeps
-    it); train.cudnn_benchmark is a known key, read by detectron2's default_setup."""
+    it); train.cudnn_benchmark is a known key, read by gcnet.engine.run_setup.setup_run."""
     import torch
 
     out = tmp_path / "out"
     result = run_tool(
         "tools/train_net.py", "--config-file", TINY_CONFIG, "train.max_iter=2", "train.log_period=1", f"train.output_dir={out}",
         "train.channels_last=True", "train.cudnn_benchmark=True",
-        env={"DETECTRON2_DATASETS": str(datasets_root)},
+        env={"DETECTRON2_DATASETS": str(datasets_root), "PYTHONWARNINGS": ""},  # Python's default warning filters
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     weights = torch.load(out / "model_final.pth", weights_only=True)["model"]
     convs = {k: v for k, v in weights.items() if v.dim() == 4 and v.shape[-1] > 1}
     assert convs and all(v.is_contiguous(memory_format=torch.channels_last) for v in convs.values())
     assert [m["iteration"] for m in read_metrics(out) if "total_loss" in m] == [0, 1]
+    # A console a person can follow: a short header, the model and environment in files,
+    # lines within 120 columns, no colour codes in log.txt, no known library warnings.
+    console = result.stdout.replace(str(tmp_path), "/tmp/x").splitlines()  # paths of a usual length
+    assert all(len(line) <= 120 for line in console), max(console, key=len)
+    assert not any(line.startswith("GeneralizedRCNN(") for line in console) and len(console) < 30, result.stdout
+    assert "GeneralizedRCNN(" in (out / "model.txt").read_text() and "PyTorch" in (out / "env.txt").read_text()
+    assert "\x1b[" not in (out / "log.txt").read_text()
+    known = ("torch.jit", "pkg_resources", "torch.meshgrid", "No CUDA runtime", "is_fx_tracing")
+    assert not [k for k in known if k in result.stdout + result.stderr], result.stderr
+    # --eval-only without train.init_checkpoint evaluates the run's own last checkpoint;
+    # --verbose brings the environment and the full config back to the console.
+    result = run_tool("tools/train_net.py", "--config-file", TINY_CONFIG, "--eval-only", "--verbose", f"train.output_dir={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Evaluating {out}/model_final.pth (the last checkpoint of {out})" in result.stdout
+    assert "Environment info:" in result.stdout and "Full config:" in result.stdout
 
 
 def test_dead_worker_stops_the_whole_run(datasets_root, tmp_path, free_port):
@@ -180,3 +200,68 @@ def test_missing_dataset_is_one_clear_line(tmp_path):
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("train_net: Dataset 'balloon_train' not found: expected the annotations")
     assert f"DETECTRON2_DATASETS={tmp_path / 'datasets'}" in line and "tools/prepare_datasets.py balloon" in line
+
+
+class FakeRun:
+    """What eval_only_checkpoint asks of a checkpointer: the run's last checkpoint, if any."""
+
+    def __init__(self, last=None):
+        self.last = last
+
+    def has_checkpoint(self):
+        return self.last is not None
+
+    def get_checkpoint_file(self):
+        return self.last
+
+
+@pytest.mark.parametrize(
+    "argv, last, expected, line",
+    [
+        (["train.init_checkpoint=w.pth"], "out/model_final.pth", "w.pth", "Evaluating w.pth (train.init_checkpoint)"),
+        ([], "out/model_final.pth", "out/model_final.pth", "Evaluating out/model_final.pth (the last checkpoint of out)"),
+        (["--resume"], "out/model_0000099.pth", "out/model_0000099.pth", "Evaluating out/model_0000099.pth (the last"),
+        ([], None, "imagenet.pkl", "Evaluating imagenet.pkl (the config's train.init_checkpoint: no checkpoint in out)"),
+    ],
+)
+def test_eval_only_checkpoint_order(argv, last, expected, line, caplog):
+    train_net = load_tool("train_net")
+    args = train_net.parse_args(["--config-file", "c.py", "--eval-only", *argv])
+    cfg = LazyConfig.load(TINY_CONFIG)
+    cfg.train.output_dir, cfg.train.init_checkpoint = "out", "imagenet.pkl"
+    if args.opts:
+        cfg = apply_overrides(cfg, args.opts)
+    with caplog.at_level(logging.INFO, logger="detectron2"):
+        assert train_net.eval_only_checkpoint(args, cfg, FakeRun(last)) == expected
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("Evaluating")][0].startswith(line)
+
+
+def test_eval_only_resume_without_a_checkpoint_is_one_line():
+    train_net = load_tool("train_net")
+    args = train_net.parse_args(["--config-file", "c.py", "--eval-only", "--resume"])
+    cfg = LazyConfig.load(TINY_CONFIG)
+    cfg.train.output_dir = "out"
+    with pytest.raises(SystemExit, match=r"^train_net: --eval-only --resume: no checkpoint in out .*train.init_checkpoint"):
+        train_net.eval_only_checkpoint(args, cfg, FakeRun())
+
+
+def test_missing_coco_names_the_layout_and_the_download(tmp_path, monkeypatch):
+    """As detectron2 registers coco_2017_val, under a $DETECTRON2_DATASETS without COCO."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from gcnet.data import require_datasets
+
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    name = f"coco_2017_val_{tmp_path.name}"
+    DatasetCatalog.register(name, list)
+    json_file, image_root = tmp_path / "coco/annotations/instances_val2017.json", tmp_path / "coco/val2017"
+    MetadataCatalog.get(name).set(json_file=str(json_file), image_root=str(image_root))
+    with pytest.raises(FileNotFoundError) as error:
+        require_datasets([name])
+    assert str(error.value) == (
+        f"Dataset '{name}' not found: expected the annotations {json_file} and the images under {image_root}/. "
+        "The layout is $DETECTRON2_DATASETS/coco/{train2017,val2017,annotations} "
+        f"(DETECTRON2_DATASETS={tmp_path}). Download train2017.zip, val2017.zip and annotations_trainval2017.zip from "
+        f"https://cocodataset.org/#download and unpack them into {tmp_path}/coco"
+    )
+    require_datasets(["no_such_dataset"])  # unknown names are detectron2's to report

@@ -65,3 +65,9 @@ def test_command_line(upstream_r16, tmp_path):
     assert result.returncode == 1
     assert f"Cannot load checkpoint {truncated}" in result.stderr
     assert not (tmp_path / "out.pth").exists()
+
+
+def test_missing_input_is_named_as_missing(convert_main, tmp_path, capsys):
+    assert convert_main(["--converter", "mmdet", str(tmp_path / "nowhere.pth"), str(tmp_path / "out.pth")]) == 1
+    assert capsys.readouterr().err == f"convert_checkpoint: {tmp_path / 'nowhere.pth'}: no such file\n"
+    assert not (tmp_path / "out.pth").exists()

@@ -1,6 +1,7 @@
 """tools/demo.py: one drawn output per input at the input's size, GC heatmaps, videos, unusual
 and broken images, and clear errors before any work starts."""
 import logging
+import types
 
 import cv2
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 from PIL import Image
 
 from detectron2.config import LazyConfig, instantiate
+from detectron2.structures import Instances
 
 from gcnet.engine import GCNetCheckpointer
 
@@ -45,6 +47,8 @@ def test_every_real_photo_gets_an_output_of_its_size(shared_data, tmp_path, weig
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "51/51" in result.stderr  # the progress bar
+    said = [line for line in result.stdout.splitlines() if " instance drawn" in line or " instances drawn" in line]
+    assert len(said) == 51, result.stdout[-3000:]  # one line per image: what was drawn, or why nothing
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in photos)
     for photo in photos:
         assert image_size(out / photo.name) == image_size(photo), photo.name
@@ -169,3 +173,25 @@ def test_exits_non_zero_when_nothing_was_written(demo, tmp_path, capsys, weights
     assert demo.main(["--config-file", TINY_CONFIG, "--input", str(inputs), "--output", str(tmp_path / "out"), *weights]) == 1
     assert capsys.readouterr().err.endswith("demo: none of the 2 inputs could be read; nothing was written\n")
     assert not list((tmp_path / "out").iterdir())
+
+
+def test_no_display_is_one_line_before_the_model_is_built(demo, shared_data, capsys, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(demo, "Predictor", lambda *a, **k: pytest.fail("the model was built before the display was checked"))
+    assert demo.main(["--config-file", TINY_CONFIG, "--input", str(shared_data / "demo" / "park_bench.jpg")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("demo: --output is required: without it the drawings are shown in a window, and ")
+    assert err.rstrip().endswith(("there is no display (DISPLAY is not set)", "this OpenCV build cannot open windows"))
+
+
+@pytest.mark.parametrize("scores, said", [
+    ([0.9, 0.7, 0.2], "2 instances drawn (score >= 0.5)"),
+    ([0.6], "1 instance drawn (score >= 0.5)"),
+    ([0.31, 0.2], "no instance drawn: the highest score 0.31 is below --confidence-threshold 0.5"),
+    ([], "no instance drawn: the model detected nothing"),
+])  # fmt: skip
+def test_each_image_says_what_was_drawn(demo, scores, said):
+    instances = Instances((4, 4), scores=torch.tensor(scores))
+    described = demo.Demo.describe(types.SimpleNamespace(confidence_threshold=0.5), {"instances": instances})
+    assert described == said

@@ -1,0 +1,50 @@
+"""Every tool answers --help (and bad options) before it imports torch, so at once."""
+import subprocess
+import sys
+
+import pytest
+
+from detectron2.engine import default_argument_parser
+
+from ..helpers import REPO_ROOT, load_tool, tool_env
+
+TOOLS = [
+    "train_net", "demo", "web_demo", "prepare_datasets", "convert_checkpoint", "analyze_model", "export_model",
+    "labelme_to_coco", "benchmark", "triton_kernel_report",
+]
+
+HELP_WITHOUT_TORCH = """
+import runpy, sys
+sys.argv = [sys.argv[1], "--help"]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as e:
+    assert e.code == 0, e.code
+print(sorted(m for m in ("torch", "detectron2", "cv2") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_help_is_answered_without_heavy_imports(tool):
+    result = subprocess.run(
+        [sys.executable, "-c", HELP_WITHOUT_TORCH, f"tools/{tool}.py"],
+        cwd=REPO_ROOT, env=tool_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout and result.stdout.splitlines()[-1] == "[]", result.stdout[-500:]
+
+
+def test_train_net_parses_as_detectron2s_parser():
+    """train_net builds detectron2's default_argument_parser options itself (to answer --help
+    without importing detectron2): the same arguments give the same values."""
+    argv = ["--config-file", "c.py", "--resume", "--num-gpus", "2", "--num-machines", "3", "--machine-rank", "1", "a.b=1"]
+    ours = vars(load_tool("train_net").parse_args(argv))
+    theirs = vars(default_argument_parser().parse_args(argv))
+    assert {k: ours[k] for k in theirs} == theirs
+
+
+def test_export_formats_are_the_exporters():
+    from gcnet.export import EXPORT_FORMATS
+
+    parser = load_tool("export_model").get_parser()
+    assert tuple(next(a.choices for a in parser._actions if a.dest == "format")) == EXPORT_FORMATS
