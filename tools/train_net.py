@@ -393,7 +393,7 @@ def refuse_unfilled_model(checkpointer: GCNetCheckpointer, path: str, partly: bo
     fills none of them."""
     unfilled = checkpointer.unfilled_parameters()
     total = len(checkpointer.model.state_dict())
-    if path and unfilled and (not partly or len(unfilled) >= total):
+    if path and unfilled and (not partly or not checkpointer.filled_parameters()):
         sys.exit(
             f"train_net: {path} does not fit the model of the config: {len(unfilled)} of its {total} parameters and "
             f"buffers are missing or of another shape in it ({', '.join(unfilled[:3])}{', ...' if len(unfilled) > 3 else ''}); "
