@@ -24,8 +24,12 @@ def randomized_torchvision(builder):
 
 
 def save_converted(model, path):
+    """The converted weights as a .pkl of detectron2's ImageNet models (numpy arrays, as
+    detectron2's convert-torchvision-to-d2.py writes R-50.pkl)."""
+    converted = convert_torchvision_resnet(model.state_dict())
+    converted["model"] = {k: v.detach().numpy() for k, v in converted["model"].items()}
     with open(path, "wb") as f:
-        pickle.dump(convert_torchvision_resnet(model.state_dict()), f)
+        pickle.dump(converted, f)
     return str(path)
 
 
@@ -33,7 +37,8 @@ def load_with_report(model, path):
     """Load like GCNetCheckpointer.load; return the missing and unexpected keys it reports
     (BatchNorm's step counters are not weights, and not reported)."""
     checkpointer = GCNetCheckpointer(model)
-    incompatible = checkpointer._load_model(checkpointer._load_file(path))
+    checkpointer.load(str(path))
+    incompatible = checkpointer.incompatible
     return set(incompatible.missing_keys), set(incompatible.unexpected_keys)
 
 
