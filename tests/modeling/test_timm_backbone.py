@@ -168,12 +168,13 @@ def test_unknown_model_names_close_ones():
         TimmBackbone("gcresnet51t", pretrained=False)
 
 
-def test_offline_train_net_says_how_to_get_the_weights(tmp_path):
+def test_offline_train_net_says_how_to_get_the_weights(datasets_root, tmp_path):
     """Offline and with nothing in timm's cache, train_net stops in one line that names the
-    model and the two ways out, before any data is read."""
+    model and the two ways out, before any image is read."""
     result = run_tool(
         "tools/train_net.py", "--config-file", TIMM_CONFIGS["gcresnet50t"], f"train.output_dir={tmp_path / 'out'}",
-        "train.device=cpu", env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "DETECTRON2_DATASETS": str(tmp_path / "none")},
+        "train.device=cpu", "dataloader.train.dataset.names=balloon_train", "dataloader.test.dataset.names=balloon_val",
+        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "DETECTRON2_DATASETS": str(datasets_root)},
     )  # fmt: skip
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
