@@ -214,9 +214,6 @@ class GCNetCheckpointer(DetectionCheckpointer):
             for key in counters:
                 incompatible.missing_keys.remove(key)
         self.incompatible = incompatible
-        if incompatible is not None:  # parameters only: FrozenBN makes up missing statistics
-            unfilled = set(incompatible.missing_keys) | {key for key, *_ in incompatible.incorrect_shapes}
-            self.filled = [name for name, _ in self.model.named_parameters() if name not in unfilled]
         return incompatible
 
     def unfilled_parameters(self) -> List[str]:
@@ -229,8 +226,11 @@ class GCNetCheckpointer(DetectionCheckpointer):
 
     def filled_parameters(self) -> List[str]:
         """The parameters of the model that the last load filled (a checkpoint of another
-        model fills none)."""
-        return list(getattr(self, "filled", []))
+        model fills none). Parameters only: FrozenBN makes up missing statistics."""
+        if getattr(self, "incompatible", None) is None:
+            return []
+        unfilled = set(self.unfilled_parameters())
+        return [name for name, _ in self.model.named_parameters() if name not in unfilled]
 
     def save(self, name: str, **kwargs) -> None:
         super().save(name, **kwargs)
