@@ -12,6 +12,7 @@ from detectron2.config import LazyConfig
 
 __all__ = [
     "load_config",
+    "TRAINING_KEYS",
     "apply_overrides",
     "config_keys",
     "default_device",
@@ -20,6 +21,8 @@ __all__ = [
 ]
 
 _MISSING = object()
+# The top-level keys a LazyConfig defines for tools/train_net.py.
+TRAINING_KEYS = ("model", "train", "dataloader", "optimizer", "lr_multiplier")
 
 
 def default_device() -> str:
@@ -31,10 +34,9 @@ def default_device() -> str:
 def config_keys(cfg: DictConfig, prefix: str = "") -> List[str]:
     """Every dotted key of ``cfg``, through nested dicts (not into lists)."""
     keys = []
-    for key in cfg.keys():
+    for key, value in cfg.items_ex(resolve=False):
         path = f"{prefix}{key}"
         keys.append(path)
-        value = cfg._get_node(key)
         if isinstance(value, DictConfig):
             keys.extend(config_keys(value, path + "."))
     return keys
@@ -99,9 +101,12 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     return cfg
 
 
-def load_config(path: str, overrides: Sequence[str] = ()) -> DictConfig:
-    """``LazyConfig.load(path)`` with :func:`apply_overrides`; a missing file, or one that
-    cannot be run (a syntax error, a failing import), raises a ValueError naming it."""
+def load_config(path: str, overrides: Sequence[str] = (), required: Sequence[str] = ("model", "train")) -> DictConfig:
+    """``LazyConfig.load(path)`` with :func:`apply_overrides`; a missing file, one that cannot
+    be run (a syntax error, a failing import), or one that does not define the ``required``
+    top-level keys (an empty file) raises a ValueError naming it."""
+    if not path:
+        raise ValueError("No config file given: --config-file <a LazyConfig .py or .yaml>")
     if not os.path.isfile(path):
         raise ValueError(f"{path}: no such config file")
     try:
@@ -111,6 +116,11 @@ def load_config(path: str, overrides: Sequence[str] = ()) -> DictConfig:
         raise ValueError(f"{path}, line {error.lineno}: {error.msg}") from None
     except Exception as e:
         raise ValueError(f"{path}: the config cannot be loaded ({type(e).__name__}: {e})") from None
+    content = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else None
+    keys = list(content) if isinstance(content, dict) else []
+    if any(key not in keys for key in required):
+        defined = f"defines only {', '.join(keys)}" if keys else "defines nothing"
+        raise ValueError(f"{path} {defined}: expected a LazyConfig that defines {', '.join(required)} (as configs/ do)")
     return apply_overrides(cfg, overrides)
 
 

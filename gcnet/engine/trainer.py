@@ -116,11 +116,19 @@ class GCNetTrainer(AMPTrainer):
         self.loss_guard = loss_guard
         self.checkpointer = checkpointer
         self._streak = {"before": [], "reloaded": []}  # the checkpoints of the current run of failing steps
+        self._data_iter = None
+
+    @property
+    def data_iter(self):
+        """The iterator over ``data_loader``, made when the first step needs it."""
+        if self._data_iter is None:
+            self._data_iter = iter(self.data_loader)
+        return self._data_iter
 
     def run_step(self):
         assert self.model.training, "[GCNetTrainer] model was changed to eval mode!"
         start = time.perf_counter()
-        data = next(self._data_loader_iter)
+        data = next(self.data_iter)
         data_time = time.perf_counter() - start
         loss_dict, problem = self._forward(data)
         if problem is not None:
@@ -134,7 +142,8 @@ class GCNetTrainer(AMPTrainer):
             params = [p for group in self.optimizer.param_groups for p in group["params"]]
             norm = torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
             get_event_storage().put_scalar("grad_norm", norm.item(), smoothing_hint=False)
-        self._write_metrics(loss_dict, data_time)
+        if (self.iter + 1) % self.gather_metric_period == 0:
+            self.write_metrics(loss_dict, data_time, self.iter)
         self.grad_scaler.step(self.optimizer)
         self.grad_scaler.update()
 

@@ -28,8 +28,12 @@ def test_progress_lines_fit_and_come_every_period(caplog):
                 printer.write()
     lines = [r.getMessage() for r in caplog.records if r.name == "gcnet"]
     assert [line.split()[1] for line in lines] == ["20/90000", "40/90000"]
-    assert all(len(PREFIX + line) <= LINE_WIDTH for line in lines), lines
+    assert all(len(PREFIX + line) <= LINE_WIDTH for message in lines for line in message.splitlines()), lines
     assert lines[-1].startswith("iter 40/90000  loss 12.3 (cls_stage0 1.2") and " lr 0.02  2.5 s/it  eta 2 days" in lines[-1]
+    # Every loss is shown: those that do not fit follow on the message's next lines.
+    shown = lines[-1].replace("(", " ").split()
+    assert all(name[len("loss_") :] in shown for name in CASCADE_LOSSES), lines[-1]
+    assert lines[-1].splitlines()[1].startswith("  + ")
 
 
 def test_progress_line_at_least_every_30_seconds(caplog, monkeypatch):

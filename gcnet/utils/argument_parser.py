@@ -1,0 +1,92 @@
+"""The command line of the tools that run a model on many processes (``tools/train_net.py``):
+detectron2's ``default_argument_parser``, built without importing torch or detectron2 (so that
+``--help`` answers at once), whose options are parsed wherever they stand (before or after the
+``key=value`` overrides) and whose launch options are checked before any process starts.
+Every error is one line."""
+import argparse
+import os
+import sys
+from urllib.parse import urlparse
+
+__all__ = ["default_argument_parser", "launch_problem", "DEFAULT_RENDEZVOUS_TIMEOUT"]
+
+# Seconds the machines of a multi-machine run wait for each other to start.
+DEFAULT_RENDEZVOUS_TIMEOUT = 600.0
+
+
+class _OneLineErrors(argparse.ArgumentParser):
+    """Parses options wherever they stand (``parse_intermixed_args``), checks the launch
+    options, and reports a bad command line in one line."""
+
+    def parse_args(self, args=None, namespace=None):
+        parsed = self.parse_intermixed_args(args, namespace)
+        problem = launch_problem(parsed) or _override_problem(parsed.opts)
+        if problem:
+            self.error(problem)
+        return parsed
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (--help lists the options)\n")
+
+
+def _override_problem(opts) -> str:
+    for opt in opts:
+        if "=" not in opt:
+            return f"{opt!r} is neither an option nor a key=value override"
+    return ""
+
+
+def launch_problem(args: argparse.Namespace) -> str:
+    """What is wrong with the launch options of ``args`` ("" if nothing is)."""
+    if args.num_gpus < 1:
+        return f"--num-gpus must be at least 1 (processes per machine), got {args.num_gpus}"
+    if args.num_machines < 1:
+        return f"--num-machines must be at least 1, got {args.num_machines}"
+    if not 0 <= args.machine_rank < args.num_machines:
+        return f"--machine-rank must be in 0..{args.num_machines - 1} for --num-machines {args.num_machines}, got {args.machine_rank}"
+    if args.dist_timeout <= 0 or args.rendezvous_timeout <= 0:
+        return "--dist-timeout and --rendezvous-timeout must be positive"
+    url = urlparse(args.dist_url)
+    if args.dist_url == "auto":
+        return "--dist-url auto works on one machine only: give tcp://<ip of machine 0>:<port>" if args.num_machines > 1 else ""
+    try:
+        port = url.port
+    except ValueError:
+        port = None
+    if url.scheme == "tcp" and (not url.hostname or port is None):
+        return f"--dist-url {args.dist_url} must be tcp://<host>:<port>"
+    if url.scheme not in ("tcp", "file"):
+        return f"--dist-url {args.dist_url} must be tcp://<host>:<port>, file://<path> or auto"
+    return ""
+
+
+def default_argument_parser(epilog: str = "") -> argparse.ArgumentParser:
+    """detectron2's ``default_argument_parser`` options (the same names, defaults and values),
+    plus ``--dist-timeout`` and ``--rendezvous-timeout``."""
+    parser = _OneLineErrors(epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", default="", metavar="FILE", help="path to config file")
+    parser.add_argument("--resume", action="store_true", help="resume from the last checkpoint in train.output_dir")
+    parser.add_argument("--eval-only", action="store_true", help="perform evaluation only")
+    parser.add_argument("--num-gpus", type=int, default=1, help="number of gpus *per machine*")
+    parser.add_argument("--num-machines", type=int, default=1, help="total number of machines")
+    parser.add_argument("--machine-rank", type=int, default=0, help="the rank of this machine (unique per machine)")
+    port = 2**15 + 2**14 + hash(os.getuid() if sys.platform != "win32" else 1) % 2**14  # as detectron2's
+    parser.add_argument(
+        "--dist-url", default=f"tcp://127.0.0.1:{port}", help="initialization URL for pytorch distributed backend"
+    )
+    parser.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=30,
+        help="minutes a worker waits for the others in a collective before failing (a dead "
+        "worker on another machine then stops the run instead of hanging it)",
+    )
+    parser.add_argument(
+        "--rendezvous-timeout",
+        type=float,
+        default=DEFAULT_RENDEZVOUS_TIMEOUT,
+        help=f"seconds the machines of a multi-machine run wait for each other to start "
+        f"(default {DEFAULT_RENDEZVOUS_TIMEOUT:g})",
+    )
+    parser.add_argument("opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides: path.key=value")
+    return parser
