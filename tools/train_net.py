@@ -18,6 +18,7 @@ Two machines (run on each, with its --machine-rank):
 Any config key can be changed with key=value arguments, before or after the options.
 """
 from gcnet.utils.argument_parser import default_argument_parser
+from gcnet.utils.known_warnings import filter_known_warnings
 
 
 def parse_args(argv=None):
@@ -39,9 +40,7 @@ def parse_args(argv=None):
 
 if __name__ == "__main__":
     ARGS = parse_args()  # --help and bad options are answered before the slow imports below
-    from gcnet.utils.known_warnings import filter_known_warnings
-
-    filter_known_warnings()
+filter_known_warnings()  # also in the worker processes, which import this file under another name
 
 import datetime
 
@@ -85,7 +84,7 @@ def do_train(args, cfg):
     start_run(cfg, args, model, verbose=args.verbose)  # accepted: the output folder is written from here on
     if comm.is_main_process():
         trainer.register_hooks(writer_hooks(cfg, start_iter))
-    with exit_on_stop(TOOL, "training", cfg.train.output_dir, lambda: f" at iteration {trainer.iter}"):
+    with exit_on_stop(TOOL, "training", cfg.train.output_dir, trainer.position):
         trainer.train(start_iter, cfg.train.max_iter)
 
 

@@ -68,13 +68,13 @@ def _download_url(path: str) -> str:
 
 def read_last_checkpoint(save_dir: str, path_manager=PathManager) -> str:
     """The file name that ``<save_dir>/last_checkpoint`` holds, or "" when there is no tag or
-    it holds no file name (empty, or bytes that are not one: a tag cut or overwritten)."""
+    it holds no text (empty, or bytes that are not UTF-8: a tag cut or overwritten)."""
     try:
         with path_manager.open(os.path.join(save_dir, "last_checkpoint"), "rb") as f:
             name = f.read().decode().strip()
     except (OSError, UnicodeDecodeError):
         return ""
-    return "" if "\x00" in name else name
+    return name
 
 
 class CheckpointMismatchError(ValueError):
@@ -134,6 +134,7 @@ def _first(items: List[str], count: int = 3) -> str:
 
 
 def _size(tensors) -> str:
+    tensors = list(tensors)
     return f"{sum(int(np.prod(t.shape)) for t in tensors) / 1e6:.1f}M values in {len(tensors)} tensors"
 
 
@@ -141,7 +142,7 @@ def _mismatch(model, weights, fit: CheckpointFit, rule: str) -> Optional[str]:
     """Why ``weights`` may not be loaded into ``model`` under ``rule`` (None if they may)."""
     shapes = [s for s in fit.incorrect_shapes if rule == "all" or not _class_dependent(model, *s)]
     details = [f"{k} is {_shape(c)} in it, {_shape(m)} in the model" for k, c, m in shapes]
-    own = model.state_dict()
+    own = {k: v for k, v in model.state_dict().items() if not NOT_WEIGHTS.search(k)}
     if rule == "all" and (fit.missing_keys or shapes):
         details += [f"{k} is missing" for k in fit.missing_keys]
         what = f"{len(fit.missing_keys) + len(shapes)} of its {len(own)} parameters and buffers are missing or of another shape in it"
@@ -152,10 +153,10 @@ def _mismatch(model, weights, fit: CheckpointFit, rule: str) -> Optional[str]:
         what = f"it fills none of the model's {len(own)} parameters and buffers"
     else:
         return None
-    model_size = _size([v for k, v in own.items() if not NOT_WEIGHTS.search(k)])
+    checkpoint_size = _size([v for k, v in weights.items() if not NOT_WEIGHTS.search(k)])
     return (
-        f"{what} ({_first(details)}); the config builds a {type(model).__name__} of {model_size}, the checkpoint "
-        f"holds {_size([v for k, v in weights.items() if not NOT_WEIGHTS.search(k)])}"
+        f"{what} ({_first(details)}); the config builds a {type(model).__name__} of {_size(own.values())}, the "
+        f"checkpoint holds {checkpoint_size}"
     )
 
 
@@ -166,10 +167,10 @@ def _filled(model: torch.nn.Module, fit: CheckpointFit) -> List[str]:
 
 
 def _groups(keys: List[str], count: int = 4) -> str:
-    """``keys`` grouped by their first two names: ``roi_heads.box_head.* (4), ...``."""
+    """``keys`` grouped by the first two names of their module: ``roi_heads.box_head.* (4), ...``."""
     groups: Dict[str, int] = {}
     for key in keys:
-        group = ".".join(key.split(".")[:2])
+        group = ".".join(key.split(".")[:-1][:2]) or key
         groups[group] = groups.get(group, 0) + 1
     shown = [f"{g}.* ({n})" for g, n in list(groups.items())[:count]]
     return ", ".join(shown) + (f" and {len(groups) - count} more" if len(groups) > count else "")

@@ -20,6 +20,7 @@ from gcnet.data import ImageNamingMapper
 
 from .checkpoint import GCNetCheckpointer
 from .hooks import BestCheckpointer, EvalHook, GuardedPeriodicCheckpointer
+from .interruption import stoppable
 from .run_setup import check_output_dir
 from .trainer import GCNetTrainer, LossGuard
 from .writers import ProgressPrinter, progress_period, trim_metrics
@@ -36,6 +37,7 @@ __all__ = [
     "dataset_names",
     "check_before_building",
     "load_training_checkpoint",
+    "evaluated_checkpoint",
     "load_evaluated_checkpoint",
 ]
 
@@ -147,10 +149,11 @@ def writer_hooks(cfg, start_iter: int) -> list:
 
 def evaluate(cfg, model) -> dict:
     """The results of ``cfg.dataloader.evaluator`` on ``cfg.dataloader.test`` (printed), or {}
-    for a config without an evaluator."""
+    for a config without an evaluator. A stop signal ends it at the next batch."""
     if "evaluator" not in cfg.dataloader:
         return {}
-    results = inference_on_dataset(model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator))
+    loader = stoppable(instantiate(cfg.dataloader.test))
+    results = inference_on_dataset(model, loader, instantiate(cfg.dataloader.evaluator))
     print_csv_format(results)
     return results
 
@@ -179,15 +182,15 @@ def _is_local(path: str) -> bool:
 
 def check_before_building(args, cfg) -> None:
     """What can be checked before the model is built: the output folder
-    (:func:`gcnet.engine.run_setup.check_output_dir`, locked when it exists and the run
-    trains), a local initial checkpoint, and overrides that a resumed checkpoint would
-    silently undo.
+    (:func:`gcnet.engine.run_setup.check_output_dir`), a local initial checkpoint, and
+    overrides that a resumed checkpoint would silently undo; then the folder is locked when it
+    exists and the run trains.
 
     Raises:
         ValueError: naming the key, file or option and the way out.
     """
     output_dir = cfg.train.output_dir
-    check_output_dir(output_dir, lock=not args.eval_only and comm.is_main_process())
+    check_output_dir(output_dir, lock=False)
     has_checkpoint = os.path.isfile(os.path.join(output_dir, "last_checkpoint"))
     checkpoint = cfg.train.init_checkpoint
     # --eval-only reads it when given on the command line or when the run has no checkpoint
@@ -205,6 +208,7 @@ def check_before_building(args, cfg) -> None:
             f"which would undo {' '.join(undone)}; drop the override, or add --restart-schedule to start a new "
             "schedule with it from the checkpoint's weights"
         )
+    check_output_dir(output_dir, lock=not args.eval_only and comm.is_main_process())
 
 
 def load_training_checkpoint(args, cfg, checkpointer: GCNetCheckpointer) -> int:
@@ -233,21 +237,18 @@ def load_training_checkpoint(args, cfg, checkpointer: GCNetCheckpointer) -> int:
     return checkpointer.checkpointables["trainer"].iter + 1  # a checkpoint stores the iteration that just finished
 
 
-def load_evaluated_checkpoint(args, cfg, model) -> str:
-    """Load what ``--eval-only`` evaluates into ``model``, said in one line, and return its
-    path: ``train.init_checkpoint`` given on the command line, else the run's last checkpoint
-    in ``train.output_dir`` (required with ``--resume``), else the config's
-    ``train.init_checkpoint``. It must fill the whole model.
+def evaluated_checkpoint(args, cfg, last_checkpoint: str) -> str:
+    """What ``--eval-only`` evaluates, said in one line: ``train.init_checkpoint`` given on the
+    command line, else the run's ``last_checkpoint`` in ``train.output_dir`` ("" if none;
+    required with ``--resume``), else the config's ``train.init_checkpoint``.
 
     Raises:
         ValueError: ``--resume`` without a checkpoint in the folder.
-        CheckpointMismatchError: the checkpoint does not fit the config's model.
     """
-    checkpointer = GCNetCheckpointer(model, cfg.train.output_dir)
     if _overridden(args, "train.init_checkpoint"):
         path, source = cfg.train.init_checkpoint, "train.init_checkpoint"
-    elif checkpointer.get_checkpoint_file():
-        path, source = checkpointer.get_checkpoint_file(), f"the last checkpoint of {cfg.train.output_dir}"
+    elif last_checkpoint:
+        path, source = last_checkpoint, f"the last checkpoint of {cfg.train.output_dir}"
     elif args.resume:
         raise ValueError(
             f"--eval-only --resume: no checkpoint in {cfg.train.output_dir} (no last_checkpoint file); train first, "
@@ -260,5 +261,18 @@ def load_evaluated_checkpoint(args, cfg, model) -> str:
         logger.warning(f"Evaluating random weights ({source} is empty)")
     else:
         (logger.warning if source.startswith("the config's") else logger.info)(f"Evaluating {path} ({source})")
+    return path
+
+
+def load_evaluated_checkpoint(args, cfg, model) -> str:
+    """Load :func:`evaluated_checkpoint` into ``model``, and return its path. It must fill the
+    whole model.
+
+    Raises:
+        ValueError: ``--resume`` without a checkpoint in the folder.
+        CheckpointMismatchError: the checkpoint does not fit the config's model.
+    """
+    checkpointer = GCNetCheckpointer(model, cfg.train.output_dir)
+    path = evaluated_checkpoint(args, cfg, checkpointer.get_checkpoint_file())
     checkpointer.load(path, fit="all", way_out="evaluate it with the config it was trained with")
     return path

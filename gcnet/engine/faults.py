@@ -18,7 +18,7 @@ from gcnet.data import UnreadableImageError
 from gcnet.utils.download import DownloadError
 
 from .checkpoint import read_last_checkpoint
-from .interruption import Interrupted, stop_on_signals
+from .interruption import Interrupted, check_interrupted, interrupted, stop_on_signals
 from .launch import RendezvousError, WorkerFailed
 
 __all__ = ["exit_on_bad_input", "exit_on_stop", "resume_command", "DISK_FULL"]
@@ -87,16 +87,23 @@ def _what_failed(error: Exception, output_dir: str) -> str:
 def exit_on_stop(tool: str, what: str, output_dir: Optional[str] = None, where: Callable[[], str] = str) -> Iterator[None]:
     """Within the block, SIGINT and SIGTERM stop the run (:func:`stop_on_signals`); a stop, or
     a fault it cannot go on after, ends the process with one line: ``what`` ("training",
-    "evaluation") was interrupted ``where()`` (e.g. "at iteration 57 of 90000"), and, for a
+    "evaluation") was interrupted ``where()`` (e.g. "at iteration 57"), and, for a
     run that writes checkpoints to ``output_dir``, the last complete one and the command that
     resumes from it. The exit code of a stop is the shell's (130 for SIGINT, 143 for SIGTERM)."""
-    resume = f"; continue with: {resume_command()}" if output_dir else "; nothing was written"
+    resume = f"; continue with: {resume_command()}" if output_dir else "; no results were written, run the command again"
     try:
         with stop_on_signals():
-            yield
+            try:
+                yield
+            except Exception as e:  # raised by a child process that ended with the stop
+                if interrupted() is None:
+                    raise
+                raise Interrupted(interrupted()) from e
+            check_interrupted()  # a stop whose exception Python swallowed
     except Interrupted as e:
         kept = f"; {_kept(output_dir)}" if output_dir else ""
-        print(f"{tool}: {what} interrupted by {e.signal_name}{where()}{kept}{resume}", file=sys.stderr)
+        place = f" {where()}" if where() else ""
+        print(f"{tool}: {what} interrupted by {e.signal_name}{place}{kept}{resume}", file=sys.stderr)
         sys.exit(e.exit_code)
     except Exception as e:
         if not _reported_fault(e):

@@ -12,7 +12,7 @@ from typing import List, Optional
 from detectron2.engine import hooks
 
 from .checkpoint import GCNetCheckpointer
-from .interruption import interrupted
+from .interruption import check_interrupted
 
 __all__ = ["PeriodicCheckpointer", "GuardedPeriodicCheckpointer", "BestCheckpointer", "EvalHook"]
 
@@ -75,8 +75,8 @@ class EvalHook(hooks.EvalHook):
     was interrupted (SIGINT, SIGTERM: :mod:`gcnet.engine.interruption`)."""
 
     def after_train(self):
-        if interrupted() is None:
-            super().after_train()
+        check_interrupted()
+        super().after_train()
 
 
 class BestCheckpointer(hooks.HookBase):
@@ -138,7 +138,8 @@ class BestCheckpointer(hooks.HookBase):
             self.check()
 
     def after_train(self):
-        if interrupted() is None and self.trainer.iter + 1 >= self.trainer.max_iter:
+        check_interrupted()
+        if self.trainer.iter + 1 >= self.trainer.max_iter:
             self.check()
 
     def state_dict(self) -> dict:

@@ -2,17 +2,18 @@
 with a sentence, instead of a traceback (SIGINT) or no word at all (SIGTERM).
 
 Within :func:`stop_on_signals`, either signal raises :class:`Interrupted` where the main thread
-is; the hooks of :mod:`gcnet.engine.hooks` ask :func:`interrupted` and start no evaluation or
-checkpoint after it. :class:`Interrupted` is a ``KeyboardInterrupt``, so that detectron2's
+is, and again at the next check point (:func:`check_interrupted`) where Python swallowed it;
+the hooks of :mod:`gcnet.engine.hooks` start no evaluation or checkpoint after it. :class:`Interrupted` is a ``KeyboardInterrupt``, so that detectron2's
 training loop does not log it as a failure and PyTorch's data loader workers, which inherit
 the handler when they fork, end quietly.
 """
 import contextlib
 import os
 import signal
+import sys
 from typing import Iterator, Optional
 
-__all__ = ["Interrupted", "interrupted", "stop_on_signals", "STOP_SIGNALS"]
+__all__ = ["Interrupted", "interrupted", "check_interrupted", "stoppable", "stop_on_signals", "STOP_SIGNALS"]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _received: Optional[int] = None
@@ -34,11 +35,37 @@ def interrupted() -> Optional[int]:
     return _received
 
 
+def check_interrupted() -> None:
+    """Raise :class:`Interrupted` if a stop signal arrived: the check points of a run (each
+    training step, each evaluated batch, the hooks after training), where an exception raised by
+    the signal handler itself was swallowed (Python ignores exceptions in ``os.fork``'s
+    callbacks, in ``__del__`` and in weak reference callbacks, which a signal can land in)."""
+    if _received is not None:
+        raise Interrupted(_received)
+
+
+class stoppable:
+    """``iterable`` (a data loader) with :func:`check_interrupted` before each item; its
+    length is the iterable's."""
+
+    def __init__(self, iterable):
+        self.iterable = iterable
+
+    def __len__(self) -> int:
+        return len(self.iterable)
+
+    def __iter__(self) -> Iterator:
+        for item in self.iterable:
+            check_interrupted()
+            yield item
+
+
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[None]:
     """Within the block, SIGINT and SIGTERM raise :class:`Interrupted` in this process (a
     process forked from it raises a plain ``KeyboardInterrupt``); the handlers before it are
-    restored after it."""
+    restored after it. After a stop, the end of a child process (a data loader worker) is no
+    longer an error."""
     owner = os.getpid()
 
     def handler(signum, frame):
@@ -46,11 +73,25 @@ def stop_on_signals() -> Iterator[None]:
         if os.getpid() != owner:
             raise KeyboardInterrupt
         _received = signum
+        # The data loader workers stop too (a signal to the process group): their ends are
+        # expected now, and PyTorch's SIGCHLD handler would raise them as errors.
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         raise Interrupted(signum)
 
+    def unraisable(info):
+        # What Python prints instead of raising (an error in __del__, in a fork callback): after a
+        # stop, the signal's own exception and objects torn down half-made; before it, as usual.
+        if _received is None:
+            previous_hook(info)
+
     previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    previous[signal.SIGCHLD] = signal.getsignal(signal.SIGCHLD)
+    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield
     finally:
+        if _received is None:  # after a stop the process ends, tearing down what it left half-made
+            sys.unraisablehook = previous_hook
         for signum, old in previous.items():
-            signal.signal(signum, old)
+            if old is not None:  # None: a handler not set from Python, left as it is
+                signal.signal(signum, old)

@@ -68,12 +68,20 @@ def meet_machines(dist_url: str, num_machines: int, machine_rank: int, timeout: 
             f"--dist-url {dist_url}: machine 0 did not answer within {timeout:g} s ({reason}); start it with "
             "--machine-rank 0, check the address, and that the port is open (--rendezvous-timeout waits longer)"
         ) from None
+    problem = _meet(store, dist_url, num_machines, machine_rank, deadline, timeout)
+    del store  # closed before the error is raised (its traceback would keep it listening)
+    if problem:
+        raise RendezvousError(problem)
+
+
+def _meet(store: dist.TCPStore, dist_url: str, num_machines: int, machine_rank: int, deadline: float, timeout: float) -> str:
+    """Count this machine in and wait for the others: what went wrong, or ""."""
     if store.add(f"rank{machine_rank}", 1) > 1:
-        raise RendezvousError(f"--machine-rank {machine_rank} was given to two machines: give each its own, 0..{num_machines - 1}")
+        return f"--machine-rank {machine_rank} was given to two machines: give each its own, 0..{num_machines - 1}"
     store.add("joined", 1)
     if not _wait_for(store, "joined", num_machines, deadline):
         joined = [str(r) for r in range(num_machines) if store.check([f"rank{r}"])]
-        raise RendezvousError(
+        return (
             f"--dist-url {dist_url}: {len(joined)} of {num_machines} machines started within {timeout:g} s "
             f"(--machine-rank {', '.join(joined)}); start the same command on every machine, each with its "
             "--machine-rank, or give --rendezvous-timeout more time"
@@ -81,7 +89,7 @@ def meet_machines(dist_url: str, num_machines: int, machine_rank: int, timeout: 
     store.add("left", 1)
     if machine_rank == 0:  # the others have read the count before the store closes
         _wait_for(store, "left", num_machines, deadline)
-    del store
+    return ""
 
 
 def _run_then_destroy_process_group(main_func, args):

@@ -18,6 +18,8 @@ from detectron2.engine import AMPTrainer, SimpleTrainer
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
+from .interruption import check_interrupted
+
 __all__ = ["LossGuard", "GCNetTrainer"]
 
 logger = logging.getLogger(__name__)
@@ -127,6 +129,7 @@ class GCNetTrainer(AMPTrainer):
 
     def run_step(self):
         assert self.model.training, "[GCNetTrainer] model was changed to eval mode!"
+        check_interrupted()
         start = time.perf_counter()
         data = next(self.data_iter)
         data_time = time.perf_counter() - start
@@ -171,6 +174,13 @@ class GCNetTrainer(AMPTrainer):
         """The mean of ``value`` over all workers, so that they all take the same decision."""
         values = comm.all_gather(value) if comm.get_world_size() > 1 else [value]
         return sum(values) / len(values)
+
+    def position(self) -> str:
+        """Where the training is, in words: "at iteration 57", or "in the final evaluation"
+        once the last iteration is done."""
+        if self.iter >= getattr(self, "max_iter", self.iter + 1):
+            return "in the final evaluation"
+        return f"at iteration {self.iter}"
 
     @property
     def steps_failing(self) -> bool:

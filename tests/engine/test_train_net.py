@@ -14,8 +14,10 @@ import pytest
 from detectron2.config import LazyConfig, instantiate
 
 from gcnet.engine import apply_overrides
+from gcnet.engine.defaults import evaluated_checkpoint
+from gcnet.utils.argument_parser import default_argument_parser
 
-from ..helpers import REPO_ROOT, TINY_CONFIG, load_tool, run_tool, tool_env
+from ..helpers import REPO_ROOT, TINY_CONFIG, run_tool, tool_env
 
 QUICK_START = "configs/quick_schedules/mask_rcnn_R_50_FPN_gc_r16_balloon.py"
 
@@ -202,47 +204,32 @@ def test_missing_dataset_is_one_clear_line(tmp_path):
     assert f"DETECTRON2_DATASETS={tmp_path / 'datasets'}" in line and "tools/prepare_datasets.py balloon" in line
 
 
-class FakeRun:
-    """What eval_only_checkpoint asks of a checkpointer: the run's last checkpoint, if any."""
-
-    def __init__(self, last=None):
-        self.last = last
-
-    def has_checkpoint(self):
-        return self.last is not None
-
-    def get_checkpoint_file(self):
-        return self.last
-
-
 @pytest.mark.parametrize(
     "argv, last, expected, line",
     [
         (["train.init_checkpoint=w.pth"], "out/model_final.pth", "w.pth", "Evaluating w.pth (train.init_checkpoint)"),
         ([], "out/model_final.pth", "out/model_final.pth", "Evaluating out/model_final.pth (the last checkpoint of out)"),
         (["--resume"], "out/model_0000099.pth", "out/model_0000099.pth", "Evaluating out/model_0000099.pth (the last"),
-        ([], None, "imagenet.pkl", "Evaluating imagenet.pkl (the config's train.init_checkpoint: no checkpoint in out)"),
+        ([], "", "imagenet.pkl", "Evaluating imagenet.pkl (the config's train.init_checkpoint: no checkpoint in out)"),
     ],
 )
 def test_eval_only_checkpoint_order(argv, last, expected, line, caplog):
-    train_net = load_tool("train_net")
-    args = train_net.parse_args(["--config-file", "c.py", "--eval-only", *argv])
+    args = default_argument_parser().parse_args(["--config-file", "c.py", "--eval-only", *argv])
     cfg = LazyConfig.load(TINY_CONFIG)
     cfg.train.output_dir, cfg.train.init_checkpoint = "out", "imagenet.pkl"
     if args.opts:
         cfg = apply_overrides(cfg, args.opts)
     with caplog.at_level(logging.INFO, logger="detectron2"):
-        assert train_net.eval_only_checkpoint(args, cfg, FakeRun(last)) == expected
+        assert evaluated_checkpoint(args, cfg, last) == expected
     assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("Evaluating")][0].startswith(line)
 
 
 def test_eval_only_resume_without_a_checkpoint_is_one_line():
-    train_net = load_tool("train_net")
-    args = train_net.parse_args(["--config-file", "c.py", "--eval-only", "--resume"])
+    args = default_argument_parser().parse_args(["--config-file", "c.py", "--eval-only", "--resume"])
     cfg = LazyConfig.load(TINY_CONFIG)
     cfg.train.output_dir = "out"
-    with pytest.raises(SystemExit, match=r"^train_net: --eval-only --resume: no checkpoint in out .*train.init_checkpoint"):
-        train_net.eval_only_checkpoint(args, cfg, FakeRun())
+    with pytest.raises(ValueError, match=r"^--eval-only --resume: no checkpoint in out .*train.init_checkpoint"):
+        evaluated_checkpoint(args, cfg, "")
 
 
 def test_missing_coco_names_the_layout_and_the_download(tmp_path, monkeypatch):

@@ -16,8 +16,10 @@ from torch import nn
 
 from detectron2.utils.file_io import PathManager
 
-from gcnet.engine import GCNetCheckpointer
+from gcnet.engine import GCNetCheckpointer, load_config
 from gcnet.engine.checkpoint import _pickle_refusal
+from gcnet.engine.defaults import build_model, load_evaluated_checkpoint
+from gcnet.utils.argument_parser import default_argument_parser
 from gcnet.utils.safe_load import UnsafeCheckpointError
 
 from ..helpers import TINY_CONFIG, load_tool, serve_directory
@@ -116,12 +118,12 @@ def test_tools_refuse_a_remote_pickle(hostile_server, tmp_path, capsys):
     """train_net --eval-only, the demo and the converter: one line, non-zero, no marker."""
     base, marker = hostile_server
     url = f"{base}/x#?/evil.pkl"
-    train_net = load_tool("train_net")
-    args = train_net.parse_args(
+    args = default_argument_parser().parse_args(
         ["--config-file", TINY_CONFIG, "--eval-only", f"train.init_checkpoint='{url}'", f"train.output_dir={tmp_path / 'o'}"]
     )
-    with pytest.raises(SystemExit, match=r"^train_net: Refusing to unpickle .*evil\.pkl: \.pkl files run code"):
-        train_net.main(args)
+    cfg = load_config(TINY_CONFIG, args.opts)
+    with pytest.raises(UnsafeCheckpointError, match=r"^Refusing to unpickle .*evil\.pkl: \.pkl files run code"):
+        load_evaluated_checkpoint(args, cfg, build_model(cfg))
     photo = tmp_path / "photo.png"
     cv2.imwrite(str(photo), np.zeros((32, 32, 3), np.uint8))
     demo = load_tool("demo")

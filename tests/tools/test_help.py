@@ -6,6 +6,8 @@ import pytest
 
 from detectron2.engine import default_argument_parser
 
+from gcnet.utils.argument_parser import default_argument_parser as gcnet_argument_parser
+
 from ..helpers import REPO_ROOT, load_tool, tool_env
 
 TOOLS = [
@@ -35,10 +37,10 @@ def test_help_is_answered_without_heavy_imports(tool):
 
 
 def test_train_net_parses_as_detectron2s_parser():
-    """train_net builds detectron2's default_argument_parser options itself (to answer --help
+    """gcnet's default_argument_parser builds detectron2's options itself (to answer --help
     without importing detectron2): the same arguments give the same values."""
     argv = ["--config-file", "c.py", "--resume", "--num-gpus", "2", "--num-machines", "3", "--machine-rank", "1", "a.b=1"]
-    ours = vars(load_tool("train_net").parse_args(argv))
+    ours = vars(gcnet_argument_parser().parse_args(argv))
     theirs = vars(default_argument_parser().parse_args(argv))
     assert {k: ours[k] for k in theirs} == theirs
 
