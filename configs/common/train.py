@@ -5,6 +5,10 @@ from gcnet.engine.config import default_device, get_detectron2_config
 
 train = get_detectron2_config("common/train.py").train
 train.max_iter = 90000
+# An initial checkpoint (init_checkpoint) of another architecture is refused: its tensors of
+# another shape (other than the layers sized by the number of classes, which start new) mean
+# another model. True loads whatever fits instead.
+train.init_checkpoint_partial = False
 # Where the model runs: CUDA when this machine has it, else the CPU (train.device=cpu or
 # cuda:1 on the command line to choose).
 train.device = default_device()
