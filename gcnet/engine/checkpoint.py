@@ -1,48 +1,16 @@
 """Checkpoints that are complete or absent whenever the process is killed, and loaded only
 from sources that cannot run code."""
 import os
-from typing import List, Optional
+from typing import List
 from urllib.parse import urlparse
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.utils.file_io import Detectron2Handler
 
-from gcnet.utils.download import DownloadError
 from gcnet.utils.file_io import PARTIAL_SUFFIX, AtomicWritePathManager, atomic_path
+from gcnet.utils.local_files import TRUSTED_PICKLE_HOSTS, local_checkpoint
 from gcnet.utils.safe_load import UnsafeCheckpointError, load_checkpoint_file, load_pickle_file
 
 __all__ = ["GCNetCheckpointer", "TRUSTED_PICKLE_HOSTS"]
-
-# detectron2's model zoo (detectron2:// and its ImageNet models) publishes pickled .pkl files.
-TRUSTED_PICKLE_HOSTS = ("dl.fbaipublicfiles.com",)
-
-
-def _pickle_refusal(path: str) -> Optional[str]:
-    """Why a pickled ``.pkl`` file resolved from ``path`` may not be read, or None if it may: it
-    must be a local file the user names, or come from detectron2's model zoo over https. (Its
-    content is then still read by :func:`gcnet.utils.safe_load.load_pickle_file`, which builds
-    numpy arrays and containers only.)"""
-    if path.startswith(Detectron2Handler.PREFIX):
-        return None
-    parsed = urlparse(path)
-    if parsed.scheme in ("", "file"):
-        return None
-    trusted_host = parsed.hostname in TRUSTED_PICKLE_HOSTS and parsed.port is None and not parsed.username
-    if parsed.scheme == "https" and trusted_host:
-        return None
-    return (
-        f".pkl files run code when loaded and are only read from local paths you name or, over https, "
-        f"{', '.join(TRUSTED_PICKLE_HOSTS)}"
-    )
-
-
-def _download_url(path: str) -> str:
-    """The URL a remote checkpoint path is downloaded from (``detectron2://`` names a file of
-    detectron2's model zoo)."""
-    if path.startswith(Detectron2Handler.PREFIX):
-        return Detectron2Handler.S3_DETECTRON2_PREFIX + path[len(Detectron2Handler.PREFIX) :]
-    return path
-
 
 class GCNetCheckpointer(DetectionCheckpointer):
     """detectron2's ``DetectionCheckpointer``, with
@@ -140,45 +108,20 @@ class GCNetCheckpointer(DetectionCheckpointer):
         return self.load(path)
 
     def load(self, path: str, *args, **kwargs):
-        """As detectron2's, with the decision whether a ``.pkl`` may be read made on the
-        resolved local file (the name iopath gives a download, whatever the URL looks like)
-        and the source it came from."""
+        """As detectron2's, on the local file of ``path`` (a remote one downloaded with
+        timeouts into gcnet's cache), with the decision whether a ``.pkl`` may be read made
+        on where its bytes came from (:func:`gcnet.utils.local_files.local_checkpoint`)."""
         if not path:
             return super().load(path, *args, **kwargs)
         parsed = urlparse(path)
-        self._pickle_refusal = _pickle_refusal(path)
+        checkpoint = local_checkpoint(parsed._replace(query="").geturl() if "://" in path else path, self.path_manager)
+        self._pickle_refusal = checkpoint.pickle_refusal
         try:
-            local = self._local_file(parsed._replace(query="").geturl() if "://" in path else path)
-            return super().load(local + (f"?{parsed.query}" if "://" in path and parsed.query else ""), *args, **kwargs)
+            query = f"?{parsed.query}" if "://" in path and parsed.query else ""
+            return super().load(checkpoint.path + query, *args, **kwargs)
         finally:
             self._pickle_refusal = "only files named through load() are unpickled"
             self._parsed_url_during_load = None  # detectron2 resets it only after a load that succeeded
-
-    def _local_file(self, path: str) -> str:
-        """The local file of ``path``, downloaded first where it is remote.
-
-        Raises:
-            DownloadError: the download failed; the message names the URL, the reason, and
-                how to go on (a local copy, or no initial weights).
-            FileNotFoundError: a local ``path`` does not exist.
-        """
-        if "://" not in path or path.startswith("file://"):
-            local = path[len("file://") :] if path.startswith("file://") else path
-            if not os.path.isfile(local):
-                raise FileNotFoundError(f"Checkpoint {path} not found")
-            return local
-        try:
-            return self.path_manager.get_local_path(path)
-        except DownloadError:
-            raise
-        except OSError as e:
-            url = _download_url(path)
-            reason = getattr(e, "reason", None) or e
-            raise DownloadError(
-                f"Could not download {url}: {reason}. Without network access, copy the file to "
-                f"this machine and pass its path (train.init_checkpoint=/path/to/"
-                f"{os.path.basename(url)}), or train from scratch with train.init_checkpoint=\"\""
-            ) from e
 
     def _load_file(self, filename: str):
         try:
