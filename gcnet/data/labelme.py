@@ -15,7 +15,9 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from pycocotools import mask as mask_util
 
-__all__ = ["labelme_to_coco"]
+from gcnet.utils.file_io import atomic_write
+
+__all__ = ["labelme_to_coco", "write_labelme_coco"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,23 @@ def _instances(data: Dict, where: str) -> List[Tuple[str, List[List[float]]]]:
         key = (label, group) if group is not None else (label, None, index)
         grouped.setdefault(key, (label, []))[1].append(polygon)
     return list(grouped.values())
+
+
+def write_labelme_coco(folder: str, output: str, *, overwrite: bool = False) -> Dict:
+    """Write :func:`labelme_to_coco` of ``folder`` to ``output`` atomically and return it.
+
+    Raises:
+        ValueError: ``folder`` is not a folder, ``output`` exists and ``overwrite`` is False,
+            or :func:`labelme_to_coco` fails (naming the file).
+    """
+    if not os.path.isdir(folder):
+        raise ValueError(f"{folder}: no such folder")
+    if os.path.exists(output) and not overwrite:
+        raise ValueError(f"{output} exists; pass --overwrite to replace it")
+    coco = labelme_to_coco(folder)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    atomic_write(output, lambda f: f.write(json.dumps(coco).encode()))
+    return coco
 
 
 def labelme_to_coco(folder: str) -> Dict:

@@ -9,6 +9,7 @@ from detectron2.utils.file_io import PathManager  # noqa: E402
 
 from .api import get, get_checkpoint_url, get_config, list_models  # noqa: E402
 from .converters import CONVERTERS, UnconvertedKeysError  # noqa: E402
+from .convert import convert_checkpoint  # noqa: E402
 from .fit import checkpoint_mismatches  # noqa: E402
 from .handler import (  # noqa: E402
     GCNetHandler,
