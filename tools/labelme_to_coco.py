@@ -5,8 +5,9 @@ for training on your own dataset (README "Train on your own dataset"; gcnet.data
     python tools/labelme_to_coco.py my_data/train my_data/train.json
 
 Polygons, rectangles and circles become instances (shapes sharing a label and group id, one
-instance); lines and points are skipped with a warning. Categories are numbered 1..K in label
-order; image paths are relative to the folder, which is the dataset's image_root.
+instance); lines and points are skipped with a warning, and so are shapes labelled
+__ignore__ or _background_ (labelme's placeholders, not classes). Categories are numbered
+1..K in label order; image paths are relative to the folder, which is the dataset's image_root.
 """
 import argparse
 import sys
