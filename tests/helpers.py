@@ -15,11 +15,11 @@ from torch import nn
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = REPO_ROOT / "configs"
-# Where the real test data is looked for, in order (python tools/prepare_datasets.py test-data
-# writes the last one); a folder is complete once it holds MANIFEST.md.
+# Where the real test data is looked for, in order (python -m tests.fetch_test_data writes the
+# last one); a folder is complete once it holds MANIFEST.md.
 TEST_DATA_ENV = "GCNET_TEST_DATA"
 TEST_DATA_FALLBACKS = (REPO_ROOT.parent / "shared" / "data", REPO_ROOT / "datasets" / "gcnet-test-data")
-TEST_DATA_COMMAND = "python tools/prepare_datasets.py test-data"
+TEST_DATA_COMMAND = "python -m tests.fetch_test_data"
 # A GC-ResNet-18-FPN Mask R-CNN at a tiny input size on balloon: the tools' test model.
 TINY_CONFIG = str(REPO_ROOT / "tests" / "configs" / "mask_rcnn_R_18_FPN_gc_tiny_balloon.py")
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Convert an upstream checkpoint (mmdetection, the original GCNet code, mmsegmentation, or an
-ImageNet backbone) into a gcnet checkpoint for detectron2's checkpointer.
+ImageNet backbone) into a gcnet checkpoint for detectron2's checkpointer
+(gcnet.model_zoo.convert_checkpoint).
 
     python tools/convert_checkpoint.py --converter mmdet upstream.pth converted.pth \\
         [--config configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_gc_r16_1x.py [key=value ...]]
@@ -11,7 +12,6 @@ with --config, the result must also fill every parameter of the config's model e
 is written when either fails.
 """
 import argparse
-import os
 import sys
 
 from gcnet.utils.known_warnings import filter_known_warnings
@@ -22,31 +22,17 @@ def main(argv=None) -> int:
     parser.add_argument("--converter", required=True, help="one of the converters above")
     parser.add_argument("input", help="upstream .pth file (loaded with torch.load(weights_only=True))")
     parser.add_argument("output", help="converted .pth file")
-    parser.add_argument("--config", help="LazyConfig whose model the result must fill")
+    parser.add_argument("--config", default="", help="LazyConfig whose model the result must fill")
     parser.add_argument("opts", nargs="*", help="key=value overrides of --config")
     args = parser.parse_intermixed_args(argv)
     if args.opts and not args.config:
         parser.error(f"overrides {args.opts} need --config")
-    if not os.path.isfile(args.input):
-        print(f"convert_checkpoint: {args.input}: no such file", file=sys.stderr)
-        return 1
     filter_known_warnings()
     # Here, not at the top: --help and bad arguments are answered without loading torch.
-    from detectron2.config import instantiate
+    from gcnet.model_zoo import convert_checkpoint
 
-    from gcnet.engine import load_config
-    from gcnet.model_zoo import CONVERTERS, checkpoint_mismatches, convert_upstream_file, save_checkpoint
-
-    if args.converter not in CONVERTERS:
-        parser.error(f"argument --converter: invalid choice: {args.converter!r} (choose from {', '.join(sorted(CONVERTERS))})")
     try:
-        converted = convert_upstream_file(args.converter, args.input)
-        if args.config:
-            model = instantiate(load_config(args.config, args.opts).model)
-            problems = checkpoint_mismatches(model, converted)
-            if problems:
-                raise ValueError(f"the result does not fit {args.config}: " + "; ".join(problems))
-        save_checkpoint(converted, args.output)
+        convert_checkpoint(args.converter, args.input, args.output, args.config, args.opts)
     except (OSError, ValueError, KeyError) as e:
         print(f"convert_checkpoint: {e}", file=sys.stderr)
         return 1

@@ -1,16 +1,15 @@
 #!/usr/bin/env python
 """Convert labelme annotations (a JSON file beside each image) to one COCO instances file,
-for training on your own dataset (README "Train on your own dataset").
+for training on your own dataset (README "Train on your own dataset"; gcnet.data.labelme).
 
     python tools/labelme_to_coco.py my_data/train my_data/train.json
 
 Polygons, rectangles and circles become instances (shapes sharing a label and group id, one
-instance); lines and points are skipped with a warning. Categories are numbered 1..K in label
-order; image paths are relative to the folder, which is the dataset's image_root.
+instance); lines and points are skipped with a warning, and so are shapes labelled
+__ignore__ or _background_ (labelme's placeholders, not classes). Categories are numbered
+1..K in label order; image paths are relative to the folder, which is the dataset's image_root.
 """
 import argparse
-import json
-import os
 import sys
 
 
@@ -27,23 +26,17 @@ def main(argv=None) -> int:
     # Imported after the arguments are parsed, so that --help answers at once.
     from detectron2.utils.logger import setup_logger
 
-    from gcnet.data.labelme import labelme_to_coco
-    from gcnet.utils.file_io import atomic_write
+    from gcnet.data.labelme import write_labelme_coco
 
     setup_logger(name="gcnet", abbrev_name="gcnet")
     try:
-        if not os.path.isdir(args.folder):
-            raise ValueError(f"{args.folder}: no such folder")
-        if os.path.exists(args.output) and not args.overwrite:
-            raise ValueError(f"{args.output} exists; pass --overwrite to replace it")
-        coco = labelme_to_coco(args.folder)
-    except ValueError as e:
+        coco = write_labelme_coco(args.folder, args.output, overwrite=args.overwrite)
+    except (OSError, ValueError) as e:
         print(f"labelme_to_coco: {e}", file=sys.stderr)
         return 2
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    atomic_write(args.output, lambda f: f.write(json.dumps(coco).encode()))
     names = ", ".join(c["name"] for c in coco["categories"])
-    print(f"Wrote {args.output}: {len(coco['images'])} images, {len(coco['annotations'])} instances of {len(coco['categories'])} categories ({names})")
+    images, instances, categories = (len(coco[k]) for k in ("images", "annotations", "categories"))
+    print(f"Wrote {args.output}: {images} images, {instances} instances of {categories} categories ({names})")
     return 0
 
 

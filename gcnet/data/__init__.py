@@ -2,8 +2,8 @@
 ``balloon_{train,val}``, ``gcnet_cityscapes_fine_sem_seg_{train,val}`` (beside detectron2's
 own registrations), ``voc_2012_aug_sem_seg_train``/``voc_2012_sem_seg_val``, the label maps of
 detectron2's ``ade20k_sem_seg_{train,val}``, your own COCO-format datasets registered from a
-config (and labelme files converted to one), a checked semantic segmentation mapper, and image
-reading for inference."""
+config (and labelme files converted to one), a checked semantic segmentation mapper, image
+reading for inference, and the preparation of the datasets' files (``prepare_dataset``)."""
 from gcnet._detectron2 import require_detectron2
 
 require_detectron2(__name__)
@@ -18,5 +18,5 @@ from .custom_dataset import custom_dataset_num_classes, register_custom_dataset 
 from .datasets_root import datasets_root  # noqa: E402
 from .image_io import ImageNamingMapper, UnreadableImageError, list_images, read_image, write_image  # noqa: E402
 from .pascal_voc import VOC_SEM_SEG_CLASSES, load_voc_semantic, prepare_voc_aug  # noqa: E402
+from .prepare import PREPARED_DATASETS, prepare_dataset  # noqa: E402
 from .sem_seg_mapper import SemSegDatasetMapper  # noqa: E402
-from .test_data import prepare_test_data  # noqa: E402

@@ -6,7 +6,9 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from typing import Dict, Optional, Tuple
+from urllib.parse import urlparse
 
 import numpy as np
 from PIL import Image
@@ -61,27 +63,50 @@ def via_to_coco(via_json: str, image_dir: str, split: str) -> Dict:
     )
 
 
-def _find_release_root(folder: str) -> str:
+ARCHIVE_WAY_OUT = (
+    "download balloon_dataset.zip again (on a machine without network access: elsewhere, then run "
+    "python tools/prepare_datasets.py balloon --url /path/to/balloon_dataset.zip)"
+)
+
+
+def _find_release_root(folder: str, archive: str) -> str:
     """The folder of the extracted release that holds train/ and val/."""
     for dirpath, dirnames, _ in os.walk(folder):
         if "__MACOSX" in dirpath:
             continue
         if all(os.path.isfile(os.path.join(dirpath, s, "via_region_data.json")) for s in SPLITS):
             return dirpath
-    raise ValueError("The balloon archive has no train/ and val/ folders with via_region_data.json")
-
-
-def _fetch_release(url: str, staging: str) -> str:
-    """The release archive: ``url`` itself when it is a local file, else downloaded into
-    ``staging``."""
-    if os.path.isfile(url):
-        return url
-    return download_file(
-        url,
-        os.path.join(staging, "balloon_dataset.zip"),
-        way_out="Without network access, download balloon_dataset.zip elsewhere and run: "
-        "python tools/prepare_datasets.py balloon --url /path/to/balloon_dataset.zip",
+    raise ValueError(
+        f"{archive} is not the balloon release: it has no train/ and val/ folders with via_region_data.json"
     )
+
+
+def _local_archive(url: str) -> Optional[str]:
+    """The local archive that ``url`` names; None for an http(s) URL to download it from."""
+    if urlparse(url).scheme in ("http", "https"):
+        return None
+    local = url[len("file://") :] if url.startswith("file://") else url
+    if not os.path.isfile(local):
+        raise FileNotFoundError(f"{url}: no such file (expected balloon_dataset.zip, or the URL to download it from)")
+    return local
+
+
+def _download_release(url: str, staging: str) -> str:
+    way_out = (
+        "Without network access, download balloon_dataset.zip elsewhere and run: "
+        "python tools/prepare_datasets.py balloon --url /path/to/balloon_dataset.zip"
+    )
+    return download_file(url, os.path.join(staging, "balloon_dataset.zip"), way_out=way_out).path
+
+
+def _extract(archive: str, staging: str) -> None:
+    """Unpack the zip ``archive`` into ``staging``; a file that is not one, or is truncated or
+    corrupt, raises a ValueError that names it."""
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            zipped.extractall(staging)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        raise ValueError(f"{archive} is not a complete zip archive ({e}); {ARCHIVE_WAY_OUT}") from None
 
 
 def _split_problem(folder: str, split: str) -> Tuple[Optional[str], int]:
@@ -121,6 +146,15 @@ def check_balloon(folder: str) -> str:
     return f"{' and '.join(counts)} images"
 
 
+def _converted_split(archive: str, folder: str, split: str) -> Dict:
+    try:
+        return via_to_coco(os.path.join(folder, "via_region_data.json"), folder, split)
+    except (OSError, ValueError, KeyError, TypeError) as e:  # what a damaged JSON file or image raises
+        problem = f"{type(e).__name__}: {e}" if isinstance(e, (KeyError, TypeError)) else str(e).replace(folder, split)
+        message = f"{archive}: cannot convert {split}/via_region_data.json ({problem}); {ARCHIVE_WAY_OUT}"
+        raise ValueError(message) from None
+
+
 def prepare_balloon(root: str, url: str = BALLOON_URL) -> str:
     """Build ``root``/balloon from the balloon release at ``url`` (a URL, or the path of a
     local copy of balloon_dataset.zip): ``train/``, ``val/`` and COCO annotations under
@@ -128,24 +162,27 @@ def prepare_balloon(root: str, url: str = BALLOON_URL) -> str:
     (:func:`check_balloon`) and never touched.
 
     Raises:
-        ValueError: ``root``/balloon exists but is incomplete.
+        ValueError: ``root``/balloon exists but is incomplete, or the archive is not a
+            complete zip of the balloon release (nothing is written then).
+        FileNotFoundError: a local archive ``url`` does not exist.
         DownloadError: the download failed (the message says how to work offline).
     """
     target = os.path.join(root, "balloon")
     if os.path.exists(target):
         logger.info(f"{target} is already prepared ({check_balloon(target)}); left as it is")
         return target
+    local = _local_archive(url)
     os.makedirs(root, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".balloon-", dir=root)
     try:
-        with zipfile.ZipFile(_fetch_release(url, staging)) as archive:
-            archive.extractall(staging)
-        release = _find_release_root(staging)
+        archive = local or _download_release(url, staging)
+        _extract(archive, staging)
+        release = _find_release_root(staging, archive)
         built = os.path.join(staging, "balloon-prepared")
         os.makedirs(os.path.join(built, "annotations"))
         for split in SPLITS:
             shutil.move(os.path.join(release, split), os.path.join(built, split))
-            coco = via_to_coco(os.path.join(built, split, "via_region_data.json"), os.path.join(built, split), split)
+            coco = _converted_split(archive, os.path.join(built, split), split)
             with open(os.path.join(built, "annotations", f"balloon_instances_{split}.json"), "w") as f:
                 json.dump(coco, f)
             logger.info(f"balloon {split}: {len(coco['images'])} images, {len(coco['annotations'])} instances")

@@ -17,12 +17,24 @@ import pycocotools.mask as mask_util
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
+from detectron2.utils.logger import log_first_n
 
-__all__ = ["load_coco_instances", "register_checked_coco_instances", "check_annotation", "check_coco_files"]
+__all__ = [
+    "PLACEHOLDER_CATEGORIES",
+    "check_annotation",
+    "check_coco_files",
+    "is_placeholder_category",
+    "load_coco_instances",
+    "register_checked_coco_instances",
+    "without_placeholders",
+]
 
 logger = logging.getLogger(__name__)
 
 COCO_KEYS = ("images", "annotations", "categories")
+# Category entries that are not classes: labelme's label list and COCO export start with them
+# (regions to ignore, and the background), whatever ids they get.
+PLACEHOLDER_CATEGORIES = ("__ignore__", "_background_")
 # Boxes of polygons through pixel centres may overshoot the image by half a pixel.
 CLIP_TOLERANCE = 1.0
 
@@ -114,16 +126,32 @@ def _check_images(data: dict, json_file: str, image_root: str) -> None:
         )
 
 
+def is_placeholder_category(name) -> bool:
+    """Whether a category's ``name`` is one of :data:`PLACEHOLDER_CATEGORIES` (in any case)."""
+    return isinstance(name, str) and name.strip().lower() in PLACEHOLDER_CATEGORIES
+
+
 def _category_ids(data: dict, json_file: str, dataset_name: str) -> Dict[int, int]:
-    """COCO category id -> contiguous id, as detectron2's ``load_coco_json`` maps them, which
-    also sets the dataset's ``thing_classes`` and ``thing_dataset_id_to_contiguous_id``."""
+    """COCO category id -> contiguous id, as detectron2's ``load_coco_json`` maps them but for
+    :data:`PLACEHOLDER_CATEGORIES`, which are left out (with a warning naming them); also sets
+    the dataset's ``thing_classes`` and ``thing_dataset_id_to_contiguous_id``."""
     categories = sorted(data["categories"], key=lambda c: c["id"])
-    id_map = {c["id"]: i for i, c in enumerate(categories)}
-    unknown = sorted({a["category_id"] for a in data["annotations"]} - set(id_map))
+    placeholders = {c["id"]: c["name"] for c in categories if is_placeholder_category(c["name"])}
+    classes = [c for c in categories if c["id"] not in placeholders]
+    id_map = {c["id"]: i for i, c in enumerate(classes)}
+    unknown = sorted({a["category_id"] for a in data["annotations"]} - set(id_map) - set(placeholders))
     if unknown:
         raise ValueError(f"{json_file}: annotations have category ids {unknown} that 'categories' does not list")
+    if placeholders:
+        count = sum(a["category_id"] in placeholders for a in data["annotations"])
+        named = ", ".join(f"{name!r} (id {i})" for i, name in placeholders.items())
+        message = (
+            f"{dataset_name}: dropped the categories {named} of {json_file}, which are not classes, "
+            f"and their {count} annotations"
+        )
+        log_first_n(logging.WARNING, message, n=1, name=__name__, key="message")
     metadata = MetadataCatalog.get(dataset_name)
-    metadata.set(thing_classes=[c["name"] for c in categories], thing_dataset_id_to_contiguous_id=id_map)
+    metadata.set(thing_classes=[c["name"] for c in classes], thing_dataset_id_to_contiguous_id=id_map)
     return id_map
 
 
@@ -169,7 +197,7 @@ def load_coco_instances(json_file: str, image_root: str, dataset_name: str) -> L
     id_map = _category_ids(data, json_file, dataset_name)
     images = {im["id"]: im for im in data["images"]}
     per_image = collections.defaultdict(list)
-    for ann in data["annotations"]:
+    for ann in (a for a in data["annotations"] if a["category_id"] in id_map):
         image = images[ann["image_id"]]
         reason = check_annotation(ann, image["width"], image["height"])
         if reason:
@@ -199,13 +227,33 @@ def check_coco_files(name: str, json_file: str, image_root: str, how_to_create: 
         )
 
 
+def without_placeholders(data: dict) -> dict:
+    """A COCO instances dict without its :data:`PLACEHOLDER_CATEGORIES` and their annotations."""
+    dropped = {c["id"] for c in data["categories"] if isinstance(c, dict) and is_placeholder_category(c.get("name"))}
+
+    def kept(entry, key):
+        return not (isinstance(entry, dict) and entry.get(key) in dropped)
+
+    categories = [c for c in data["categories"] if kept(c, "id")]
+    return dict(data, categories=categories, annotations=[a for a in data["annotations"] if kept(a, "category_id")])
+
+
 def register_checked_coco_instances(
-    name: str, metadata: dict, json_file: str, image_root: str, *, how_to_create: str = ""
+    name: str,
+    metadata: dict,
+    json_file: str,
+    image_root: str,
+    *,
+    how_to_create: str = "",
+    evaluation_json_file: str = "",
 ) -> None:
     """Register ``name`` as detectron2's ``register_coco_instances`` does, loading with
     :func:`load_coco_instances`.
 
     ``how_to_create`` completes the error raised when the files are missing.
+    ``evaluation_json_file``, the ground truth that detectron2's ``COCOEvaluator`` reads
+    (the metadata's ``json_file``), is ``json_file`` unless given: for a file with
+    :data:`PLACEHOLDER_CATEGORIES`, a copy without them (:func:`without_placeholders`).
     """
 
     def load():
@@ -214,5 +262,9 @@ def register_checked_coco_instances(
 
     DatasetCatalog.register(name, load)
     MetadataCatalog.get(name).set(
-        json_file=json_file, image_root=image_root, evaluator_type="coco", how_to_create=how_to_create, **metadata
+        json_file=evaluation_json_file or json_file,
+        image_root=image_root,
+        evaluator_type="coco",
+        how_to_create=how_to_create,
+        **metadata,
     )

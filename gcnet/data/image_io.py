@@ -12,6 +12,7 @@ from detectron2.data.detection_utils import convert_PIL_to_numpy
 from detectron2.utils.file_io import PathManager
 
 from gcnet.utils.file_io import atomic_write
+from gcnet.utils.local_files import local_file
 
 __all__ = ["read_image", "write_image", "list_images", "IMAGE_EXTENSIONS", "ImageNamingMapper", "UnreadableImageError"]
 
@@ -49,9 +50,11 @@ def read_image(path: str, format: str = "BGR") -> np.ndarray:
     Raises:
         ValueError: naming ``path``, when it is not a readable image (missing, truncated,
             corrupt or of an unknown format).
+        DownloadError: an http(s) ``path`` could not be downloaded.
     """
+    local = local_file(path, PathManager) if "://" in path else path
     try:
-        with Image.open(PathManager.get_local_path(path)) as opened:
+        with Image.open(local) as opened:
             opened.load()
             image = ImageOps.exif_transpose(opened)
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... on bad files

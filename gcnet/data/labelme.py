@@ -2,9 +2,13 @@
 
 Polygons, rectangles and circles become instance polygons; shapes with the same label and
 ``group_id`` become one instance of several polygons. Lines, points and other shapes have no
-area and are skipped, each with a warning naming its file. An image whose labelme file has no
-shape is kept as an image without annotations; images without a labelme file are left out.
+area and are skipped, each with a warning naming its file. Shapes labelled with labelme's
+placeholders ``__ignore__`` and ``_background_`` (:data:`gcnet.data.coco.PLACEHOLDER_CATEGORIES`)
+are not instances of a class and are dropped, with one warning that counts them. An image
+whose labelme file has no shape is kept as an image without annotations; images without a
+labelme file are left out.
 """
+import collections
 import json
 import logging
 import math
@@ -15,7 +19,11 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from pycocotools import mask as mask_util
 
-__all__ = ["labelme_to_coco"]
+from gcnet.utils.file_io import atomic_write
+
+from .coco import is_placeholder_category
+
+__all__ = ["labelme_to_coco", "write_labelme_coco"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +75,37 @@ def _instances(data: Dict, where: str) -> List[Tuple[str, List[List[float]]]]:
     return list(grouped.values())
 
 
+def _without_placeholders(records: List[tuple], folder: str) -> List[tuple]:
+    """``records`` without the instances labelled as placeholders, with a warning that names
+    and counts them."""
+    labels = [label for *_, instances in records for label, _ in instances]
+    dropped = collections.Counter(label for label in labels if is_placeholder_category(label))
+    if dropped:
+        named = ", ".join(f"{count} labelled {label!r}" for label, count in sorted(dropped.items()))
+        logger.warning(f"{folder}: dropped {sum(dropped.values())} shapes that are not instances of a class ({named})")
+    return [
+        (*fields, [(label, polygons) for label, polygons in instances if not is_placeholder_category(label)])
+        for *fields, instances in records
+    ]
+
+
+def write_labelme_coco(folder: str, output: str, *, overwrite: bool = False) -> Dict:
+    """Write :func:`labelme_to_coco` of ``folder`` to ``output`` atomically and return it.
+
+    Raises:
+        ValueError: ``folder`` is not a folder, ``output`` exists and ``overwrite`` is False,
+            or :func:`labelme_to_coco` fails (naming the file).
+    """
+    if not os.path.isdir(folder):
+        raise ValueError(f"{folder}: no such folder")
+    if os.path.exists(output) and not overwrite:
+        raise ValueError(f"{output} exists; pass --overwrite to replace it")
+    coco = labelme_to_coco(folder)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    atomic_write(output, lambda f: f.write(json.dumps(coco).encode()))
+    return coco
+
+
 def labelme_to_coco(folder: str) -> Dict:
     """A COCO instances dict of the labelme files under ``folder`` (searched recursively), with
     ``file_name`` relative to ``folder`` and categories numbered 1..K in label order.
@@ -88,6 +127,7 @@ def labelme_to_coco(folder: str) -> Dict:
             records.append((os.path.relpath(image, folder), int(data["imageWidth"]), int(data["imageHeight"]), _instances(data, path)))
     if not records:
         raise ValueError(f"{folder}: no labelme file (a .json file with 'shapes' and 'imagePath') in the folder")
+    records = _without_placeholders(records, folder)
     labels = sorted({label for *_, instances in records for label, _ in instances})
     category_ids = {label: i for i, label in enumerate(labels, start=1)}
     images, annotations = [], []

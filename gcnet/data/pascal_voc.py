@@ -98,12 +98,16 @@ def register_voc_semantic(root: str) -> None:
 def _sbd_label(mat_file: str) -> np.ndarray:
     try:
         from scipy.io import loadmat
+        from scipy.io.matlab import MatReadError
     except ImportError as e:
         raise ImportError("Reading SBD's .mat label files needs scipy: pip install scipy") from e
     try:
         labels = loadmat(mat_file)["GTcls"][0]["Segmentation"][0]
-    except (KeyError, IndexError, ValueError) as e:
-        raise ValueError(f"{mat_file}: expected an SBD class label file (GTcls.Segmentation), got {e!r}") from e
+    except (KeyError, IndexError, ValueError, OSError, MatReadError) as e:  # a truncated file is an OSError
+        raise ValueError(
+            f"{mat_file}: expected an SBD class label file (GTcls.Segmentation), got {e!r}; "
+            "unpack SBD's benchmark.tgz again"
+        ) from e
     labels = np.asarray(labels)
     bad = sorted(int(v) for v in np.unique(labels) if not (0 <= v < len(VOC_SEM_SEG_CLASSES) or v == 255))
     if labels.ndim != 2 or bad:

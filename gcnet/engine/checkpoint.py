@@ -12,10 +12,10 @@ from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 from detectron2.layers import FrozenBatchNorm2d
-from detectron2.utils.file_io import Detectron2Handler, PathManager
+from detectron2.utils.file_io import PathManager
 
-from gcnet.utils.download import DownloadError
 from gcnet.utils.file_io import PARTIAL_SUFFIX, AtomicWritePathManager, atomic_path
+from gcnet.utils.local_files import TRUSTED_PICKLE_HOSTS, local_checkpoint
 from gcnet.utils.safe_load import UnsafeCheckpointError, load_checkpoint_file, load_pickle_file
 
 __all__ = [
@@ -28,8 +28,6 @@ __all__ = [
     "TRUSTED_PICKLE_HOSTS",
 ]
 
-# detectron2's model zoo (detectron2:// and its ImageNet models) publishes pickled .pkl files.
-TRUSTED_PICKLE_HOSTS = ("dl.fbaipublicfiles.com",)
 # How much of the model a checkpoint must fill (GCNetCheckpointer.load's ``fit``): "all" of it
 # (resume, evaluation), what an initialisation fills ("init": new layers are fine, other shapes
 # are not), or "any" part of it.
@@ -37,33 +35,6 @@ FIT_RULES = ("all", "init", "any")
 # Keys that are not weights: BatchNorm's step counters, detectron2's input normalisation
 # (taken from the config when absent) and its anchors (computed).
 NOT_WEIGHTS = re.compile(r"(^|\.)(num_batches_tracked|pixel_mean|pixel_std|cell_anchors\.\d+)$")
-
-
-def _pickle_refusal(path: str) -> Optional[str]:
-    """Why a pickled ``.pkl`` file resolved from ``path`` may not be read, or None if it may: it
-    must be a local file the user names, or come from detectron2's model zoo over https. (Its
-    content is then still read by :func:`gcnet.utils.safe_load.load_pickle_file`, which builds
-    numpy arrays and containers only.)"""
-    if path.startswith(Detectron2Handler.PREFIX):
-        return None
-    parsed = urlparse(path)
-    if parsed.scheme in ("", "file"):
-        return None
-    trusted_host = parsed.hostname in TRUSTED_PICKLE_HOSTS and parsed.port is None and not parsed.username
-    if parsed.scheme == "https" and trusted_host:
-        return None
-    return (
-        f".pkl files run code when loaded and are only read from local paths you name or, over https, "
-        f"{', '.join(TRUSTED_PICKLE_HOSTS)}"
-    )
-
-
-def _download_url(path: str) -> str:
-    """The URL a remote checkpoint path is downloaded from (``detectron2://`` names a file of
-    detectron2's model zoo)."""
-    if path.startswith(Detectron2Handler.PREFIX):
-        return Detectron2Handler.S3_DETECTRON2_PREFIX + path[len(Detectron2Handler.PREFIX) :]
-    return path
 
 
 def read_last_checkpoint(save_dir: str, path_manager=PathManager) -> str:
@@ -305,9 +276,8 @@ class GCNetCheckpointer(DetectionCheckpointer):
         self.logger.info(f"Loading {path}")
         parsed = urlparse(path)
         remote = "://" in path
-        refusal = _pickle_refusal(path)
-        local = self._local_file(parsed._replace(query="").geturl() if remote else path)
-        checkpoint = self.read_checkpoint(local, refusal)
+        local = local_checkpoint(parsed._replace(query="").geturl() if remote else path, self.path_manager)
+        checkpoint = self.read_checkpoint(local.path, local.pickle_refusal)
         if remote and parse_qs(parsed.query).get("matching_heuristics") == ["True"]:
             checkpoint["matching_heuristics"] = True
         weights = self._model_weights(checkpoint)
@@ -320,32 +290,6 @@ class GCNetCheckpointer(DetectionCheckpointer):
             if key in checkpoint:
                 self.checkpointables[key].load_state_dict(checkpoint.pop(key))
         return checkpoint
-
-    def _local_file(self, path: str) -> str:
-        """The local file of ``path``, downloaded first where it is remote.
-
-        Raises:
-            DownloadError: the download failed; the message names the URL, the reason, and
-                how to go on (a local copy, or no initial weights).
-            FileNotFoundError: a local ``path`` does not exist.
-        """
-        if "://" not in path or path.startswith("file://"):
-            local = path[len("file://") :] if path.startswith("file://") else path
-            if not os.path.isfile(local):
-                raise FileNotFoundError(f"Checkpoint {path} not found")
-            return local
-        try:
-            return self.path_manager.get_local_path(path)
-        except DownloadError:
-            raise
-        except OSError as e:
-            url = _download_url(path)
-            reason = getattr(e, "reason", None) or e
-            raise DownloadError(
-                f"Could not download {url}: {reason}. Without network access, copy the file to "
-                f"this machine and pass its path (train.init_checkpoint=/path/to/"
-                f"{os.path.basename(url)}), or train from scratch with train.init_checkpoint=\"\""
-            ) from e
 
     def read_checkpoint(self, filename: str, pickle_refusal: Optional[str] = "only files named through load()") -> dict:
         """The checkpoint dict of a local file, with the model's weights under "model": a

@@ -7,6 +7,7 @@ import yaml
 
 from detectron2.config import instantiate
 
+from gcnet.utils.download import sha256sum
 from gcnet.utils.file_io import atomic_write
 
 from .api import load_zoo_config
@@ -22,11 +23,12 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     list_parser = commands.add_parser("list", help="list the zoo models")
     list_parser.add_argument("--task", choices=["instance_segmentation", "semantic_segmentation"])
-    for name, text in [
-        ("show", "print a model's manifest entry"),
-        ("download", "download, verify and convert a checkpoint; print where it is"),
-    ]:
-        commands.add_parser(name, help=text).add_argument("name")
+    commands.add_parser("show", help="print a model's manifest entry").add_argument("name")
+    download = commands.add_parser("download", help="download, verify and convert a checkpoint; print where it is")
+    download.add_argument("name")
+    download.add_argument(
+        "--file", help="the upstream file, downloaded on another machine: checked and used instead of downloading"
+    )
     verify = commands.add_parser(
         "verify", help="download and convert checkpoints, check that each fills the model of its config exactly"
     )
@@ -35,8 +37,8 @@ def main(argv=None) -> int:
     markdown.add_argument("--output", help="write to this file instead")
     args = parser.parse_args(argv)
 
-    manifest = load_manifest(args.manifest) if args.manifest else default_manifest()
     try:
+        manifest = load_manifest(args.manifest) if args.manifest else default_manifest()
         if args.command == "list":
             for name, model in sorted(manifest.models.items()):
                 if args.task in (None, model.task):
@@ -46,9 +48,10 @@ def main(argv=None) -> int:
             model = manifest.model(args.name)
             print(yaml.safe_dump({"name": model.name, **{k: v for k, v in vars(model).items() if k != "name"}}, sort_keys=False))
         elif args.command == "download":
-            handler = GCNetHandler(manifest.sources())
-            print(f"upstream: {handler.download(GCNetHandler.PREFIX + args.name)}")
-            print(f"converted: {handler.converted_path(GCNetHandler.PREFIX + args.name)}")
+            handler, path = GCNetHandler(manifest.sources()), GCNetHandler.PREFIX + args.name
+            upstream = handler.import_upstream(path, args.file) if args.file else handler.download(path)
+            print(f"upstream: {upstream} (sha256 {sha256sum(upstream)})")
+            print(f"converted: {handler.converted_path(path)}")
         elif args.command == "verify":
             return max(_verify(name, manifest) for name in args.name)
         else:
@@ -61,6 +64,14 @@ def main(argv=None) -> int:
         print(f"gcnet.model_zoo: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _digest_checked(source) -> str:
+    if source.sha256:
+        return f"sha256 {source.sha256} verified"
+    if source.file_digest:
+        return f"sha256 prefix {source.file_digest} of its file name verified"
+    return "no sha256 published"
 
 
 def _verify(name: str, manifest) -> int:
@@ -77,10 +88,9 @@ def _verify(name: str, manifest) -> int:
         print(f"gcnet.model_zoo: {name} does not fit {entry.config}: " + "; ".join(problems), file=sys.stderr)
         return 1
     keys = [k for k in model.state_dict() if not k.endswith(".num_batches_tracked")]
-    checked = f"sha256 {entry.sha256} verified" if entry.sha256 else "no sha256 published"
     print(
-        f"{name}: {checked}; its {len(checkpoint['model'])} converted keys fill the {len(keys)} parameters and "
-        f"buffers of {entry.config} exactly (none missing, none left over, every shape equal)"
+        f"{name}: {_digest_checked(entry)}; its {len(checkpoint['model'])} converted keys fill the {len(keys)} "
+        f"parameters and buffers of {entry.config} exactly (none missing, none left over, every shape equal)"
     )
     for reproduced, label in ((True, "reproduced"), (False, "not reproduced")):
         rules = [r for r in entry.test_rules if manifest.test_rules[r].reproduced == reproduced]

@@ -4,15 +4,17 @@ import json
 import logging
 import os
 from typing import Any, Dict, List, Mapping, Optional
+from urllib.parse import urlparse
 
 import torch
 from iopath.common.file_io import PathHandler, file_lock
 
+from gcnet.utils.download import sha256sum
+from gcnet.utils.download_cache import cache_root, download_verified, import_file
 from gcnet.utils.file_io import atomic_write
 from gcnet.utils.safe_load import UnsafeCheckpointError, load_checkpoint_file
 
 from .converters import CONVERTERS
-from .download import cache_root, download_verified, sha256sum
 from .manifest import CheckpointSource, default_manifest, unknown_name_error
 
 __all__ = ["GCNetHandler", "load_upstream_checkpoint", "convert_upstream_file", "save_checkpoint"]
@@ -81,9 +83,24 @@ class GCNetHandler(PathHandler):
         return self.sources[name]
 
     def download(self, path: str) -> str:
-        """The verified upstream file of ``path``, downloaded on first use."""
+        """The verified upstream file of ``path``, downloaded on first use.
+
+        Raises:
+            DownloadError: the download could not be made; the message says how to import a
+                copy made on another machine (:meth:`import_upstream`).
+        """
         source = self.source(path)
-        return download_verified(source.url, source.sha256, self.cache_dir or cache_root())
+        way_out = (
+            "Without network access, download it on another machine and run: python -m gcnet.model_zoo download "
+            f"{source.name} --file /path/to/{os.path.basename(urlparse(source.url).path)}"
+        )
+        return download_verified(source.url, source.expected_sha256, self.cache_dir or cache_root(), way_out=way_out)
+
+    def import_upstream(self, path: str, local_file: str) -> str:
+        """Put ``local_file``, the upstream file of ``path`` downloaded on another machine, in
+        the cache after checking its sha256 (:func:`gcnet.utils.download_cache.import_file`)."""
+        source = self.source(path)
+        return import_file(source.url, local_file, source.expected_sha256, self.cache_dir or cache_root())
 
     def converted_path(self, path: str, force: bool = False) -> str:
         """The local converted checkpoint of ``path``, downloaded, verified and converted on

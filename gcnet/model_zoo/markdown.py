@@ -2,7 +2,7 @@
 import re
 from typing import Dict, List, Mapping, Tuple
 
-from .manifest import Manifest, UpstreamRule, ZooModel
+from .manifest import CheckpointSource, Manifest, UpstreamRule, ZooModel
 
 __all__ = ["model_zoo_markdown"]
 
@@ -29,6 +29,13 @@ def _metric(model: ZooModel, key: str) -> str:
     return "-" if entry is None else _number(entry["value"])
 
 
+def _digest(source: CheckpointSource) -> str:
+    """The sha256 a download is checked against: pinned in full, or the prefix in the file name."""
+    if source.sha256:
+        return f"`{source.sha256}`"
+    return f"`{source.file_digest}...` (file name)" if source.file_digest else "none published"
+
+
 def _links(keys) -> str:
     return ", ".join(f"[{k}](#{k})" for k in keys)
 
@@ -51,7 +58,7 @@ def _row(model: ZooModel, columns: List[str], rules: Mapping[str, UpstreamRule])
         provenance,
         _test_rules(model, rules),
         _links(model.notes) or "-",
-        f"[model]({model.url}) `{model.sha256}`",
+        f"[model]({model.url}) {_digest(model)}",
     ]
     return "| " + " | ".join(cells) + " |"
 
@@ -106,11 +113,14 @@ def model_zoo_markdown(manifest: Manifest) -> str:
         "",
         "Trained GCNet models of the public releases (mmdetection, mmsegmentation and the original",
         "GCNet repository), served through detectron2: `gcnet://<name>` downloads the upstream",
-        "checkpoint once, checks its sha256, and converts it to the gcnet model of the linked",
+        "checkpoint once over https, checks it against the sha256 digits in its file name, records",
+        "its full sha256 (checked on every use), and converts it to the gcnet model of the linked",
         "config: every upstream weight, nothing missing or left over (`python -m gcnet.model_zoo verify",
-        "NAME` checks it). The column \"upstream test-time rules\" says, per model, which rules of the",
-        "upstream inference the config reproduces and which it does not ([all rules](#upstream-test-time-rules)),",
-        "so that \"reproduces upstream\" has a precise meaning.",
+        "NAME` checks it). Offline, `python -m gcnet.model_zoo download NAME --file FILE` takes a",
+        "copy of the upstream file made on another machine. The column \"upstream test-time rules\"",
+        "says, per model, which rules of the upstream inference the config reproduces and which it",
+        "does not ([all rules](#upstream-test-time-rules)), so that \"reproduces upstream\" has a",
+        "precise meaning.",
         "",
         "```python",
         "import gcnet.model_zoo",
@@ -141,7 +151,7 @@ def model_zoo_markdown(manifest: Manifest) -> str:
         out += [f"## {title}", ""] + _dataset_tables(manifest, dataset, columns)
     out += ["## ImageNet backbones", "", "| name | upstream file | sha256 | description |", "|---|---|---|---|"]
     for source in manifest.imagenet.values():
-        out.append(f"| `gcnet://{source.name}` | {source.url} | `{source.sha256 or 'none published'}` | {source.description} |")
+        out.append(f"| `gcnet://{source.name}` | {source.url} | {_digest(source)} | {source.description} |")
     out += ["", "## Upstream test-time rules", ""]
     for key, rule in manifest.test_rules.items():
         out += [f"### {key}", "", f"**{'Reproduced' if rule.reproduced else 'Not reproduced'}.** {rule.text}", ""]

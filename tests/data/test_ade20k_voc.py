@@ -1,7 +1,7 @@
 """ADE20K (detectron2's ade20k_sem_seg_*) and Pascal VOC 2012 aug (voc_2012_aug_sem_seg_train,
 voc_2012_sem_seg_val) on real images: CamVid written in their layouts, prepared with
-tools/prepare_datasets.py, loaded, and run through their mmsegmentation configs with
-tools/train_net.py."""
+gcnet.data.prepare_dataset (what tools/prepare_datasets.py runs), loaded, and run through
+their mmsegmentation configs with tools/train_net.py."""
 import json
 import re
 
@@ -13,13 +13,12 @@ from scipy.io import savemat
 from detectron2.data import MetadataCatalog
 from detectron2.data.datasets import load_sem_seg
 
-from gcnet.data import VOC_SEM_SEG_CLASSES, load_voc_semantic
+from gcnet.data import VOC_SEM_SEG_CLASSES, load_voc_semantic, prepare_dataset
 from gcnet.data.pascal_voc import VOC_SEM_SEG_SPLITS
 
-from ..helpers import load_tool, run_tool
+from ..helpers import run_tool
 
 UNLABELLED = 11  # CamVid's "unlabelled"; 0..10 are its classes
-PREPARE = load_tool("prepare_datasets")
 # Small inputs for the R-50-D8 configs on CPU.
 TINY_SEM_SEG = [
     "train.init_checkpoint=", "train.device=cpu", "train.log_period=1",
@@ -50,16 +49,9 @@ def write_camvid_as_ade20k(camvid, root, counts):
     return dataset
 
 
-def prepare(capsys, *args):
-    """tools/prepare_datasets.py with ``args``, in-process: (exit status, stdout, stderr)."""
-    status = PREPARE.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def test_prepare_ade20k_writes_detectron2_label_maps(shared_data, tmp_path, capsys):
+def test_prepare_ade20k_writes_detectron2_label_maps(shared_data, tmp_path):
     dataset = write_camvid_as_ade20k(shared_data / "camvid", tmp_path, {"train": 2, "val": 2})
-    assert prepare(capsys, "ade20k", "--root", tmp_path)[:2] == (0, "Wrote 4 ADE20K label maps\n")
+    assert prepare_dataset("ade20k", str(tmp_path)) == "Wrote 4 ADE20K label maps"
     val = MetadataCatalog.get("ade20k_sem_seg_val")
     assert val.sem_seg_root.endswith("ADEChallengeData2016/annotations_detectron2/validation") and len(val.stuff_classes) == 150
     dicts = load_sem_seg(str(dataset / "annotations_detectron2" / "validation"), str(dataset / "images" / "validation"))
@@ -68,18 +60,18 @@ def test_prepare_ade20k_writes_detectron2_label_maps(shared_data, tmp_path, caps
     assert dicts[0]["file_name"].endswith(f"{image.stem}.jpg")
     labels = np.asarray(Image.open(dicts[0]["sem_seg_file_name"]))
     assert np.array_equal(labels, np.where(camvid == UNLABELLED, 255, camvid))  # "other" ignored, classes - 1
-    assert prepare(capsys, "ade20k", "--root", tmp_path)[1] == "Wrote 0 ADE20K label maps\n"  # existing files are kept
+    assert prepare_dataset("ade20k", str(tmp_path)) == "Wrote 0 ADE20K label maps"  # existing files are kept
 
 
-def test_prepare_ade20k_names_a_bad_label_file(shared_data, tmp_path, capsys):
+def test_prepare_ade20k_names_a_bad_label_file(shared_data, tmp_path):
     dataset = write_camvid_as_ade20k(shared_data / "camvid", tmp_path, {"train": 1, "val": 1})
     bad = next((dataset / "annotations" / "validation").glob("*.png"))
     labels = np.asarray(Image.open(bad)).copy()
     labels[0, 0] = 200
     Image.fromarray(labels).save(bad)
-    status, _, err = prepare(capsys, "ade20k", "--root", tmp_path)
-    assert status == 1
-    assert err == f"prepare_datasets: {bad}: values [200] are not ADE20K class ids (0 = other, 1..150)\n"
+    result = run_tool("tools/prepare_datasets.py", "ade20k", "--root", tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == f"prepare_datasets: {bad}: values [200] are not ADE20K class ids (0 = other, 1..150)\n"
 
 
 def write_camvid_as_voc(camvid, root, counts, sbd_extra):
@@ -107,14 +99,14 @@ def write_camvid_as_voc(camvid, root, counts, sbd_extra):
     return voc, sbd.parent, sbd_only
 
 
-def test_prepare_voc_aug_and_the_registered_splits(shared_data, tmp_path, capsys):
+def test_prepare_voc_aug_and_the_registered_splits(shared_data, tmp_path):
     voc, sbd_root, sbd_only = write_camvid_as_voc(shared_data / "camvid", tmp_path, {"train": 2, "val": 2}, sbd_extra=2)
     missing = f"Pascal VOC image list {voc}/ImageSets/Segmentation/aug.txt not found"
     with pytest.raises(FileNotFoundError, match="python tools/prepare_datasets.py voc_aug --sbd") as info:
         load_voc_semantic(str(voc), VOC_SEM_SEG_SPLITS["voc_2012_aug_sem_seg_train"])
     assert str(info.value).startswith(missing)
-    status, out, err = prepare(capsys, "voc_aug", "--root", tmp_path, "--sbd", sbd_root)
-    assert (status, out) == (0, "Wrote 6 SegmentationClassAug label maps and 2 image ids to aug.txt\n"), err
+    written = prepare_dataset("voc_aug", str(tmp_path), sbd=str(sbd_root))
+    assert written == "Wrote 6 SegmentationClassAug label maps and 2 image ids to aug.txt"
     assert (voc / "ImageSets/Segmentation/aug.txt").read_text().split() == sorted(sbd_only)
     train = load_voc_semantic(str(voc), VOC_SEM_SEG_SPLITS["voc_2012_aug_sem_seg_train"])
     assert [d["sem_seg_file_name"].split("/")[-2] for d in train] == ["SegmentationClass"] * 2 + ["SegmentationClassAug"] * 2
@@ -124,20 +116,34 @@ def test_prepare_voc_aug_and_the_registered_splits(shared_data, tmp_path, capsys
     assert val.stuff_classes == list(VOC_SEM_SEG_CLASSES) and len(val.stuff_classes) == 21 and val.ignore_label == 255
 
 
-def test_voc_aug_needs_sbd(tmp_path, capsys):
-    with pytest.raises(SystemExit) as info:
-        prepare(capsys, "voc_aug", "--root", tmp_path)
-    assert info.value.code == 2 and "the following arguments are required: --sbd" in capsys.readouterr().err
+def test_voc_aug_needs_sbd(tmp_path):
+    result = run_tool("tools/prepare_datasets.py", "voc_aug", "--root", tmp_path)
+    assert result.returncode == 2 and "the following arguments are required: --sbd" in result.stderr
+    with pytest.raises(ValueError, match=r"^voc_aug needs SBD's benchmark_RELEASE folder \(--sbd\)$"):
+        prepare_dataset("voc_aug", str(tmp_path))
+
+
+def test_a_damaged_sbd_label_file_is_named(shared_data, tmp_path):
+    """A truncated .mat (scipy raises an OSError of its own) is one line that names it."""
+    voc, sbd_root, _ = write_camvid_as_voc(shared_data / "camvid", tmp_path, {"train": 1, "val": 1}, sbd_extra=1)
+    damaged = sorted((sbd_root / "dataset" / "cls").glob("*.mat"))[0]
+    damaged.write_bytes(damaged.read_bytes()[:150])
+    with pytest.raises(ValueError) as info:
+        prepare_dataset("voc_aug", str(tmp_path), sbd=str(sbd_root))
+    message = str(info.value)
+    assert message.startswith(f"{damaged}: expected an SBD class label file (GTcls.Segmentation), got ")
+    assert message.endswith("; unpack SBD's benchmark.tgz again") and "\n" not in message
+    assert not (voc / "ImageSets" / "Segmentation" / "aug.txt").exists()
 
 
 def metrics_of(out):
     return [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
 
 
-def test_voc_config_trains_and_evaluates_on_camvid(shared_data, tmp_path, capsys):
+def test_voc_config_trains_and_evaluates_on_camvid(shared_data, tmp_path):
     write_camvid_as_voc(shared_data / "camvid", tmp_path, {"train": 2, "val": 2}, sbd_extra=2)
     env = {"DETECTRON2_DATASETS": str(tmp_path)}
-    assert prepare(capsys, "voc_aug", "--root", tmp_path, "--sbd", tmp_path / "benchmark_RELEASE")[0] == 0
+    prepare_dataset("voc_aug", str(tmp_path), sbd=str(tmp_path / "benchmark_RELEASE"))
     out = tmp_path / "out"
     result = run_tool(
         "tools/train_net.py", "--config-file", "configs/PascalVOC-SemanticSegmentation/mmseg_gcnet_R_50_D8_512x512_20k.py",
@@ -149,10 +155,10 @@ def test_voc_config_trains_and_evaluates_on_camvid(shared_data, tmp_path, capsys
     assert 0 <= metrics[-1]["sem_seg/mIoU"] <= 100 and "sem_seg/IoU-aeroplane" in metrics[-1]
 
 
-def test_ade20k_config_evaluates_on_camvid(shared_data, tmp_path, capsys):
+def test_ade20k_config_evaluates_on_camvid(shared_data, tmp_path):
     write_camvid_as_ade20k(shared_data / "camvid", tmp_path, {"train": 1, "val": 2})
     env = {"DETECTRON2_DATASETS": str(tmp_path)}
-    assert prepare(capsys, "ade20k", "--root", tmp_path)[0] == 0
+    assert prepare_dataset("ade20k", str(tmp_path)) == "Wrote 3 ADE20K label maps"
     out = tmp_path / "out"
     result = run_tool(
         "tools/train_net.py", "--config-file", "configs/ADE20K-SemanticSegmentation/mmseg_gcnet_R_50_D8_512x512_80k.py",

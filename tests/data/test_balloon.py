@@ -1,10 +1,12 @@
-"""The balloon dataset: VIA -> COCO conversion, the downloader, and its registration."""
+"""The balloon dataset: VIA -> COCO conversion, the downloader (and archives that are missing
+or damaged), and its registration."""
 import json
+import re
 import zipfile
 
 import pytest
 
-from gcnet.data import via_to_coco
+from gcnet.data import prepare_dataset, via_to_coco
 
 from ..helpers import run_tool, serve_directory
 
@@ -99,3 +101,48 @@ def test_missing_balloon_folder_says_how_to_create_it(tmp_path):
     assert f"{tmp_path / 'nowhere'}/balloon/annotations/balloon_instances_train.json" in message
     assert f"DETECTRON2_DATASETS={tmp_path / 'nowhere'}" in message
     assert "python tools/prepare_datasets.py balloon" in message
+
+
+def damaged_copies(shared_data, folder):
+    """(name, archive, expected message) of balloon archives that cannot be used."""
+    good = folder / "good.zip"
+    build_release_zip(shared_data, good)
+    truncated = folder / "truncated.zip"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    not_zip = folder / "page.zip"
+    not_zip.write_bytes(b"<html>Sign in to download</html>")
+    flipped = folder / "flipped.zip"  # a bit of a compressed member flipped: a CRC error on extraction
+    with zipfile.ZipFile(flipped, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.write(shared_data / "balloon" / "train" / "via_region_data.json", "balloon/train/via_region_data.json")
+    data = bytearray(flipped.read_bytes())
+    data[200] ^= 0xFF
+    flipped.write_bytes(bytes(data))
+    other = folder / "other.zip"
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("readme.txt", "not the balloon release")
+    way_out = (
+        "download balloon_dataset.zip again (on a machine without network access: elsewhere, then run "
+        "python tools/prepare_datasets.py balloon --url /path/to/balloon_dataset.zip)"
+    )
+    return [
+        (truncated, rf"^{truncated} is not a complete zip archive \(.*\); " + re.escape(way_out) + "$"),
+        (not_zip, rf"^{not_zip} is not a complete zip archive \(File is not a zip file\); download balloon_dataset"),
+        (flipped, rf"^{flipped} is not a complete zip archive \(.*\); download balloon_dataset\.zip again"),
+        (other, rf"^{other} is not the balloon release: it has no train/ and val/ folders with via_region_data\.json$"),
+        (folder / "missing.zip", rf"^{folder / 'missing.zip'}: no such file \(expected balloon_dataset\.zip, or"),
+    ]
+
+
+def test_a_missing_or_damaged_archive_is_one_line_and_writes_nothing(shared_data, tmp_path):
+    (tmp_path / "archives").mkdir()
+    for archive, message in damaged_copies(shared_data, tmp_path / "archives"):
+        root = tmp_path / "datasets" / archive.stem
+        with pytest.raises((ValueError, FileNotFoundError), match=message) as info:
+            prepare_dataset("balloon", str(root), url=str(archive))
+        assert "\n" not in str(info.value)
+        assert not root.exists() or list(root.iterdir()) == [], archive  # no balloon/, no staging folder
+    page = tmp_path / "archives" / "page.zip"
+    result = run_tool("tools/prepare_datasets.py", "balloon", "--root", tmp_path / "cli", "--url", page)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith(f"prepare_datasets: {page} is not a complete zip archive")
+    assert result.stderr.count("\n") == 1

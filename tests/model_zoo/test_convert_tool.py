@@ -1,16 +1,14 @@
-"""tools/convert_checkpoint.py: converts, checks the fit against a config, writes nothing on failure."""
+"""gcnet.model_zoo.convert_checkpoint, and tools/convert_checkpoint.py that runs it: converts,
+checks the fit against a config, writes nothing on failure."""
 import pytest
 import torch
 
-from ..helpers import CONFIGS, load_tool, run_tool
+from gcnet.model_zoo import convert_checkpoint
+
+from ..helpers import CONFIGS, run_tool
 from .upstream_layouts import mmdet_checkpoint
 
 CONFIG = CONFIGS / "COCO-InstanceSegmentation" / "mask_rcnn_R_50_FPN_gc_r16_1x.py"
-
-
-@pytest.fixture(scope="module")
-def convert_main():
-    return load_tool("convert_checkpoint").main
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +18,9 @@ def upstream_r16(tmp_path_factory):
     return path
 
 
-def test_converts_and_fits_the_config(convert_main, upstream_r16, tmp_path):
+def test_converts_and_fits_the_config(upstream_r16, tmp_path):
     out = tmp_path / "converted.pth"
-    assert convert_main(["--converter", "mmdet", str(upstream_r16), str(out), "--config", str(CONFIG)]) == 0
+    convert_checkpoint("mmdet", str(upstream_r16), str(out), str(CONFIG))
     converted = torch.load(out, weights_only=True)
     upstream = torch.load(upstream_r16, weights_only=True)["state_dict"]
     torch.testing.assert_close(
@@ -32,29 +30,31 @@ def test_converts_and_fits_the_config(convert_main, upstream_r16, tmp_path):
     assert not list(tmp_path.glob("*.partial"))
 
 
-def test_a_checkpoint_that_does_not_fit_the_config_writes_nothing(convert_main, upstream_r16, tmp_path, capsys):
+def test_a_checkpoint_that_does_not_fit_the_config_writes_nothing(upstream_r16, tmp_path):
     out = tmp_path / "converted.pth"
     out.write_bytes(b"previous result")
     r4 = CONFIG.with_name("mask_rcnn_R_50_FPN_gc_r4_1x.py")
-    assert convert_main(["--converter", "mmdet", str(upstream_r16), str(out), "--config", str(r4)]) == 1
-    err = capsys.readouterr().err
-    assert f"does not fit {r4}" in err and "shape of backbone.bottom_up.res3.0.context_block.channel_add_conv.0.weight" in err
+    with pytest.raises(ValueError) as info:
+        convert_checkpoint("mmdet", str(upstream_r16), str(out), str(r4))
+    err = str(info.value)
+    assert err.startswith(f"the result does not fit {r4}: ")
+    assert "shape of backbone.bottom_up.res3.0.context_block.channel_add_conv.0.weight" in err
     assert out.read_bytes() == b"previous result"
 
     # The same config with the checkpoint's ratio, given as an override, fits.
-    args = ["--converter", "mmdet", str(upstream_r16), str(out), "--config", str(r4), "model.backbone.bottom_up.gc.ratio=0.0625"]
-    assert convert_main(args) == 0
+    convert_checkpoint("mmdet", str(upstream_r16), str(out), str(r4), ["model.backbone.bottom_up.gc.ratio=0.0625"])
     assert set(torch.load(out, weights_only=True)["model"]) > {"backbone.bottom_up.res3.0.context_block.conv_mask.weight"}
 
 
-def test_unmatched_upstream_keys_are_listed(convert_main, upstream_r16, tmp_path, capsys):
+def test_unmatched_upstream_keys_are_listed(upstream_r16, tmp_path):
     checkpoint = torch.load(upstream_r16, weights_only=True)
     checkpoint["state_dict"]["roi_head.extra_head.weight"] = torch.zeros(3, 5)
     bad = tmp_path / "extra.pth"
     torch.save(checkpoint, bad)
     out = tmp_path / "converted.pth"
-    assert convert_main(["--converter", "mmdet", str(bad), str(out)]) == 1
-    assert "1 upstream keys could not be converted: roi_head.extra_head.weight [3, 5]" in capsys.readouterr().err
+    unconverted = r"1 upstream keys could not be converted: roi_head\.extra_head\.weight \[3, 5\]$"
+    with pytest.raises(ValueError, match=unconverted):
+        convert_checkpoint("mmdet", str(bad), str(out))
     assert not out.exists()
 
 
@@ -67,7 +67,16 @@ def test_command_line(upstream_r16, tmp_path):
     assert not (tmp_path / "out.pth").exists()
 
 
-def test_missing_input_is_named_as_missing(convert_main, tmp_path, capsys):
-    assert convert_main(["--converter", "mmdet", str(tmp_path / "nowhere.pth"), str(tmp_path / "out.pth")]) == 1
-    assert capsys.readouterr().err == f"convert_checkpoint: {tmp_path / 'nowhere.pth'}: no such file\n"
+def test_missing_input_is_named_as_missing(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        convert_checkpoint("mmdet", str(tmp_path / "nowhere.pth"), str(tmp_path / "out.pth"))
+    assert str(info.value) == f"{tmp_path / 'nowhere.pth'}: no such file"
+    assert not (tmp_path / "out.pth").exists()
+
+
+def test_bad_arguments_are_named(upstream_r16, tmp_path):
+    with pytest.raises(ValueError, match=r"^Unknown converter 'mmdet3'; known: deep_base_resnet, mmcv_resnet_v1c, "):
+        convert_checkpoint("mmdet3", str(upstream_r16), str(tmp_path / "out.pth"))
+    with pytest.raises(ValueError, match=r"^Overrides \['train.max_iter=1'\] need a config$"):
+        convert_checkpoint("mmdet", str(upstream_r16), str(tmp_path / "out.pth"), "", ["train.max_iter=1"])
     assert not (tmp_path / "out.pth").exists()

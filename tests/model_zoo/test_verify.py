@@ -21,13 +21,14 @@ VOC = "mmseg/gcnet_r50-d8_512x512_20k_voc12aug"
 
 def release_file(folder, stem, num_classes, writer, zip_format):
     """An mmsegmentation GCNet R-50-D8 checkpoint in a release's file format; its name ends
-    with its sha256 prefix, as OpenMMLab names them."""
+    with its sha256 prefix, as OpenMMLab names them. Returns (path, full sha256, number of
+    weights)."""
     checkpoint = {**writer(), "state_dict": mmseg_checkpoint(50, num_classes=num_classes)["state_dict"]}
     path = folder / "tmp.pth"
     torch.save(checkpoint, path, _use_new_zipfile_serialization=zip_format)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
     weights = [k for k in checkpoint["state_dict"] if not k.endswith(".num_batches_tracked")]
-    return path.rename(folder / f"{stem}-{digest}.pth"), digest, len(weights)
+    return path.rename(folder / f"{stem}-{digest[:8]}.pth"), digest, len(weights)
 
 
 def entry_served_as(name, new_name, url, sha256):

@@ -39,21 +39,24 @@ def test_manifest_rows():
     }  # fmt: skip
     entry = MANIFEST.model("mmdet/cascade_mask_rcnn_x101_32x4d_fpn_syncbn-backbone_dconv_c3-c5_r16_gcb_c3-c5_1x_coco")
     assert entry.metrics["box AP"] == {"value": 48.0, "source": "reported by mmdetection"}
-    assert entry.metrics["mask AP"]["value"] == 41.3 and entry.sha256 == "44aa598a"
+    assert entry.metrics["mask AP"]["value"] == 41.3 and (entry.sha256, entry.file_digest) == ("", "44aa598a")
     assert MANIFEST.model("mmseg/gcnet_r101-d8_769x769_40k_cityscapes").metrics["mIoU (ms+flip)"]["value"] == 80.71
     ade20k = MANIFEST.model("mmseg/gcnet_r101-d8_512x512_160k_ade20k")
-    assert (ade20k.metrics["mIoU"]["value"], ade20k.metrics["mIoU (ms+flip)"]["value"], ade20k.sha256) == (43.69, 45.21, "615528d7")
+    mious = (ade20k.metrics["mIoU"]["value"], ade20k.metrics["mIoU (ms+flip)"]["value"])
+    assert (mious, ade20k.file_digest) == ((43.69, 45.21), "615528d7")
     voc = MANIFEST.model("mmseg/gcnet_r50-d8_512x512_20k_voc12aug")
-    assert (voc.metrics["mIoU"]["value"], voc.published["train_memory_gb"], voc.sha256) == (76.42, 5.8, "3cbfdab1")
+    assert (voc.metrics["mIoU"]["value"], voc.published["train_memory_gb"], voc.file_digest) == (76.42, 5.8, "3cbfdab1")
     assert voc.config == "configs/PascalVOC-SemanticSegmentation/mmseg_gcnet_R_50_D8_512x512_20k.py"
 
 
 @pytest.mark.parametrize("name", sorted(MANIFEST.sources()))
 def test_every_entry_is_consistent(name):
     source = MANIFEST.sources()[name]
-    assert source.url.startswith(("https://", "http://")) and source.converter in zoo.CONVERTERS, source
-    if source.sha256:  # OpenMMLab and torchvision name files <stem>-<sha256 prefix>.pth
-        assert re.search(rf"-{source.sha256}\.pth$", source.url), source.url
+    assert source.url.startswith("https://") and source.converter in zoo.CONVERTERS, source
+    assert source.sha256 == "" or re.fullmatch("[0-9a-f]{64}", source.sha256), source
+    if source.file_digest:  # OpenMMLab and torchvision name files <stem>-<sha256 prefix>.pth
+        assert re.search(rf"-{source.file_digest}\.pth$", source.url) and len(source.file_digest) == 8, source.url
+        assert source.expected_sha256 == source.sha256 or source.file_digest
     if name in MANIFEST.models:
         model = MANIFEST.models[name]
         assert (REPO_ROOT / model.config).is_file()
@@ -88,8 +91,9 @@ def test_every_entry_config_instantiates(config, overrides):
 
 MINIMAL_ENTRY = dict(
     name="test/model", task="semantic_segmentation", dataset="ade20k_sem_seg_val", config="configs/x.py",
-    upstream={}, url="https://example.com/model-0123abcd.pth", sha256="0123abcd", converter="mmseg", metrics={},
+    upstream={}, url="https://example.com/model-0123abcd.pth", converter="mmseg", metrics={},
 )  # fmt: skip
+FULL = "0123abcd" + "9" * 56
 
 
 @pytest.mark.parametrize(
@@ -97,6 +101,29 @@ MINIMAL_ENTRY = dict(
     [
         ({"test_rules": {"r": {"reproduced": "yes", "text": "t"}}}, "test rule 'r' must have reproduced (true or false) and text, got {'reproduced': 'yes', 'text': 't'}"),
         ({"test_rules": {}, "models": [dict(MINIMAL_ENTRY, test_rules=["nope"])]}, "entry 'test/model' refers to unknown test_rules ['nope']"),
+        # Digests: full or none, quoted, agreeing with the file name; plain http only when pinned.
+        (
+            {"models": [dict(MINIMAL_ENTRY, sha256="0123abcd")]},
+            "entry 'test/model': sha256 '0123abcd' is not a full sha256 (64 lower-case hex digits); give the full "
+            "digest or none (the digits in an OpenMMLab or torchvision file name are checked from its URL)",
+        ),
+        (
+            {"models": [dict(MINIMAL_ENTRY, sha256=12345678)]},
+            "entry 'test/model': YAML read sha256 12345678 as int, not as text: quote it (sha256: '...')",
+        ),
+        (
+            {"models": [dict(MINIMAL_ENTRY, sha256=1.5e9)]},
+            "entry 'test/model': YAML read sha256 1500000000.0 as float, not as text: quote it (sha256: '...')",
+        ),
+        (
+            {"models": [dict(MINIMAL_ENTRY, sha256="f" * 64)]},
+            f"entry 'test/model': sha256 {'f' * 64} does not start with 0123abcd, as its file name",
+        ),
+        (
+            {"imagenet_backbones": [dict(name="b", url="http://example.com/b.pth", converter="mmseg")]},
+            "entry 'b' downloads http://example.com/b.pth without https and without a sha256: use https, or pin "
+            "its sha256",
+        ),
     ],
 )  # fmt: skip
 def test_manifest_test_rules_are_checked(data, message, tmp_path):
@@ -105,6 +132,22 @@ def test_manifest_test_rules_are_checked(data, message, tmp_path):
     with pytest.raises(ValueError) as info:
         load_manifest(path)
     assert str(info.value) == f"{path}: {message}"
+
+
+def test_manifest_digests_and_sources(tmp_path):
+    """Every entry of the zoo is fetched over https; a pinned digest is full; plain http passes
+    only with one; an unreadable manifest is one line from the command line."""
+    assert not [s.url for s in MANIFEST.sources().values() if not s.url.startswith("https://")]
+    pinned = dict(MINIMAL_ENTRY, url="http://example.com/model-0123abcd.pth", sha256=FULL)
+    path = tmp_path / "manifest.yaml"
+    path.write_text(yaml.safe_dump({"models": [pinned]}))
+    source = load_manifest(path).model("test/model")
+    assert (source.sha256, source.file_digest, source.expected_sha256) == (FULL, "0123abcd", FULL)
+    path.write_text("models:\n- name: test/model\n  sha256: 1234e5\n  url: [unclosed\n")
+    result = run_tool("-m", "gcnet.model_zoo", "--manifest", path, "list")
+    assert result.returncode == 2 and result.stdout == ""
+    problem = "not valid YAML at line 5 (expected ',' or ']', but got '<stream end>')"
+    assert result.stderr == f"gcnet.model_zoo: {path}: {problem}\n"
 
 
 def test_model_zoo_markdown_is_current():
@@ -135,13 +178,13 @@ def served_zoo(tmp_path):
         for name, ckpt in [("test/mask_rcnn_gc", checkpoint), ("test/mask_rcnn_gc_broken", broken)]:
             path = served / "tmp.pth"
             torch.save(ckpt, path)
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
-            path.rename(served / f"{name.split('/')[1]}-{digest}.pth")
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            path.rename(served / f"{name.split('/')[1]}-{digest[:8]}.pth")
             entries.append(dict(
                 name=name, task="instance_segmentation", dataset="coco_2017_val",
                 config="configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_gc_r16_1x.py",
                 upstream=dict(repository="test", config="test.py", release="test"),
-                url=f"{url}/{name.split('/')[1]}-{digest}.pth", sha256=digest, converter="mmdet",
+                url=f"{url}/{name.split('/')[1]}-{digest[:8]}.pth", sha256=digest, converter="mmdet",
                 metrics={"box AP": {"value": 0.0, "source": "reported by test"}},
             ))  # fmt: skip
         manifest = tmp_path / "manifest.yaml"
@@ -155,7 +198,7 @@ def test_cli_download_and_verify(served_zoo, tmp_path):
     result = run_tool("-m", "gcnet.model_zoo", "--manifest", manifest, "verify", "test/mask_rcnn_gc", env=env)
     assert result.returncode == 0, result.stderr
     assert re.search(
-        r"test/mask_rcnn_gc: sha256 [0-9a-f]{8} verified; its (\d+) converted keys fill the \1 parameters and buffers "
+        r"test/mask_rcnn_gc: sha256 [0-9a-f]{64} verified; its (\d+) converted keys fill the \1 parameters and buffers "
         r"of configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_gc_r16_1x\.py exactly", result.stdout
     ), result.stdout
     again = run_tool("-m", "gcnet.model_zoo", "--manifest", manifest, "download", "test/mask_rcnn_gc", env=env)

@@ -10,7 +10,10 @@ SiLU in the ``ts`` variants), so :class:`TimmBackbone` wraps the timm model itse
 
 Weights come from timm's hub by model name (with timm's own caching), or from a local file of
 the plain timm model's state dict (``pretrained_file``: ``.pth``, ``.bin`` or
-``.safetensors``, read by timm without unpickling objects).
+``.safetensors``, read by timm without unpickling objects). Weights already in the Hugging
+Face cache are read from there without asking the hub; when they are not and the hub cannot
+be reached, that is said within the download timeouts of :mod:`gcnet.utils.download`, not
+after the hub client's minute of retries.
 """
 import difflib
 import os
@@ -22,6 +25,8 @@ from torch import nn
 from detectron2.config import CfgNode, configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import BACKBONE_REGISTRY, FPN, Backbone
+
+from gcnet.utils.download import unreachable
 
 from .fpn import build_fpn
 
@@ -86,6 +91,42 @@ def _pretrained_overlay(model_name: str, pretrained: bool, pretrained_file: str)
     return dict(file=os.path.abspath(pretrained_file))
 
 
+def _no_weights_error(model_name: str, reason: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"Cannot get the ImageNet weights of timm's {model_name}: not in timm's cache, and the download "
+        f"failed ({reason}); set pretrained_file to a local state dict of the model "
+        f"(e.g. {model_name}.safetensors), or pretrained=False to train from random init"
+    )
+
+
+def _hub_overlay(model_name: str) -> Optional[dict]:
+    """For weights that timm gets from the Hugging Face hub: the ``pretrained_cfg_overlay``
+    of their copy in the Hugging Face cache, or None (timm downloads them) when there is none
+    and the hub answers.
+
+    Raises:
+        FileNotFoundError: not in the cache, and the hub is unreachable or offline mode is on.
+    """
+    import huggingface_hub
+
+    cfg = _import_timm().models.get_pretrained_cfg(model_name)
+    if cfg is None or not cfg.hf_hub_id or cfg.source not in (None, "", "hf-hub"):
+        return None
+    repo, _, revision = cfg.hf_hub_id.partition("@")
+    filenames = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+    for filename in filenames:
+        cached = huggingface_hub.try_to_load_from_cache(repo, filename, revision=revision or None)
+        if isinstance(cached, str):
+            return dict(file=cached)
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        raise _no_weights_error(model_name, "Hugging Face's offline mode is on (HF_HUB_OFFLINE)")
+    url = f"{huggingface_hub.constants.ENDPOINT}/{repo}/resolve/{revision or 'main'}/{filenames[0]}"
+    reason = unreachable(url)
+    if reason:
+        raise _no_weights_error(model_name, f"cannot reach {url}: {reason}")
+    return None
+
+
 def _fit_report(model_name: str, path: str) -> str:
     """Which keys of the file at ``path`` do not fit timm's ``model_name``, in one line."""
     timm = _import_timm()
@@ -114,8 +155,9 @@ def create_timm_features(model_name: str, out_indices: Sequence[int], pretrained
     timm = _import_timm()
     _check_model_name(model_name)
     overlay = _pretrained_overlay(model_name, pretrained, pretrained_file)
-    if overlay:
-        kwargs["pretrained_cfg_overlay"] = overlay
+    hub_copy = _hub_overlay(model_name) if pretrained and not overlay else None
+    if overlay or hub_copy:
+        kwargs["pretrained_cfg_overlay"] = overlay or hub_copy
     try:
         return timm.create_model(model_name, features_only=True, out_indices=tuple(out_indices), pretrained=pretrained, **kwargs)
     except Exception as e:
@@ -127,11 +169,7 @@ def create_timm_features(model_name: str, out_indices: Sequence[int], pretrained
                 f"tensors saved by torch.save or safetensors; {_first_line(e, limit=240)})"
             ) from e
         if isinstance(e, OSError):
-            raise FileNotFoundError(
-                f"Cannot get the ImageNet weights of timm's {model_name}: not in timm's cache, and the download "
-                f"failed ({_first_line(e)}); set pretrained_file to a local state dict of the model "
-                f"(e.g. {model_name}.safetensors), or pretrained=False to train from random init"
-            ) from e
+            raise _no_weights_error(model_name, _first_line(e)) from e
         raise
 
 

@@ -1,5 +1,6 @@
-"""``python tools/prepare_datasets.py test-data``: the test suite's files from their sources,
-verified, atomic and idempotent (against a loopback mirror of raw.githubusercontent.com)."""
+"""``python -m tests.fetch_test_data``: the test suite's files from their sources, verified,
+atomic and idempotent (against a loopback mirror of raw.githubusercontent.com). The fetcher
+lives with the tests, outside the gcnet package, since only they need it."""
 import hashlib
 import subprocess
 import sys
@@ -8,11 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gcnet.data.test_data import RAW_GITHUB, _downloads
+import gcnet.data
 
-from ..helpers import REPO_ROOT, run_tool, serve_directory, tool_env
-
-MANIFEST = REPO_ROOT / "tests" / "test_data.yaml"
+from .fetch_test_data import MANIFEST, RAW_GITHUB, downloads, prepare_test_data
+from .helpers import REPO_ROOT, TEST_DATA_COMMAND, run_tool, serve_directory, tool_env
 
 
 def sha256_of(path: Path) -> str:
@@ -24,7 +24,7 @@ def mirror(shared_data, tmp_path):
     """A folder laid out as raw.githubusercontent.com for every file of the manifest, its
     content that of the test data in use."""
     folder = tmp_path / "mirror"
-    for relative, url, _ in _downloads(yaml.safe_load(MANIFEST.read_text())):
+    for relative, url, _ in downloads(yaml.safe_load(MANIFEST.read_text())):
         served = folder / url[len(RAW_GITHUB) + 1 :]
         served.parent.mkdir(parents=True, exist_ok=True)
         served.symlink_to(shared_data / relative)
@@ -32,7 +32,7 @@ def mirror(shared_data, tmp_path):
 
 
 def prepare(output, url):
-    return run_tool("tools/prepare_datasets.py", "test-data", "--output", output, "--mirror", url, timeout=600)
+    return run_tool("-m", "tests.fetch_test_data", "--output", output, "--mirror", url, timeout=600)
 
 
 def test_downloads_verifies_and_keeps(mirror, shared_data, tmp_path):
@@ -41,21 +41,21 @@ def test_downloads_verifies_and_keeps(mirror, shared_data, tmp_path):
     with serve_directory(mirror) as (url, requests):
         result = prepare(output, url)
         assert result.returncode == 0, result.stderr
-        downloads = list(_downloads(manifest))
-        total = len(downloads) + len(manifest["generated"])
+        files = list(downloads(manifest))
+        total = len(files) + len(manifest["generated"])
         assert f"({total} files written)" in result.stdout
-        assert len(requests) == len(downloads)
-        for relative, _, sha256 in downloads:
+        assert len(requests) == len(files)
+        for relative, _, sha256 in files:
             assert sha256_of(output / relative) == sha256 == sha256_of(shared_data / relative), relative
         for relative, entry in manifest["generated"].items():
             assert sha256_of(output / relative) == entry["sha256"], relative
         written = sorted(str(p.relative_to(output)) for p in output.rglob("*") if p.is_file())
-        assert written == sorted([r for r, _, _ in downloads] + list(manifest["generated"]) + ["MANIFEST.md"])
+        assert written == sorted([r for r, _, _ in files] + list(manifest["generated"]) + ["MANIFEST.md"])
 
         # A second run keeps every file and makes no request; a damaged file is fetched again.
         again = prepare(output, url)
         assert again.returncode == 0 and "(0 files written)" in again.stdout
-        assert len(requests) == len(downloads)
+        assert len(requests) == len(files)
         (output / "demo" / "park_bench.jpg").write_bytes(b"damaged")
         repaired = prepare(output, url)
         assert repaired.returncode == 0 and "(1 files written)" in repaired.stdout
@@ -66,7 +66,7 @@ def test_same_layout_as_the_shared_data(shared_data):
     """Every file the manifest lists is where the tests read it, and the generated CamVid pair
     lists are those of the data in use."""
     manifest = yaml.safe_load(MANIFEST.read_text())
-    for relative, _, sha256 in _downloads(manifest):
+    for relative, _, sha256 in downloads(manifest):
         assert sha256_of(shared_data / relative) == sha256, relative
     for relative in ("camvid/camvid_subset_train.txt", "camvid/camvid_subset_val.txt"):
         assert sha256_of(shared_data / relative) == manifest["generated"][relative]["sha256"]
@@ -79,11 +79,25 @@ def test_missing_file_is_one_line_and_leaves_the_folder_incomplete(mirror, tmp_p
         result = prepare(output, url)
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        f"prepare_datasets: Could not download {url}/open-mmlab/mmdetection/v3.3.0/demo/demo.jpg: "
+        f"fetch_test_data: Could not download {url}/open-mmlab/mmdetection/v3.3.0/demo/demo.jpg: "
         "HTTP 404 File not found. Retry, or set GCNET_TEST_DATA to a copy of the test data."
     )
     assert not (output / "MANIFEST.md").exists()
-    assert not list(output.rglob("*.unverified"))
+    assert not list(output.rglob("*.partial*"))
+
+
+def test_an_unquoted_digest_is_one_line_naming_its_file(tmp_path):
+    manifest = tmp_path / "my_data.yaml"
+    manifest.write_text("datasets:\n  demo:\n    url: https://example.org/\n    files:\n      a.jpg: 12345678\n")
+    message = r"^my_data\.yaml: demo/a\.jpg: sha256 12345678 is not 64 hex digits \(YAML read it as int: quote it\)$"
+    with pytest.raises(ValueError, match=message):
+        prepare_test_data(str(manifest), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_fetcher_is_not_in_the_package():
+    assert not list(Path(gcnet.__file__).parent.rglob("*test_data*"))
+    assert not hasattr(gcnet.data, "prepare_test_data")
 
 
 def test_tests_without_data_stop_at_collection_with_one_line(tmp_path):
@@ -93,6 +107,6 @@ def test_tests_without_data_stop_at_collection_with_one_line(tmp_path):
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == pytest.ExitCode.USAGE_ERROR
-    message = f"No test data in $GCNET_TEST_DATA={tmp_path / 'none'}: download it with `python tools/prepare_datasets.py test-data`"
+    message = f"No test data in $GCNET_TEST_DATA={tmp_path / 'none'}: download it with `{TEST_DATA_COMMAND}`"
     assert f"! _pytest.outcomes.Exit: {message} !" in result.stdout.splitlines()
     assert "error" not in result.stdout.lower()
