@@ -72,11 +72,18 @@ def test_same_layout_as_the_shared_data(shared_data):
         assert sha256_of(shared_data / relative) == manifest["generated"][relative]["sha256"]
 
 
-def test_missing_file_is_one_line_and_leaves_the_folder_incomplete(mirror, tmp_path):
+@pytest.mark.parametrize("command", ["fetcher", "deprecated"])
+def test_missing_file_is_one_line_and_leaves_the_folder_incomplete(mirror, tmp_path, command):
+    """Also through the README's former command, which says its new name once and runs it."""
     (mirror / "open-mmlab" / "mmdetection" / "v3.3.0" / "demo" / "demo.jpg").unlink()
     output = tmp_path / "test-data"
     with serve_directory(mirror) as (url, _):
-        result = prepare(output, url)
+        if command == "fetcher":
+            result = prepare(output, url)
+        else:
+            result = run_tool("tools/prepare_datasets.py", "test-data", "--output", output, "--mirror", url)
+            assert result.stderr.startswith("prepare_datasets: test-data is now `python -m tests.fetch_test_data`\n")
+            result.stderr = result.stderr.split("\n", 1)[1]
     assert result.returncode == 1
     assert result.stderr.strip() == (
         f"fetch_test_data: Could not download {url}/open-mmlab/mmdetection/v3.3.0/demo/demo.jpg: "

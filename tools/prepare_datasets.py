@@ -25,6 +25,8 @@ The test suite's files come from `python -m tests.fetch_test_data` (DEVELOPERS.m
 """
 import argparse
 import logging
+import os
+import subprocess
 import sys
 
 from gcnet.utils.known_warnings import filter_known_warnings
@@ -46,11 +48,19 @@ def get_parser() -> argparse.ArgumentParser:
     voc_aug = datasets.add_parser("voc_aug", help="Pascal VOC 2012's SBD aug label maps and aug.txt")
     voc_aug.add_argument("--root", default="", help=root_help)
     voc_aug.add_argument("--sbd", required=True, help="the benchmark_RELEASE folder of SBD's benchmark.tgz")
+    datasets.add_parser("test-data", help="deprecated: python -m tests.fetch_test_data [--output DIR] [--mirror URL]")
     return parser
 
 
 def main(argv=None) -> int:
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args, options = parser.parse_known_args(argv)
+    if args.dataset == "test-data":
+        print("prepare_datasets: test-data is now `python -m tests.fetch_test_data`", file=sys.stderr)
+        checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        return subprocess.run([sys.executable, "-m", "tests.fetch_test_data", *options], cwd=checkout).returncode
+    if options:
+        parser.error(f"unrecognized arguments: {' '.join(options)}")
     filter_known_warnings()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # Here, not at the top: --help and bad arguments are answered without loading detectron2.
