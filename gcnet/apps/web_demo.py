@@ -8,10 +8,10 @@ paper). ``tools/web_demo.py`` is its command line::
     )
     serve(web_demo, examples, title, host="127.0.0.1", port=7860, max_upload_mb=25)
 
-What the server serves: its page (gradio's own assets), the example images, and the uploads and
-the pictures drawn for them, all from a folder of its own that it removes when it stops. The
-examples are copied there when the page is built; nothing else of the folders they come from is
-ever reachable.
+What the server serves: its page (gradio's own assets), the example images, and to each browser
+its own uploads and the pictures drawn for it (:class:`~gcnet.apps.session_files.SessionFiles`),
+all from a folder of its own that it removes when it stops. The examples are copied there when
+the page is built; nothing else of the folders they come from is ever reachable.
 """
 import contextlib
 import logging
@@ -24,6 +24,7 @@ import time
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from PIL import Image
+from starlette.middleware import Middleware
 
 from detectron2.modeling import GeneralizedRCNN
 
@@ -39,6 +40,7 @@ from gcnet.engine import Predictor
 
 from .demo import Demo
 from .model_config import model_config, model_title
+from .session_files import SessionFiles
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home, from the import on
 import gradio as gr  # noqa: E402
@@ -338,13 +340,15 @@ def serve(web_demo: WebDemo, examples: Sequence[str], title: str, host: str, por
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm) if on_main_thread else None  # so that cleanup runs
     try:
-        with _own_gradio_folders():
+        with _own_gradio_folders() as uploads:
             page = build_page(web_demo, examples, title)
+            examples_copied = [os.path.join(root, f) for root, _, files in os.walk(uploads) for f in files]
             try:
                 page.queue().launch(
                     server_name=host,
                     server_port=port,
                     max_file_size=int(max_upload_mb * 1024 * 1024),
+                    app_kwargs={"middleware": [Middleware(SessionFiles, folder=uploads, public=examples_copied)]},
                     theme=gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONOSPACE_FONTS),
                     footer_links=[],
                     prevent_thread_lock=True,

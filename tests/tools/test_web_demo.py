@@ -2,6 +2,8 @@
 headless Chromium driven by Selenium), what the server serves and to whom, and what the page
 runs (predictions, captioned attention maps, refused photos), in the test process."""
 import contextlib
+import http.cookiejar
+import json
 import os
 import re
 import shutil
@@ -10,7 +12,10 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
+import uuid
 
 import numpy as np
 import pytest
@@ -289,6 +294,80 @@ def test_bad_uploads_get_a_message_and_the_page_goes_on(browser, server, shared_
     browser.find_element(By.CSS_SELECTOR, ".gallery-item, button.gallery").click()
     wait_for_result(browser)
     assert server.log.read_text().count("Built the model on cpu") == 1
+    # What the server drew for this browser is served to this browser only.
+    drawn = browser.execute_script("return Array.from(document.querySelectorAll('#result img, #attention img')).map(im => im.src)")
+    assert drawn and all(Visitor(server.url).get_url(src)[0] == 404 for src in drawn)
+
+
+# ----------------------------------------------------------------------------- what is served
+
+
+class Visitor:
+    """A browser session without the browser: its own cookies, as gradio's page sets them."""
+
+    def __init__(self, url: str, cookies: bool = True):
+        self.url = url
+        handlers = [urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())] if cookies else []
+        self.opener = urllib.request.build_opener(*handlers)
+        self.get("")  # the page
+
+    def get_url(self, url: str):
+        try:
+            with self.opener.open(url, timeout=60) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def get(self, path: str):
+        return self.get_url(self.url + path)
+
+    def upload(self, name: str, data: bytes) -> str:
+        """Upload a file as the page does; returns its path on the server."""
+        boundary = uuid.uuid4().hex
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        request = urllib.request.Request(
+            self.url + "gradio_api/upload", data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        )
+        with self.opener.open(request, timeout=60) as response:
+            (path,) = json.loads(response.read())
+        return path
+
+
+FILE_ROUTES = ["gradio_api/file=", "gradio_api/file/", "file="]
+
+
+def test_serves_the_page_the_examples_and_each_visitors_own_uploads_only(server, photos):
+    alice, bob, anyone = Visitor(server.url), Visitor(server.url), Visitor(server.url, cookies=False)
+    status, config = alice.get("config")
+    assert status == 200 and str(photos) not in config.decode()  # the examples' own folder is never named
+    examples = sorted({p for p in re.findall(r'"path":\s*"([^"]+)"', config.decode()) if p.startswith(str(server.gradio_dir))})
+    assert sorted(os.path.basename(p) for p in examples) == ["park_bench.jpg", "small.jpg"]
+    for path in examples:  # copies of the examples, which everyone may see
+        original = next(photos.rglob(os.path.basename(path))).read_bytes()
+        for visitor in (alice, bob, anyone):
+            assert visitor.get("gradio_api/file=" + path) == (200, original)
+    alices, bobs = alice.upload("notes.txt", b"alice's notes"), bob.upload("notes.txt", b"bob's notes")
+    assert alice.get("gradio_api/file=" + alices) == (200, b"alice's notes")
+    assert bob.get("gradio_api/file=" + bobs) == (200, b"bob's notes")
+    private = os.path.dirname(os.path.dirname(alices))  # the server's own upload folder
+    assert os.path.dirname(private).startswith(str(server.gradio_dir))
+    originals = sorted(str(p) for p in photos.rglob("*"))  # the photos themselves, their neighbours, the subfolder
+    refused = originals + [private, os.path.dirname(private), os.path.dirname(examples[0]), "/etc/passwd"]
+    refused += [f"{os.path.dirname(examples[0])}/{os.path.relpath(p, os.path.dirname(examples[0]))}" for p in originals]
+    refused += [f"{examples[0]}/../../../{os.path.relpath(p, os.path.dirname(private))}" for p in originals]
+    refused += [f"http://127.0.0.1:{server.url.split(':')[2].strip('/')}/config", "https://example.com/"]
+    for target in refused + [bobs]:
+        for variant in (target, urllib.parse.quote(target, safe=""), urllib.parse.quote(urllib.parse.quote(target, safe=""))):
+            for route in FILE_ROUTES:
+                assert alice.get(route + variant)[0] in (403, 404), route + variant
+    for visitor in (bob, anyone):
+        for route in FILE_ROUTES:
+            assert visitor.get(route + alices)[0] == 404, route + alices
+    assert anyone.get("gradio_api/file=" + bobs)[0] == 404
+    assert alice.get("")[0] == 200 and alice.get("gradio_api/info")[0] == 200  # the page itself
 
 
 # ----------------------------------------------------------------------------- in the process
@@ -431,3 +510,78 @@ def test_help_answers_without_the_heavy_imports():
     assert result.returncode == 0, result.stderr
     assert "--config-file" in result.stdout and "--max-megapixels" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+# ----------------------------------------------------------------------------- the file gate
+
+
+def stand_in_for_gradio(folder):
+    """An app that, like gradio, stores uploads in ``folder`` and answers their path (as JSON,
+    or split over two chunks of a stream), and serves any file named by /gradio_api/file=."""
+    from starlette.applications import Starlette
+    from starlette.responses import FileResponse, JSONResponse, StreamingResponse
+    from starlette.routing import Route
+
+    def store(data: bytes) -> str:
+        path = folder / uuid.uuid4().hex / "upload.txt"
+        path.parent.mkdir()
+        path.write_bytes(data)
+        return str(path)
+
+    async def upload(request):
+        return JSONResponse([store(await request.body())])
+
+    async def stream(request):
+        text = json.dumps({"path": store(b"streamed")}).encode()
+        return StreamingResponse(iter([b"data: " + text[:30], text[30:] + b"\n\n"]), media_type="text/event-stream")
+
+    async def file(request):
+        return FileResponse(request.path_params["path"])
+
+    return Starlette(routes=[
+        Route("/upload", upload, methods=["POST"]), Route("/stream", stream), Route("/gradio_api/file={path:path}", file),
+    ])  # fmt: skip
+
+
+def test_session_files_serve_a_file_to_the_browser_it_was_sent_to(tmp_path):
+    from starlette.testclient import TestClient
+
+    from gcnet.apps.session_files import SESSION_COOKIE, SessionFiles
+
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    (folder / "example").mkdir()
+    (folder / "example" / "photo.jpg").write_bytes(b"example")
+    (tmp_path / "secret.txt").write_text("secret")
+    app = SessionFiles(stand_in_for_gradio(folder), str(folder), public=[str(folder / "example" / "photo.jpg")])
+    alice, bob = TestClient(app), TestClient(app)
+    path = alice.post("/upload", content=b"alice's").json()[0]
+    cookie = alice.cookies.get(SESSION_COOKIE)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", cookie)
+    assert alice.get("/gradio_api/file=" + path).content == b"alice's"
+    assert bob.get("/gradio_api/file=" + path).status_code == 404
+    assert TestClient(app).get("/gradio_api/file=" + path).status_code == 404  # a browser without the cookie
+    streamed = json.loads(alice.get("/stream").text[len("data: "):])["path"]  # a path cut between two chunks
+    assert alice.get("/gradio_api/file=" + streamed).content == b"streamed"
+    assert bob.get("/gradio_api/file=" + streamed).status_code == 404
+    for client in (alice, bob, TestClient(app)):
+        assert client.get("/gradio_api/file=" + str(folder / "example" / "photo.jpg")).content == b"example"
+    for target in [str(tmp_path / "secret.txt"), f"{path}/../../../secret.txt", os.path.dirname(path), str(folder),
+                   "https://example.com/", f"{path}\x00"]:  # fmt: skip
+        assert alice.get("/gradio_api/file=" + urllib.parse.quote(target)).status_code == 404, target
+    headers = TestClient(app).get("/gradio_api/file=x").headers
+    assert headers.get("set-cookie") is None  # refused before anything else
+    first = TestClient(app).post("/upload", content=b"x").headers["set-cookie"]
+    assert first.startswith(f"{SESSION_COOKIE}=") and "HttpOnly" in first and "SameSite=Strict" in first
+
+
+def test_session_files_remember_a_bounded_number_of_browsers(tmp_path):
+    from starlette.testclient import TestClient
+
+    from gcnet.apps.session_files import SessionFiles
+
+    app = SessionFiles(stand_in_for_gradio(tmp_path), str(tmp_path), max_sessions=2)
+    clients = [TestClient(app) for _ in range(3)]
+    paths = [client.post("/upload", content=b"x").json()[0] for client in clients]
+    assert len(app.sessions) == 2
+    assert [c.get("/gradio_api/file=" + p).status_code for c, p in zip(clients, paths)] == [404, 200, 200]
