@@ -55,7 +55,7 @@ def test_layers_import_without_detectron2():
 
 def test_detectron2_backed_packages_explain_what_is_missing():
     packages = detectron2_backed_packages()
-    assert {"gcnet.modeling", "gcnet.export", "gcnet.analysis"} <= set(packages)
+    assert {"gcnet.modeling", "gcnet.export", "gcnet.analysis", "gcnet.apps"} <= set(packages)
     for package in packages:
         result = run_python(HIDE_DETECTRON2 + f"import {package}\n")
         assert result.returncode != 0, package
@@ -104,10 +104,10 @@ def test_wheel_contents_and_metadata(tmp_path):
 
 
 # How low each package of gcnet sits: a module imports only from packages below its own, or
-# from its own package (layers <- modeling <- data <- evaluation/engine <- model_zoo <- tools).
+# from its own package (layers <- modeling <- data <- evaluation/engine <- model_zoo <- apps <- tools).
 LAYER_RANKS = {
     "_detectron2": 0, "utils": 0, "layers": 1, "modeling": 2, "solver": 2, "data": 3,
-    "evaluation": 4, "engine": 4, "analysis": 4, "export": 4, "model_zoo": 5,
+    "evaluation": 4, "engine": 4, "analysis": 4, "export": 4, "model_zoo": 5, "apps": 6,
 }  # fmt: skip
 
 

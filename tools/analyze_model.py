@@ -8,12 +8,11 @@ prints one row per config (#params, FLOPs and activations, and their differences
 first config, the baseline) as a Markdown table; --table adds fvcore's per-module table of
 the first config. FLOPs are fvcore's (a fused multiply-add is one FLOP; BatchNorm one per
 element; additions and activations are not counted), on a fixed workload per input size:
-see gcnet.analysis.complexity.
+see gcnet.analysis.complexity, which counts them.
 """
 import argparse
 import os
 import sys
-from typing import List, Sequence, Tuple
 
 from gcnet.utils.known_warnings import filter_known_warnings
 
@@ -37,53 +36,16 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-if __name__ == "__main__":
-    get_parser().parse_args()  # --help and bad options are answered before the slow imports below
-    filter_known_warnings()
-
-from detectron2.config import instantiate
-from detectron2.modeling import GeneralizedRCNN
-from detectron2.utils.logger import setup_logger
-
-from gcnet.analysis import Complexity, measure_complexity
-from gcnet.engine import load_config
-from gcnet.modeling import ContextSegmentor
-
-# The input sizes of the paper's tables: mmdetection's get_flops (Tables 5 and 7) and the
-# Cityscapes crop (Table 12).
-DEFAULT_INPUT_SIZES = ((GeneralizedRCNN, (800, 1280)), (ContextSegmentor, (769, 769)))
-
-
-def default_input_size(model) -> Tuple[int, int]:
-    for model_type, size in DEFAULT_INPUT_SIZES:
-        if isinstance(model, model_type):
-            return size
-    return (224, 224)
-
-
-def _delta(value: float, base: float, scale: float, digits: int) -> str:
-    return "-" if value == base else f"{(value - base) / scale:+.{digits}f}"
-
-
-def comparison_rows(names: Sequence[str], results: Sequence[Complexity]) -> List[str]:
-    """A Markdown table with a row per config, differences against the first."""
-    base = results[0]
-    lines = [
-        "| config | #params (M) | Δ #params (M) | FLOPs (G) | Δ FLOPs (G) | activations (M) |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for name, c in zip(names, results):
-        lines.append(
-            f"| {name} | {c.params / 1e6:.2f} | {_delta(c.params, base.params, 1e6, 2)} "
-            f"| {c.flops / 1e9:.2f} | {_delta(c.flops, base.flops, 1e9, 2)} | {c.activations / 1e6:.1f} |"
-        )
-    return lines
-
-
 def main(argv=None) -> int:
-    args = get_parser().parse_args(argv)
-    setup_logger(name="fvcore")
+    args = get_parser().parse_args(argv)  # --help and bad options are answered before the slow imports
+    filter_known_warnings()
+    from detectron2.config import instantiate
+    from detectron2.utils.logger import setup_logger
 
+    from gcnet.analysis import comparison_table, measure_complexity, paper_input_size
+    from gcnet.engine import load_config
+
+    setup_logger(name="fvcore")
     configs = [args.config_file] + args.compare
     try:
         if args.input_size and min(args.input_size) < 1:
@@ -92,7 +54,7 @@ def main(argv=None) -> int:
         results = []
         for config, cfg in zip(configs, loaded):
             model = instantiate(cfg.model).eval()
-            height, width = args.input_size or default_input_size(model)
+            height, width = args.input_size or paper_input_size(model)
             results.append(measure_complexity(model, height, width, args.num_box_rois, args.num_mask_rois))
             print(f"{config}: input {height}x{width}", file=sys.stderr)
     except ValueError as e:
@@ -100,7 +62,7 @@ def main(argv=None) -> int:
         return 2
     root = os.path.commonpath([os.path.dirname(os.path.abspath(c)) for c in configs])
     names = [os.path.splitext(os.path.relpath(os.path.abspath(c), root))[0] for c in configs]
-    print("\n".join(comparison_rows(names, results)))
+    print("\n".join(comparison_table(names, results)))
     if args.table:
         print()
         print(results[0].table(args.max_depth))

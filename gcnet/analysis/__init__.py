@@ -4,7 +4,7 @@ from gcnet._detectron2 import require_detectron2
 
 require_detectron2(__name__)
 
-from .complexity import Complexity, measure_complexity  # noqa: E402
+from .complexity import Complexity, comparison_table, measure_complexity, paper_input_size  # noqa: E402
 from .context_attention import (  # noqa: E402
     AttentionSummary,
     ContextAttentionRecorder,
@@ -14,5 +14,11 @@ from .context_attention import (  # noqa: E402
     short_block_name,
     summarize_attention,
 )
-from .heatmap import crop_to_image, draw_attention_map, overlay_heatmap, padded_input_size  # noqa: E402
+from .heatmap import (  # noqa: E402
+    COLOUR_BAR_TITLE,
+    crop_to_image,
+    draw_attention_map,
+    overlay_heatmap,
+    padded_input_size,
+)
 from .hooks import ForwardHooks  # noqa: E402

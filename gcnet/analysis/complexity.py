@@ -19,6 +19,7 @@ A deformable convolution counts as the regular convolution of its shape (its bil
 sampling is not counted), plus its offset convolution.
 """
 from dataclasses import dataclass
+from typing import List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -33,7 +34,12 @@ from gcnet.modeling import ContextSegmentor
 
 from .heatmap import padded_input_size
 
-__all__ = ["Complexity", "measure_complexity", "complexity_proxy"]
+__all__ = ["Complexity", "measure_complexity", "complexity_proxy", "paper_input_size", "comparison_table"]
+
+# The input sizes of the paper's tables: mmdetection's get_flops (Tables 5 and 7) and the
+# Cityscapes crop (Table 12); other models at ImageNet's.
+PAPER_INPUT_SIZES = ((GeneralizedRCNN, (800, 1280)), (ContextSegmentor, (769, 769)))
+IMAGENET_INPUT_SIZE = (224, 224)
 
 
 @dataclass
@@ -159,3 +165,31 @@ def measure_complexity(
         flop_analysis=flops,
         activation_analysis=activations,
     )
+
+
+def paper_input_size(model: nn.Module) -> Tuple[int, int]:
+    """The (height, width) the paper counts ``model`` at (:data:`PAPER_INPUT_SIZES`)."""
+    for model_type, size in PAPER_INPUT_SIZES:
+        if isinstance(model, model_type):
+            return size
+    return IMAGENET_INPUT_SIZE
+
+
+def _delta(value: float, base: float, scale: float, digits: int) -> str:
+    return "-" if value == base else f"{(value - base) / scale:+.{digits}f}"
+
+
+def comparison_table(names: Sequence[str], results: Sequence[Complexity]) -> List[str]:
+    """The lines of a Markdown table with a row per model (#params, FLOPs, activations) and
+    the differences from the first."""
+    base = results[0]
+    lines = [
+        "| config | #params (M) | Δ #params (M) | FLOPs (G) | Δ FLOPs (G) | activations (M) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, c in zip(names, results):
+        lines.append(
+            f"| {name} | {c.params / 1e6:.2f} | {_delta(c.params, base.params, 1e6, 2)} "
+            f"| {c.flops / 1e9:.2f} | {_delta(c.flops, base.flops, 1e9, 2)} | {c.activations / 1e6:.1f} |"
+        )
+    return lines

@@ -95,7 +95,9 @@ class ContextAttentionRecorder(ForwardHooks):
         return super().__enter__()
 
 
-def predict_with_attention(predictor, image_bgr, block_names: Optional[Sequence[str]] = None):
+def predict_with_attention(
+    predictor, image_bgr, block_names: Optional[Sequence[str]] = None, output_size: Optional[Tuple[int, int]] = None
+):
     """Run a :class:`gcnet.engine.Predictor` on one image and record the attention maps of GC
     blocks over that image.
 
@@ -104,6 +106,8 @@ def predict_with_attention(predictor, image_bgr, block_names: Optional[Sequence[
             ``predict`` and ``model``).
         image_bgr: (H, W, 3) uint8 BGR image, as the predictor takes it.
         block_names: the blocks (default: :func:`default_context_blocks`).
+        output_size: the (height, width) of the predictions (default: the image's), see
+            :meth:`gcnet.engine.Predictor.preprocess`.
 
     Returns:
         the predictions (as the predictor returns them) and, per block, its (h, w) attention
@@ -111,7 +115,7 @@ def predict_with_attention(predictor, image_bgr, block_names: Optional[Sequence[
         test-time-augmented inference, a block's map is that of its last window or
         augmentation.
     """
-    model_input = predictor.preprocess(image_bgr)
+    model_input = predictor.preprocess(image_bgr, output_size)
     with ContextAttentionRecorder(predictor.model, block_names) as recorder, torch.no_grad():
         predictions = predictor.predict(model_input)
     size = model_input["image"].shape[-2:]
@@ -133,7 +137,8 @@ class AttentionSummary:
     peak: Tuple[int, int]
 
     def __str__(self) -> str:
-        return f"entropy {self.entropy:.2f}, peak at ({self.peak[0]}, {self.peak[1]})"
+        """Three significant digits of the entropy (maps of one photo often differ in the third)."""
+        return f"entropy {self.entropy:#.3g}, peak at x={self.peak[0]}, y={self.peak[1]}"
 
 
 def summarize_attention(weights: torch.Tensor, image_size: Sequence[int]) -> AttentionSummary:

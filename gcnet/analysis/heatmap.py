@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["overlay_heatmap", "draw_attention_map", "padded_input_size", "crop_to_image"]
+__all__ = ["COLOUR_BAR_TITLE", "overlay_heatmap", "draw_attention_map", "padded_input_size", "crop_to_image"]
 
 
 def padded_input_size(model: nn.Module, size: Sequence[int]) -> Tuple[int, int]:
@@ -76,21 +76,35 @@ def _text_style(height: int, width: int) -> Tuple[float, int]:
     return scale, 1 if scale < 0.8 else 2
 
 
-def _put_label(canvas: np.ndarray, text: str, x: int, y: int, anchor_right: bool = False) -> None:
-    """White ``text`` on a dark box, its top-left (or top-right) corner at (x, y)."""
+def _label_box(canvas: np.ndarray, text: str) -> Tuple[int, int]:
+    """Width and height of the box :func:`_put_label` draws ``text`` in."""
     scale, thickness = _text_style(*canvas.shape[:2])
     (text_w, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
     pad = max(2, text_h // 3)
-    x, y = max(x - (text_w + 2 * pad if anchor_right else 0), 0), max(y, 0)
-    box = canvas[y : y + text_h + baseline + 2 * pad, x : x + text_w + 2 * pad]
+    return text_w + 2 * pad, text_h + baseline + 2 * pad
+
+
+def _put_label(canvas: np.ndarray, text: str, x: int, y: int, anchor_right: bool = False) -> None:
+    """White ``text`` on a dark box, its top-left (or top-right) corner at (x, y)."""
+    scale, thickness = _text_style(*canvas.shape[:2])
+    (_, text_h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    pad = max(2, text_h // 3)
+    box_w, box_h = _label_box(canvas, text)
+    x, y = max(x - (box_w if anchor_right else 0), 0), max(y, 0)
+    box = canvas[y : y + box_h, x : x + box_w]
     box[:] = box // 3  # darken what is behind the text
-    cv2.putText(canvas, text, (x + pad, y + pad + text_h), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    white = (255, 255, 255)
+    cv2.putText(canvas, text, (x + pad, y + pad + text_h), cv2.FONT_HERSHEY_SIMPLEX, scale, white, thickness, cv2.LINE_AA)
+
+
+COLOUR_BAR_TITLE = "attention weight"
 
 
 def draw_attention_map(image: np.ndarray, weights, title: str, opacity: float = 0.5) -> np.ndarray:
     """An attention map drawn over ``image`` at the image's size: the heatmap of
-    :func:`overlay_heatmap` (min-max scaled), a colour bar at the right edge labelled with the
-    largest and smallest weight, and ``title`` (e.g. the block's name) in the top-left corner.
+    :func:`overlay_heatmap` (min-max scaled), a colour bar at the right edge titled
+    :data:`COLOUR_BAR_TITLE` and labelled with the largest and smallest weight, and ``title``
+    (e.g. the block's name) in the top-left corner.
 
     Args:
         image: (H, W, 3) uint8 RGB image.
@@ -111,8 +125,11 @@ def draw_attention_map(image: np.ndarray, weights, title: str, opacity: float = 
     bar = np.repeat(_jet(gradient), bar_w, axis=1)
     y1 = min(y0 + bar_h, height)
     picture[max(y0, 0) : y1, max(x0, 0) : x1] = bar[max(-y0, 0) : y1 - y0, max(-x0, 0) :]
+    # The title above the largest weight, both to the left of the bar (its columns show the colours alone).
+    title_y = y0 - _label_box(picture, COLOUR_BAR_TITLE)[1] - margin // 2
+    _put_label(picture, COLOUR_BAR_TITLE, x0 - margin, title_y, anchor_right=True)
     _put_label(picture, f"{weights.max():.2g}", x0 - margin, y0, anchor_right=True)
-    _, text_h = cv2.getTextSize("0", cv2.FONT_HERSHEY_SIMPLEX, *_text_style(height, width))[0]
-    _put_label(picture, f"{weights.min():.2g}", x0 - margin, y1 - text_h - 2 * max(2, text_h // 3) - margin // 2, anchor_right=True)
+    low = f"{weights.min():.2g}"
+    _put_label(picture, low, x0 - margin, y1 - _label_box(picture, low)[1] - margin // 2, anchor_right=True)
     _put_label(picture, title, margin, margin)
     return picture

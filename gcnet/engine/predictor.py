@@ -1,7 +1,7 @@
 """Single-image inference from a LazyConfig, the counterpart of detectron2's
 ``DefaultPredictor`` (which takes yacs configs only)."""
 import copy
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -84,10 +84,18 @@ class Predictor:
         if self.cfg.train.init_checkpoint:
             GCNetCheckpointer(self.model).load(self.cfg.train.init_checkpoint)
 
-    def preprocess(self, original_image: np.ndarray) -> Dict:
-        """The model input of one (H, W, 3) BGR uint8 image, on the model's device."""
+    def preprocess(self, original_image: np.ndarray, output_size: Optional[Tuple[int, int]] = None) -> Dict:
+        """The model input of one (H, W, 3) BGR uint8 image, on the model's device.
+
+        Args:
+            output_size: the (height, width) the predictions are given at (default: the
+                image's); a smaller one keeps the pasted masks (or class probabilities) of a
+                large image small, as when it is drawn on a scaled canvas.
+        """
         inputs = self.preprocessor(original_image)
         inputs["image"] = inputs["image"].to(self.device)
+        if output_size is not None:
+            inputs["height"], inputs["width"] = (int(s) for s in output_size)
         return inputs
 
     def predict(self, inputs: Dict) -> Dict:
@@ -100,7 +108,8 @@ class Predictor:
         return {"instances": detector_postprocess(instances, inputs["height"], inputs["width"])}
 
     @torch.no_grad()
-    def __call__(self, original_image: np.ndarray) -> Dict:
+    def __call__(self, original_image: np.ndarray, output_size: Optional[Tuple[int, int]] = None) -> Dict:
         """Predictions for one (H, W, 3) BGR uint8 image (as ``cv2.imread`` or
-        :func:`gcnet.data.read_image` return), at its original size."""
-        return self.predict(self.preprocess(original_image))
+        :func:`gcnet.data.read_image` return), at its original size or ``output_size``
+        (:meth:`preprocess`)."""
+        return self.predict(self.preprocess(original_image, output_size))

@@ -21,3 +21,4 @@ from .exporters import (  # noqa: E402
     trace_model,
     tracing_adapter,
 )
+from .runtime import load_exported  # noqa: E402

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from gcnet.analysis import (
+    COLOUR_BAR_TITLE,
     ContextAttentionRecorder,
     crop_to_image,
     draw_attention_map,
@@ -58,6 +59,22 @@ def test_attention_picture_has_the_image_size_a_colour_bar_and_the_name():
     assert is_red(column[top + 1]) and is_blue(column[bottom - 1])  # JET, high at the top
 
 
+def test_colour_bar_is_titled_as_attention_weights():
+    """The title (COLOUR_BAR_TITLE) above the largest weight, to the left of the bar: on
+    pixels that the picture without it leaves alone."""
+    weights = torch.zeros(6, 10)
+    weights[4, 1] = 1.0
+    image = np.full((240, 400, 3), 128, np.uint8)
+    picture = draw_attention_map(image, weights, "res5.2")
+    changed = np.abs(picture.astype(int) - overlay_heatmap(image, weights).astype(int)).sum(axis=2) > 30
+    assert COLOUR_BAR_TITLE == "attention weight"
+    # The bar spans rows 60-180 at the right edge; its title sits above row 60, left of the bar.
+    bar_columns = np.flatnonzero(changed[110:130, 300:].all(axis=0)) + 300
+    title = changed[25:60, 200 : bar_columns[0]]
+    assert title.sum() > 200 and title.any(axis=0).sum() > 60  # a word, not a digit
+    assert not changed[:60, bar_columns[0] :].any()  # the bar's own columns above it are left alone
+
+
 def test_tiny_images_are_drawn_too():
     for height, width in [(10, 12), (40, 8), (3, 300)]:
         image = np.full((height, width, 3), 128, np.uint8)
@@ -81,7 +98,10 @@ def test_entropy_and_peak():
     two = torch.zeros(4, 5)
     two[0, 0] = two[0, 1] = 0.2  # a cropped map need not sum to 1
     assert summarize_attention(two, (40, 50)).entropy == pytest.approx(math.log(2) / math.log(20))
-    assert str(summary) == "entropy 0.00, peak at (15, 35)"
+    assert str(summary) == "entropy 0.00, peak at x=15, y=35"
+    # Three significant digits: maps that differ in the third show it.
+    assert str(summarize_attention(torch.tensor([[0.5, 0.3, 0.2]]), (1, 3))).startswith("entropy 0.937, ")
+    assert str(summarize_attention(torch.tensor([[0.34, 0.33, 0.33]]), (1, 3))).startswith("entropy 1.00, ")
     with pytest.raises(ValueError, match="non-negative"):
         summarize_attention(torch.zeros(4, 5), (40, 50))
 

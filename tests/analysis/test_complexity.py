@@ -6,10 +6,10 @@ import pytest
 
 from detectron2.config import LazyConfig, instantiate
 
-from gcnet.analysis import measure_complexity
+from gcnet.analysis import comparison_table, measure_complexity, paper_input_size
 from gcnet.modeling import build_gcnet_resnet
 
-from ..helpers import CONFIGS, TINY_CONFIG, load_tool, num_parameters
+from ..helpers import CONFIGS, TINY_CONFIG, num_parameters, run_tool
 
 COCO = CONFIGS / "COCO-InstanceSegmentation"
 
@@ -62,11 +62,15 @@ def test_segmentor_counts_the_main_head_not_the_auxiliary_one():
     assert cost.params == num_parameters(model)
 
 
-def test_analyze_model_rows(capsys):
-    analyze = load_tool("analyze_model")
+def test_analyze_model_rows():
+    """The script as a user runs it: a row per config, the paper's numbers, fvcore's table."""
     base, gc = COCO / "mask_rcnn_R_50_FPN_syncbn_1x.py", COCO / "mask_rcnn_R_50_FPN_syncbn_gc_r16_1x.py"
-    assert analyze.main(["--config-file", str(base), "--compare", str(gc), "--input-size", "256", "256", "--table", "--max-depth", "1"]) == 0
-    out = capsys.readouterr().out
+    result = run_tool(
+        "tools/analyze_model.py", "--config-file", base, "--compare", gc, "--input-size", "256", "256", "--table",
+        "--max-depth", "1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
     rows = {m[0]: m[1:] for m in re.findall(r"^\| (mask_rcnn\S+) \| ([\d.]+) \| (\S+) \| ([\d.]+) \| (\S+) \|", out, re.M)}
     params = {name: num_parameters(instantiate(LazyConfig.load(str(COCO / f"{name}.py")).model)) for name in rows}
     assert rows["mask_rcnn_R_50_FPN_syncbn_1x"][:2] == (f"{params['mask_rcnn_R_50_FPN_syncbn_1x'] / 1e6:.2f}", "-")
@@ -78,10 +82,22 @@ def test_analyze_model_rows(capsys):
     assert "| module" in out and "backbone" in out
 
 
-def test_analyze_model_bad_input(capsys, tmp_path):
-    analyze = load_tool("analyze_model")
-    assert analyze.main(["--config-file", str(tmp_path / "missing.py")]) == 2
-    assert capsys.readouterr().err == f"analyze_model: {tmp_path / 'missing.py'}: no such config file\n"
+def test_comparison_table_and_paper_input_sizes():
+    first = measure_complexity(build_gcnet_resnet(18, norm="FrozenBN", out_features=["res5"]).eval(), 64, 64)
+    gc = build_gcnet_resnet(18, norm="FrozenBN", out_features=["res5"], gc_stages=["res5"]).eval()
+    second = measure_complexity(gc, 64, 64)
+    header, rule, row1, row2 = comparison_table(["r18", "r18_gc"], [first, second])
+    assert header.startswith("| config | #params (M) |") and rule.startswith("|---|")
+    assert row1 == f"| r18 | {first.params / 1e6:.2f} | - | {first.flops / 1e9:.2f} | - | {first.activations / 1e6:.1f} |"
+    assert row2.startswith(f"| r18_gc | {second.params / 1e6:.2f} | {(second.params - first.params) / 1e6:+.2f} |")
+    assert paper_input_size(gc) == (224, 224)
+    assert paper_input_size(instantiate(LazyConfig.load(str(TINY_CONFIG)).model)) == (800, 1280)
+
+
+def test_analyze_model_bad_input(tmp_path):
+    result = run_tool("tools/analyze_model.py", "--config-file", tmp_path / "missing.py")
+    assert result.returncode == 2
+    assert result.stderr == f"analyze_model: {tmp_path / 'missing.py'}: no such config file\n"
 
 
 def test_deformable_convs_count_as_convs_plus_their_offsets():

@@ -56,6 +56,22 @@ def test_score_threshold_drops_instances_before_their_masks_are_pasted(photo, mo
     assert torch.equal(kept.pred_masks, everything.pred_masks[keep]) and kept.image_size == (427, 640)
 
 
+def test_output_size_gives_the_predictions_at_that_size(photo):
+    """The same detections as at the photo's size, boxes scaled, masks pasted at the smaller
+    size (what a large photo drawn on a scaled canvas needs): a direct call with that size."""
+    predictor = Predictor(LazyConfig.load(str(TINY_CONFIG)), device="cpu")
+    full = predictor(photo)["instances"]
+    small = predictor(photo, output_size=(213, 320))["instances"]
+    assert small.image_size == (213, 320) and small.pred_masks.shape == (len(full), 213, 320)
+    torch.testing.assert_close(small.scores, full.scores)
+    torch.testing.assert_close(small.pred_boxes.tensor * 2, full.pred_boxes.tensor, rtol=0, atol=2.0)
+    model_input = predictor.preprocess(photo, output_size=(213, 320))
+    assert (model_input["height"], model_input["width"]) == (213, 320)
+    with torch.no_grad():
+        direct = predictor.model([model_input])[0]["instances"]
+    assert torch.equal(small.pred_masks, direct.pred_masks)
+
+
 def test_semantic_segmentation_outputs_equal_a_direct_model_call(shared_data):
     cfg = LazyConfig.load(str(SEGMENTATION))
     cfg.train.init_checkpoint = ""

@@ -1,5 +1,8 @@
-"""TorchScript and ONNX export (gcnet.export, tools/export_model.py): the exported models
-return what the eager ones do, at the traced size and, where the graph allows, at others."""
+"""TorchScript and ONNX export (gcnet.export, gcnet.apps.export_and_check, tools/export_model.py):
+the exported models return what the eager ones do, at the traced size and, where the graph
+allows, at others."""
+import os
+
 import numpy as np
 import onnxruntime
 import pytest
@@ -7,16 +10,18 @@ import torch
 
 from detectron2.config import LazyConfig, instantiate
 
-from gcnet.export import eager_outputs, export_onnx, export_torchscript, size_independent
+from gcnet.apps import export_and_check
+from gcnet.engine import load_config
+from gcnet.export import eager_outputs, export_onnx, export_torchscript, load_exported, size_independent
 from gcnet.modeling import build_gcnet_resnet
 
-from ..helpers import CONFIGS, TINY_CONFIG, load_tool, randomize_
+from ..helpers import CONFIGS, TINY_CONFIG, randomize_, run_tool
 
 SEGMENTATION = CONFIGS / "Cityscapes-SemanticSegmentation" / "mmseg_gcnet_R_50_D8_512x1024_40k.py"
 
 
 def run(fmt, path, image):
-    return load_tool("export_model").run_exported(fmt, str(path), image)
+    return load_exported(fmt, str(path))(image)
 
 
 EXPORTERS = {"torchscript": export_torchscript, "onnx": export_onnx}
@@ -112,20 +117,28 @@ def test_sliding_window_export_is_fixed_to_the_traced_size(segmentor, tmp_path):
         segmentor.mode = "whole"
 
 
-def test_export_tool(shared_data, tmp_path, capsys):
-    export_model = load_tool("export_model")
-    args = [
-        "--config-file", str(SEGMENTATION), "--format", "onnx", "--output", str(tmp_path),
-        "--sample-image", str(shared_data / "camvid" / "val" / "0016E5_07959.png"),
-        "--opts", "train.init_checkpoint=", "model.inference.mode=whole", "model.sem_seg_head.channels=64",
-    ]  # fmt: skip
-    assert export_model.main(args) == 0
-    assert (tmp_path / "model.onnx").is_file()
-    lines = capsys.readouterr().out.splitlines()
+SEGMENTATION_OPTS = ["train.init_checkpoint=", "model.inference.mode=whole", "model.sem_seg_head.channels=64"]
+
+
+def test_export_and_check(shared_data, tmp_path):
+    lines = []
+    ok = export_and_check(
+        load_config(str(SEGMENTATION), SEGMENTATION_OPTS),
+        formats=["onnx"],
+        output=str(tmp_path),
+        what="model",
+        tolerance=1e-3,
+        sample_image=str(shared_data / "camvid" / "val" / "0016E5_07959.png"),
+        report=lines.append,
+    )
+    assert ok
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "model.onnx"]
     assert lines[0].startswith(f"Wrote {tmp_path / 'model.onnx'} (") and lines[0].endswith(" s CPU)")
     assert lines[1].startswith("onnx: largest difference from the eager model on the traced input: ")
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == ["sem_seg"]
+    exported_cfg = LazyConfig.load(str(tmp_path / "config.yaml"))  # the config of the export, --opts included
+    assert exported_cfg.model.sem_seg_head.channels == 64 and exported_cfg.model.inference.mode == "whole"
 
 
 UNSUPPORTED_MODEL_CONFIG = """
@@ -137,17 +150,44 @@ train = dict(init_checkpoint="")
 """
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--config-file", "{tmp}/identity.py", "--format", "onnx", "--export", "model"], "--export model supports detectors (GeneralizedRCNN) and semantic segmentation models (ContextSegmentor), got Identity; use --export backbone"),
-    (["--config-file", "{tmp}/missing.py", "--format", "onnx"], "{tmp}/missing.py: no such config file"),
-    (["--config-file", "{seg}", "--format", "onnx", "--sample-image", "{tmp}/missing.jpg"], "--sample-image {tmp}/missing.jpg: no such file"),
-    (["--config-file", "{coco}", "--format", "onnx", "--check-images", "{tmp}/missing.jpg"], "--check-images {tmp}/missing.jpg: no such image file"),
-    (["--config-file", "{seg}", "--format", "onnx", "--check-images", "{seg}", "--opts", "model.sem_seg_head.channels=64"], "--check-images compares detectors only; other exports are checked on the traced input"),
+@pytest.mark.parametrize("config,options,message", [
+    ("{tmp}/identity.py", dict(what="model"), "--export model supports detectors (GeneralizedRCNN) and semantic segmentation models (ContextSegmentor), got Identity; use --export backbone"),
+    ("{seg}", dict(sample_image="{tmp}/missing.jpg"), "--sample-image {tmp}/missing.jpg: no such file"),
+    ("{coco}", dict(check_images=["{tmp}/missing.jpg"]), "--check-images {tmp}/missing.jpg: no such image file"),
+    ("{seg}", dict(check_images=["{seg}"]), "--check-images compares detectors only; other exports are checked on the traced input"),
 ])  # fmt: skip
-def test_export_tool_errors(args, message, tmp_path, capsys):
+def test_export_errors(config, options, message, tmp_path, monkeypatch):
+    """One line, before the model is built, nothing written."""
+    import gcnet.apps.export_check
+
+    monkeypatch.setattr(gcnet.apps.export_check, "build_model", lambda *a: pytest.fail("the model was built"))
     (tmp_path / "identity.py").write_text(UNSUPPORTED_MODEL_CONFIG)
     fill = dict(tmp=tmp_path, seg=SEGMENTATION, coco=CONFIGS / "COCO-InstanceSegmentation" / "mask_rcnn_R_50_FPN_gc_r16_1x.py")
-    export_model = load_tool("export_model")
-    assert export_model.main([a.format(**fill) for a in args] + ["--output", str(tmp_path / "out")]) == 2
-    assert capsys.readouterr().err == f"export_model: {message.format(**fill)}\n"
+    options = {k: [a.format(**fill) for a in v] if isinstance(v, list) else v.format(**fill) for k, v in options.items()}
+    options = dict(dict(formats=["onnx"], what="model", tolerance=1e-3, input_size=(64, 64)), **options)
+    with pytest.raises(ValueError) as error:
+        export_and_check(load_config(config.format(**fill)), output=str(tmp_path / "out"), **options)
+    assert str(error.value) == message.format(**fill)
     assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'missing.py'}: no such config file"):
+        load_config(str(tmp_path / "missing.py"))
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_the_model_is_built(tmp_path, monkeypatch):
+    """A read-only folder, or a file in the folder's path: refused in one line that names it,
+    before the (long) build and trace; nothing is written."""
+    import gcnet.apps.export_check
+
+    monkeypatch.setattr(gcnet.apps.export_check, "build_model", lambda *a: pytest.fail("the model was built"))
+    (tmp_path / "file.txt").write_text("x")
+    cfg = load_config(TINY_CONFIG)
+    for output, message in [
+        ("/sys", "--output /sys: the folder is not writable (Permission denied); choose another"),
+        (f"{tmp_path}/file.txt/out", f"--output {tmp_path}/file.txt/out: cannot create the folder (Not a directory)"),
+    ]:
+        with pytest.raises(ValueError) as error:
+            export_and_check(cfg, formats=["onnx"], output=output, what="model", tolerance=1e-3, input_size=(64, 64))
+        assert str(error.value) == message
+    assert sorted(os.listdir(tmp_path)) == ["file.txt"]
+    result = run_tool("tools/export_model.py", "--config-file", TINY_CONFIG, "--format", "onnx", "--output", "/sys")
+    assert result.returncode == 2 and result.stderr == "export_model: --output /sys: the folder is not writable (Permission denied); choose another\n"

@@ -1,9 +1,9 @@
 """Whole-detector export (gcnet.export.detection, tools/export_model.py): a GC Mask R-CNN, traced
 once on a balloon image, to TorchScript and ONNX; onnxruntime on the balloon validation images,
 each at its own size, gives the eager model's boxes, scores, classes and masks."""
-import contextlib
-import io
 import math
+import os
+import re
 
 import numpy as np
 import onnx
@@ -16,12 +16,19 @@ from detectron2.structures import Boxes, Instances
 
 from gcnet.engine import TestPreprocessor as Preprocessor
 from gcnet.data import read_image
-from gcnet.export import DetectionTolerance, compare_detections, detections_from_outputs, eager_outputs, export_onnx_from_trace
+from gcnet.export import (
+    DetectionTolerance,
+    compare_detections,
+    detections_from_outputs,
+    eager_outputs,
+    export_onnx_from_trace,
+    load_exported,
+)
 from gcnet.export.detection import DETECTION_OUTPUTS
 from gcnet.layers import ContextBlock
 from gcnet.modeling import build_gcnet_resnet
 
-from ..helpers import TINY_CONFIG, load_tool, randomize_
+from ..helpers import REPO_ROOT, TINY_CONFIG, randomize_, run_tool
 
 VAL_IMAGES = 4  # balloon validation images checked, each at its own size
 FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.ts"}
@@ -47,18 +54,18 @@ def exported(shared_data, tmp_path_factory):
     cfg, model = tiny_detector()
     torch.save({"model": model.state_dict()}, folder / "weights.pth")
     images = sorted((shared_data / "balloon" / "val").glob("*.jpg"))[:VAL_IMAGES]
-    args = [
-        "--config-file", TINY_CONFIG, "--format", "torchscript", "onnx", "--output", str(folder / "out"),
-        "--sample-image", str(images[0]), "--check-images", *map(str, images[1:]),
-        "--opts", f"train.init_checkpoint={folder / 'weights.pth'}",
-    ]  # fmt: skip
-    with contextlib.redirect_stdout(io.StringIO()) as out:
-        returncode = load_tool("export_model").main(args)
-    return dict(returncode=returncode, stdout=out.getvalue(), folder=folder / "out", cfg=cfg, model=model, images=images)
+    result = run_tool(
+        "tools/export_model.py", "--config-file", TINY_CONFIG, "--format", "torchscript", "onnx", "--output", folder / "out",
+        "--sample-image", images[0], "--check-images", *images[1:], "--opts", f"train.init_checkpoint={folder / 'weights.pth'}",
+    )  # fmt: skip
+    return dict(
+        returncode=result.returncode, stdout=result.stdout, stderr=result.stderr, folder=folder / "out", cfg=cfg,
+        model=model, images=images,
+    )  # fmt: skip
 
 
 def test_tool_exports_both_formats_and_reports_matches(exported):
-    assert exported["returncode"] == 0, exported["stdout"]
+    assert exported["returncode"] == 0, exported["stdout"] + exported["stderr"][-3000:]
     lines = exported["stdout"].splitlines()
     assert lines[0].startswith("Traced the model on a 3x160x") and [line.split(" (")[0] for line in lines[1:3]] == [
         f"Wrote {exported['folder'] / 'model.ts'}",
@@ -68,7 +75,7 @@ def test_tool_exports_both_formats_and_reports_matches(exported):
     assert len(checks) == 2 * VAL_IMAGES
     for fmt, path, line in zip(["torchscript", "onnx"] * VAL_IMAGES, [p for p in exported["images"] for _ in range(2)], checks):
         assert line.startswith(f"{fmt} on {path} (") and ": match: 100/100 detections paired; largest |Δbox| " in line
-    assert {p.name for p in exported["folder"].iterdir()} == {"model.ts", "model.onnx"}
+    assert {p.name for p in exported["folder"].iterdir()} == {"model.ts", "model.onnx", "config.yaml"}
     session = onnxruntime.InferenceSession(str(exported["folder"] / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["image"]
     assert session.get_inputs()[0].shape == [3, "height", "width"]  # dynamic input size
@@ -96,7 +103,7 @@ def test_exported_detections_match_the_eager_model_on_balloon(exported, eager_re
     """Every validation image, at its own size: the exported model's detections, postprocessed
     by detections_from_outputs, match detectron2's own output (DetectionTolerance), with
     pasted masks of IoU >= 0.99."""
-    run = load_tool("export_model").load_exported(fmt, str(exported["folder"] / FILE_NAMES[fmt]))
+    run = load_exported(fmt, str(exported["folder"] / FILE_NAMES[fmt]))
     for item, expected, roi_masks in eager_results:
         outputs = run(item["image"])
         found = detections_from_outputs(outputs, DETECTION_OUTPUTS, item["height"], item["width"])
@@ -105,6 +112,28 @@ def test_exported_detections_match_the_eager_model_on_balloon(exported, eager_re
         assert len(found) == 100 and comparison.min_mask_iou >= 0.99, comparison.summary()
         assert found.pred_masks.shape == (100, item["height"], item["width"]) and found.pred_masks.any(dim=(1, 2)).all()
     assert len({tuple(item["image"].shape) for item, _, _ in eager_results}) >= 3  # the traced size and others
+
+
+def readme_onnx_snippet() -> str:
+    """The README's lines that run an exported detector with onnxruntime."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    return re.search(r"with\nonnxruntime:\n\n```python\n(.*?)```", readme, re.DOTALL).group(1)
+
+
+def test_readme_onnx_snippet_gives_the_eager_detections(exported, eager_results, tmp_path, monkeypatch):
+    """The README's snippet as written, where exported/ is this export and photo.jpg a balloon
+    image: the input is made by the exported config (the tiny model's 160-pixel resize, not
+    the R-50 configs' 800), and the instances are the eager model's."""
+    (tmp_path / "exported").symlink_to(exported["folder"], target_is_directory=True)
+    (tmp_path / "photo.jpg").symlink_to(exported["images"][1])
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(readme_onnx_snippet(), "README.md", "exec"), namespace)
+    item, expected, _ = eager_results[1]
+    assert namespace["inputs"]["image"].shape == item["image"].shape and min(item["image"].shape[1:]) == 160
+    comparison = compare_detections(expected, namespace["instances"])
+    assert comparison.matches and comparison.paired == len(expected) == 100, comparison.summary()
+    assert sorted(os.listdir(tmp_path)) == ["exported", "photo.jpg"]  # it writes nothing
 
 
 def detections(boxes, scores, classes, masks=None):
