@@ -66,8 +66,9 @@ def build_model(cfg, what: str) -> torch.nn.Module:
     or segmentation model ("model"), or the bottom-up GC-ResNet of the config's backbone
     ("backbone")."""
     model = instantiate(cfg.model).eval()
-    if cfg.train.init_checkpoint:
-        GCNetCheckpointer(model).load(cfg.train.init_checkpoint)
+    if cfg.train.init_checkpoint:  # a backbone may be exported with the ImageNet weights of its config
+        way_out = "give the weights of a model trained with this config (train.init_checkpoint=...)"
+        GCNetCheckpointer(model).load(cfg.train.init_checkpoint, fit="all" if what == "model" else "init", way_out=way_out)
     if what == "model":
         return model
     backbone = model.backbone

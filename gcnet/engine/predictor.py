@@ -82,7 +82,8 @@ class Predictor:
         self.device = torch.device(device or self.cfg.train.get("device") or default_device())
         self.model = instantiate(self.cfg.model).to(self.device).eval()
         if self.cfg.train.init_checkpoint:
-            GCNetCheckpointer(self.model).load(self.cfg.train.init_checkpoint)
+            way_out = "give the weights of a model trained with this config (train.init_checkpoint=...)"
+            GCNetCheckpointer(self.model).load(self.cfg.train.init_checkpoint, fit="all", way_out=way_out)
 
     def preprocess(self, original_image: np.ndarray, output_size: Optional[Tuple[int, int]] = None) -> Dict:
         """The model input of one (H, W, 3) BGR uint8 image, on the model's device.

@@ -52,5 +52,5 @@ def get(name: str, trained: bool = False, device: Optional[str] = None) -> torch
     model = instantiate(cfg.model)
     model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if trained:
-        GCNetCheckpointer(model).load(cfg.train.init_checkpoint)
+        GCNetCheckpointer(model).load(cfg.train.init_checkpoint, fit="all")
     return model
