@@ -60,12 +60,12 @@ def main(argv=None) -> int:
 
     import gcnet.model_zoo  # noqa: F401  (gcnet:// weights)
     from gcnet.apps import export_and_check
-    from gcnet.engine import load_config
+    from gcnet.engine import INFERENCE_KEYS, load_config
 
     setup_logger(name="gcnet")
     try:
         ok = export_and_check(
-            load_config(args.config_file, args.opts),
+            load_config(args.config_file, args.opts, required=INFERENCE_KEYS),
             formats=args.format,
             output=args.output,
             what=args.export,

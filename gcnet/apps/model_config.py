@@ -4,7 +4,7 @@ import os
 from typing import Optional, Sequence
 
 import gcnet.model_zoo
-from gcnet.engine import apply_overrides, load_config
+from gcnet.engine import INFERENCE_KEYS, apply_overrides, load_config
 
 __all__ = ["RUN_CONFIG_NAME", "model_config", "model_title"]
 
@@ -28,7 +28,7 @@ def model_config(model: Optional[str] = None, config_file: Optional[str] = None,
     _check_one(model, config_file)
     if model:
         return apply_overrides(gcnet.model_zoo.get_config(model, trained=True), list(opts))
-    return load_config(config_file, list(opts))
+    return load_config(config_file, list(opts), required=INFERENCE_KEYS)
 
 
 def model_title(model: Optional[str] = None, config_file: Optional[str] = None) -> str:

@@ -12,6 +12,7 @@ from detectron2.config import LazyConfig
 
 __all__ = [
     "load_config",
+    "INFERENCE_KEYS",
     "TRAINING_KEYS",
     "apply_overrides",
     "config_keys",
@@ -21,8 +22,10 @@ __all__ = [
 ]
 
 _MISSING = object()
-# The top-level keys a LazyConfig defines for tools/train_net.py.
-TRAINING_KEYS = ("model", "train", "dataloader", "optimizer", "lr_multiplier")
+# The top-level keys a LazyConfig defines to run a model on images (the test loader's mapper and
+# dataset metadata), and to train it with tools/train_net.py.
+INFERENCE_KEYS = ("model", "train", "dataloader")
+TRAINING_KEYS = (*INFERENCE_KEYS, "optimizer", "lr_multiplier")
 
 
 def default_device() -> str:

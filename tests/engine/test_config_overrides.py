@@ -5,7 +5,7 @@ from detectron2.config import LazyConfig
 
 from gcnet.engine import apply_overrides, load_config
 
-from ..helpers import CONFIGS
+from ..helpers import CONFIGS, run_tool
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +85,37 @@ def test_a_config_that_cannot_run_is_named(tmp_path, text, message):
     with pytest.raises(ValueError) as e:
         load_config(str(path))
     assert str(e.value) == message.format(path=path)
+
+
+@pytest.mark.parametrize("name, text", [("empty.py", ""), ("empty.yaml", ""), ("list.yaml", "- 1\n"), ("model.py", "x = dict(a=1)\n")])
+def test_a_config_without_a_model_is_one_line(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    defined = "defines only x" if name == "model.py" else "defines nothing"
+    with pytest.raises(ValueError) as e:
+        load_config(str(path))
+    assert str(e.value) == f"{path} {defined}: expected a LazyConfig that defines model, train (as configs/ do)"
+
+
+TOOLS_WITH_CONFIGS = {
+    "train_net": ["--config-file", "{config}"],
+    "demo": ["--config-file", "{config}", "--input", "{photo}", "--output", "{out}"],
+    "web_demo": ["--config-file", "{config}"],
+    "export_model": ["--config-file", "{config}", "--format", "onnx", "--output", "{out}"],
+    "analyze_model": ["--config-file", "{config}"],
+}
+
+
+@pytest.mark.parametrize("tool", sorted(TOOLS_WITH_CONFIGS))
+def test_every_tool_says_an_empty_config_in_one_line(tool, tmp_path, shared_data):
+    config = tmp_path / "empty.py"
+    config.write_text("")
+    args = [a.format(config=config, photo=shared_data / "demo", out=tmp_path / "out") for a in TOOLS_WITH_CONFIGS[tool]]
+    result = run_tool(f"tools/{tool}.py", *args, timeout=300)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"{tool}: {config} defines nothing: expected a LazyConfig that defines "
+        + ("model, train, dataloader, optimizer, lr_multiplier" if tool == "train_net" else "model, train, dataloader" if tool != "analyze_model" else "model, train")
+        + " (as configs/ do)"
+    ]
+    assert not (tmp_path / "out").exists()
