@@ -79,7 +79,7 @@ def test_recorded_maps_are_those_of_the_true_input(pooling, fusion, position, mo
     model computes the same."""
     torch.manual_seed(0)
     gc = dict(ratio=1 / 4, pooling_type=pooling, fusion_types=fusion)
-    model = build_gcnet_resnet(50, norm="FrozenBN", gc_stages=["res4"], gc=gc, gc_position=position, out_features=["res4"])
+    model = build_gcnet_resnet(50, norm="FrozenBN", context="gc", context_stages=["res4"], gc=gc, context_position=position, out_features=["res4"])
     randomize_(model.res4, scale=0.05).train(mode == "train")
     block = model.res4[1]
     inputs = []

@@ -108,9 +108,9 @@ def test_models_without_non_local_blocks_are_refused(project):
 def test_analysis_script_on_real_images(project, shared_data, tmp_path, capsys):
     """The tiny GC-ResNet-18 Mask R-CNN with an embedded-Gaussian NL block in res3 (random but
     non-zero weights), on CamVid frames and the demo photo."""
-    overrides = ["model.backbone.bottom_up.extra_block=nl", "model.backbone.bottom_up.extra_block_stage=res3"]
+    overrides = ["model.backbone.bottom_up.extra_context=nl", "model.backbone.bottom_up.extra_context_stage=res3"]
     cfg = LazyConfig.load(str(TINY_CONFIG))
-    cfg.model.backbone.bottom_up.extra_block, cfg.model.backbone.bottom_up.extra_block_stage = "nl", "res3"
+    cfg.model.backbone.bottom_up.extra_context, cfg.model.backbone.bottom_up.extra_context_stage = "nl", "res3"
     torch.manual_seed(0)
     model = instantiate(cfg.model)
     randomize_(model.backbone.bottom_up.res3[0].extra_context, scale=0.05)

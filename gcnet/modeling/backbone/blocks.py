@@ -45,7 +45,7 @@ class _ContextSlot:
             raise ValueError(f"context_position must be one of {CONTEXT_POSITIONS}, got {position!r}")
         self.context_block = create_context(context, channels)
         self.context_position = position
-        self.extra_context = create_context(extra_context, channels)
+        self.extra_context = create_context(extra_context, channels, key="extra_context")
 
     def _add_residual(self, out: torch.Tensor, x: torch.Tensor, last_conv_input=None) -> torch.Tensor:
         """relu(shortcut(x) + out) with the context modules in their places; ``out`` is the
