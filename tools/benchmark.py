@@ -69,9 +69,7 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from gcnet.analysis import benchmark
-    from gcnet.utils.known_warnings import filter_known_warnings
 
-    filter_known_warnings()
     progress = logging.getLogger(benchmark.__name__)  # each row as it is measured, on stderr
     progress.addHandler(logging.StreamHandler())
     progress.setLevel(logging.INFO)
@@ -92,6 +90,9 @@ def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     arguments = get_parser().parse_args()  # --help and bad options are answered before the slow imports
+    from gcnet.utils.known_warnings import filter_known_warnings
+
+    filter_known_warnings()
     from gcnet.analysis.benchmark import restart_with_caching_malloc
 
     restart_with_caching_malloc(arguments.system_malloc)

@@ -336,7 +336,6 @@ def saved_tensor_bytes():
 
 def _measure_in_this_process(threads: Optional[int], kwargs: dict) -> dict:
     """:func:`measure_model` in a process started for it."""
-    filter_known_warnings()
     if threads:
         torch.set_num_threads(threads)
     return measure_model(**kwargs)
@@ -361,7 +360,8 @@ def model_rows(
             for config, weights_from in ((baseline, None), (gc, baseline)):
                 kwargs = dict(config=config, weights_from=weights_from, mode=mode, size=tuple(sizes[pair]), iters=iters)
                 kwargs.update(device=device, channels_last=channels_last)
-                with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as process:
+                # The warning filter first, before the process imports this module and its dependencies.
+                with concurrent.futures.ProcessPoolExecutor(1, spawn, initializer=filter_known_warnings) as process:
                     try:
                         row = process.submit(_measure_in_this_process, threads, kwargs).result()
                     except Exception as e:
