@@ -63,6 +63,13 @@ def _check_stage_names(option: str, stages: Sequence[str]) -> List[str]:
     return list(stages)
 
 
+def _check_stages(context_stages, deform_stages, extra_context_stage: str):
+    """The stage lists of the context and DCN, checked, and the extra context's stage."""
+    if extra_context_stage not in STAGE_NAMES:
+        raise ValueError(f"extra_context_stage must be one of {STAGE_NAMES}, got {extra_context_stage!r}")
+    return _check_stage_names("context_stages", context_stages), _check_stage_names("deform_stages", deform_stages)
+
+
 def _check_depth(depth: int, deform_stages, num_groups: int, width_per_group: int, dilations) -> None:
     if depth not in NUM_BLOCKS_PER_STAGE:
         raise ValueError(f"depth must be one of {sorted(NUM_BLOCKS_PER_STAGE)}, got {depth!r}")
@@ -122,14 +129,10 @@ def make_gcnet_resnet_stages(
             before the last block of c4).
         deform_stages, deform_modulated, deform_num_groups: DCN: stages, DCNv2, groups.
 
-    The stages are checked here; the context modules and their options where a block creates
-    them, when the config is instantiated. A bad value raises a ValueError naming the option
-    (prefixed by the stage) and the allowed values.
+    The stages are checked here, a context module and its options where a block creates it: a
+    bad value raises a ValueError naming the option (after the stage) and the allowed values.
     """
-    context_stages = _check_stage_names("context_stages", context_stages)
-    deform_stages = _check_stage_names("deform_stages", deform_stages)
-    if extra_context_stage not in STAGE_NAMES:
-        raise ValueError(f"extra_context_stage must be one of {STAGE_NAMES}, got {extra_context_stage!r}")
+    context_stages, deform_stages = _check_stages(context_stages, deform_stages, extra_context_stage)
     _check_depth(depth, deform_stages, num_groups, width_per_group, dilations)
     bottleneck = dict(num_groups=num_groups, stride_in_1x1=stride_in_1x1, deform_modulated=deform_modulated)
     bottleneck.update(deform_num_groups=deform_num_groups)
@@ -238,7 +241,20 @@ def _gcnet_resnet_from_config(cfg: CfgNode, input_shape: ShapeSpec):
     )
 
 
+def _check_outputs(out_features: Optional[Sequence[str]], num_classes: Optional[int], freeze_at: int) -> List[str]:
+    """The output names, checked (by default the classifier's or res5), after checking freeze_at."""
+    out_features = list(out_features) if out_features else ["linear" if num_classes else "res5"]
+    allowed = ("stem",) + STAGE_NAMES + (("linear",) if num_classes else ())
+    unknown = [f for f in out_features if f not in allowed]
+    if unknown:
+        raise ValueError(f"out_features has unknown names {unknown}; allowed: {allowed}")
+    if not isinstance(freeze_at, int) or not 0 <= freeze_at <= 5:
+        raise ValueError(f"freeze_at must be an int in [0, 5], got {freeze_at!r}")
+    return out_features
+
+
 def _make_stem(stem: str, in_channels: int, stem_channels: Optional[Sequence[int]], norm) -> CNNBlockBase:
+    """detectron2's ``BasicStem`` ("basic") or the three-conv :class:`DeepStem` ("deep")."""
     if stem == "basic":
         stem_channels = stem_channels or [64]
         if len(stem_channels) != 1:
@@ -279,26 +295,15 @@ def build_gcnet_resnet(
             freezes c1-c2 (2) for COCO.
         num_classes: add global pooling and a linear classifier (the ImageNet model of
             Table 8).
-        context: the kind of context module in every residual block of ``context_stages``:
-            "gc" (a GC-ResNet, with ``context_stages`` the paper's c3-c5), "nl", "snl" or None.
-        extra_context: the kind of the one extra context module (Table 5(a)), or None.
-        gc: ``ContextBlock`` options over its defaults (e.g. ``dict(ratio=1/4)``), for either
-            slot holding "gc".
-        nl: ``NonLocalBlock`` options over its defaults (e.g. ``dict(mode="gaussian")`` for the
-            instantiations of Table 1), for either slot holding "nl".
+        context, extra_context: the kind of context module in every residual block of
+            ``context_stages`` ("gc": a GC-ResNet) and of the extra one: "gc", "nl", "snl" or None.
+        gc, nl: ``ContextBlock`` and ``NonLocalBlock`` options over their defaults (e.g.
+            ``dict(ratio=1/4)``, ``dict(mode="gaussian")``), for the slots of their kind.
 
-    The other options (``context_stages``, ``context_position``, ``extra_context_stage``,
-    DCN, dilation, ResNeXt widths) are those of :func:`make_gcnet_resnet_stages`. The names
-    ``gc_stages``, ``gc_position``, ``extra_block`` and ``extra_block_stage`` still work, with
-    a warning that names their new names (:data:`RENAMED_OPTIONS`).
+    The other options are :func:`make_gcnet_resnet_stages`'s. The names of
+    :data:`RENAMED_OPTIONS` still work, with a warning that names their new names.
     """
-    out_features = list(out_features) if out_features else ["linear" if num_classes else "res5"]
-    allowed = ("stem",) + STAGE_NAMES + (("linear",) if num_classes else ())
-    unknown = [f for f in out_features if f not in allowed]
-    if unknown:
-        raise ValueError(f"out_features has unknown names {unknown}; allowed: {allowed}")
-    if not isinstance(freeze_at, int) or not 0 <= freeze_at <= 5:
-        raise ValueError(f"freeze_at must be an int in [0, 5], got {freeze_at!r}")
+    out_features = _check_outputs(out_features, num_classes, freeze_at)
     stem_module = _make_stem(stem, in_channels, stem_channels, norm)
     stages = make_gcnet_resnet_stages(
         depth,
