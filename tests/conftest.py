@@ -68,7 +68,7 @@ def gc_resnet18():
     from .helpers import randomize_
 
     torch.manual_seed(0)
-    model = build_gcnet_resnet(18, norm="BN", gc_stages=["res3", "res4", "res5"], gc=dict(ratio=1 / 4))
+    model = build_gcnet_resnet(18, norm="BN", context="gc", gc=dict(ratio=1 / 4))
     return randomize_(model, scale=0.1).eval()
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Optional
 
 from packaging.requirements import Requirement
 
@@ -32,8 +33,9 @@ def run_python(code: str) -> subprocess.CompletedProcess:
     )
 
 
-# What works without detectron2: the blocks, and the file helpers they share nothing with.
-STANDALONE = ("layers", "utils", "_detectron2")
+# What works without detectron2: the blocks, the file helpers they share nothing with, and the
+# learning-rate schedule (fvcore's).
+STANDALONE = ("layers", "utils", "_detectron2", "solver")
 
 
 def detectron2_backed_packages():
@@ -145,3 +147,102 @@ def test_imports_point_one_way():
             if in_function:  # as if to dodge an import cycle
                 wrong.append(f"{path.relative_to(REPO_ROOT)} imports gcnet.{imported} inside a function")
     assert not wrong, wrong
+
+
+# The code whose imports form one graph: gcnet's modules, and each folder of scripts with the
+# modules beside them (a script's folder is the first entry of its sys.path).
+CODE = ("gcnet", "tools", "projects")
+
+
+def script_root(path: Path, repo: Path) -> Path:
+    """The folder an import in ``path`` resolves against: the repository for gcnet's modules, the
+    script's folder for tools/*.py, the project's folder for projects/<name>/**."""
+    parts = path.relative_to(repo).parts
+    if parts[0] == "projects" and len(parts) > 2:
+        return repo / "projects" / parts[1]
+    return repo if parts[0] == "gcnet" else path.parent
+
+
+def module_file(name: str, roots) -> Optional[Path]:
+    """The file of the module or package ``name`` (dotted) under the first of ``roots`` that
+    has it; None for a module from elsewhere (torch, detectron2, ...)."""
+    for root in roots:
+        base = root.joinpath(*name.split("."))
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def imported_files(path: Path, repo: Path):
+    """The files of the code that ``path`` imports, anywhere in it (at module level or in a
+    function: an import deferred into a function still depends on its module): for ``import
+    a.b`` the module a.b; for ``from a import b``, the module a.b, or a where b is a name in it."""
+    root = script_root(path, repo)
+    roots = [root, repo] if root != repo else [repo]
+    package = list(path.relative_to(root).with_suffix("").parts)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            parents = package[: len(package) - node.level] if node.level else []
+            base = ".".join(parents + ([node.module] if node.module else []))
+            names = [f"{base}.{a.name}" if module_file(f"{base}.{a.name}", roots) else base for a in node.names]
+        else:
+            continue
+        for name in names:
+            found = module_file(name, roots)
+            if found is not None and found != path:
+                yield found
+
+
+def import_cycles(repo: Path, folders=CODE):
+    """Every cycle of the module import graph of the code in ``folders`` (each found once, as
+    the list of its files, starting from the smallest)."""
+    files = sorted(p for folder in folders for p in (repo / folder).rglob("*.py"))
+    graph = {p: sorted(set(imported_files(p, repo))) for p in files}
+    cycles, done = set(), set()
+
+    def visit(node, stack, on_stack):
+        for target in graph.get(node, ()):
+            if target in on_stack:
+                cycle = stack[stack.index(target):]
+                start = cycle.index(min(cycle))
+                cycles.add(tuple(str(p.relative_to(repo)) for p in cycle[start:] + cycle[:start]))
+            elif target not in done:
+                visit(target, stack + [target], on_stack | {target})
+        done.add(node)
+
+    for start in files:
+        if start not in done:
+            visit(start, [start], {start})
+    return sorted(cycles)
+
+
+def test_no_import_cycle_between_modules():
+    assert import_cycles(REPO_ROOT) == []
+
+
+def test_import_cycles_are_found(tmp_path):
+    """The check finds cycles through relative imports, imports inside functions, packages'
+    __init__ and scripts importing their neighbours, and nothing in a one-way chain."""
+    files = {
+        "gcnet/__init__.py": "",
+        "gcnet/a/__init__.py": "from .x import f\n",
+        "gcnet/a/x.py": "def f():\n    from . import y\n",
+        "gcnet/a/y.py": "from gcnet.a.x import f\nimport torch\n",
+        "gcnet/b.py": "from gcnet import a\n",
+        "tools/one.py": "import two\nimport gcnet.b\n",
+        "tools/two.py": "from one import main\n",
+        "projects/P/run.py": "import pkg.m\n",
+        "projects/P/pkg/__init__.py": "from .m import g\nHELPER = 1\n",
+        "projects/P/pkg/m.py": "from pkg import HELPER\n\ndef g():\n    pass\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert import_cycles(tmp_path) == [
+        ("gcnet/a/x.py", "gcnet/a/y.py"),
+        ("projects/P/pkg/__init__.py", "projects/P/pkg/m.py"),
+        ("tools/one.py", "tools/two.py"),
+    ]

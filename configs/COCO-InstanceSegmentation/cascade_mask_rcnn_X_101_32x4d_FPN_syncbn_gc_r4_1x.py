@@ -2,5 +2,5 @@
 (Table 7(a))."""
 from .cascade_mask_rcnn_X_101_32x4d_FPN_syncbn_1x import dataloader, lr_multiplier, model, optimizer, train
 
-model.backbone.bottom_up.gc_stages = ["res3", "res4", "res5"]
+model.backbone.bottom_up.context = "gc"
 model.backbone.bottom_up.gc.ratio = 1 / 4

@@ -1,5 +1,5 @@
 """Mask R-CNN, ResNeXt-101-32x4d-FPN, SyncBN in the backbone, GC blocks (r16) in c3-c5, 1x."""
 from .mask_rcnn_X_101_32x4d_FPN_syncbn_1x import dataloader, lr_multiplier, model, optimizer, train
 
-model.backbone.bottom_up.gc_stages = ["res3", "res4", "res5"]
+model.backbone.bottom_up.context = "gc"
 model.backbone.bottom_up.gc.ratio = 1 / 16

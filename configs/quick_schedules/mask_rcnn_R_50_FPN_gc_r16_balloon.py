@@ -16,7 +16,7 @@ from ..common.models.mask_rcnn_gcnet_fpn import model
 from ..common.optim import SGD as optimizer
 from ..common.train import train
 
-model.backbone.bottom_up.gc_stages = ["res3", "res4", "res5"]
+model.backbone.bottom_up.context = "gc"
 model.backbone.bottom_up.gc.ratio = 1 / 16
 model.roi_heads.num_classes = 1
 model.roi_heads.batch_size_per_image = 128

@@ -83,8 +83,12 @@ class ContextAttentionRecorder(ForwardHooks):
         self.blocks = {name: modules[name] for name in names}
         self.maps: Dict[str, torch.Tensor] = {}
 
+    # The map of each call's input, read before the block runs: in a residual block, a GC
+    # block writes its output into its input where no gradient needs it.
+    reads_inputs_only = True
+
     def _hook(self, name: str):
-        def record(block: ContextBlock, inputs, output):
+        def record(block: ContextBlock, inputs):
             with torch.no_grad():
                 self.maps[name] = block.attention_map(inputs[0]).cpu()
 

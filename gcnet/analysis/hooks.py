@@ -7,16 +7,21 @@ __all__ = ["ForwardHooks"]
 
 
 class ForwardHooks:
-    """Base of the recorders: ``__enter__`` registers ``self._hook(name)`` as a forward hook on
-    each module of ``self.blocks`` (name -> module), ``__exit__`` removes them."""
+    """Base of the recorders: ``__enter__`` registers ``self._hook(name)`` on each module of
+    ``self.blocks`` (name -> module), ``__exit__`` removes them. The hooks are forward hooks
+    (``hook(module, inputs, output)``), or forward pre-hooks (``hook(module, inputs)``, run
+    before the module) where ``reads_inputs_only``: a module that may write its output into
+    its input (a GC block in a residual block) shows its true input to a pre-hook alone."""
 
     blocks: Dict[str, nn.Module]
+    reads_inputs_only = False
 
     def _hook(self, name: str) -> Callable:
         raise NotImplementedError
 
     def __enter__(self):
-        self._handles = [block.register_forward_hook(self._hook(name)) for name, block in self.blocks.items()]
+        register = "register_forward_pre_hook" if self.reads_inputs_only else "register_forward_hook"
+        self._handles = [getattr(block, register)(self._hook(name)) for name, block in self.blocks.items()]
         return self
 
     def __exit__(self, *exc) -> None:

@@ -23,7 +23,6 @@ over positions stay in fp32 (fp64 for fp64 inputs), and only the products that r
 (or write its gradient) run in ``x``'s dtype. All paths agree to float32 rounding, outputs and
 gradients, and in fp16 and bf16 are as accurate as the definition (``tests/layers``).
 """
-import contextlib
 import functools
 import importlib.util
 import os
@@ -32,10 +31,13 @@ from typing import NamedTuple, Optional, Tuple
 
 import torch
 
+from .kernel_inputs import TRITON_MAX_CHANNELS, TRITON_MAX_POSITIONS, kernel_takes, without_autocast
+
 __all__ = [
     "AffineSource",
     "DISABLE_TRITON_ENV",
     "TRITON_MAX_CHANNELS",
+    "TRITON_MAX_POSITIONS",
     "attention_pool",
     "conv_attention_pool",
     "triton_supports",
@@ -43,11 +45,6 @@ __all__ = [
 
 # Set to 1 to pool with PyTorch on CUDA too, without importing Triton.
 DISABLE_TRITON_ENV = "GCNET_DISABLE_TRITON"
-# The Triton kernel keeps one fp32 accumulator per channel, padded to a power of two, in registers.
-TRITON_MAX_CHANNELS = 4096
-# Positions per image the kernel indexes in 32 bits (32768 x 32768); larger maps take PyTorch.
-TRITON_MAX_POSITIONS = 2**30
-TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 # Why the Triton kernel was given up in this process, after its first failure.
 _triton_failure: Optional[str] = None
@@ -79,22 +76,12 @@ def _triton_enabled() -> bool:
 
 def triton_supports(x: torch.Tensor) -> bool:
     """Whether the forward pools ``x`` with the Triton kernel of :mod:`.attention_pool_triton`:
-    a non-empty fp16, bf16 or fp32 (N, C, H, W) tensor of at most TRITON_MAX_CHANNELS channels
-    and TRITON_MAX_POSITIONS positions, on CUDA (or any device in Triton's interpreter,
-    ``TRITON_INTERPRET=1``), with Triton installed and neither turned off
-    (``GCNET_DISABLE_TRITON=1``) nor failed. Triton is imported only then: it adds about 70 ms
-    to start-up, which CPU runs need not pay."""
-    if not (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
-        return False
-    return (
-        x.dtype in TRITON_DTYPES
-        and x.dim() == 4
-        and x.numel() > 0
-        and x.shape[1] <= TRITON_MAX_CHANNELS
-        and x.shape[2] * x.shape[3] <= TRITON_MAX_POSITIONS
-        and _triton_enabled()
-        and _triton_installed()
-    )
+    where the kernel takes ``x`` (:func:`.kernel_inputs.kernel_takes`: a non-empty fp16, bf16 or
+    fp32 (N, C, H, W) tensor of at most TRITON_MAX_CHANNELS channels and TRITON_MAX_POSITIONS
+    positions, on CUDA or in Triton's interpreter), with Triton installed and neither turned
+    off (``GCNET_DISABLE_TRITON=1``) nor failed. Triton is imported only then: it adds about
+    70 ms to start-up, which CPU runs need not pay."""
+    return kernel_takes(x) and _triton_enabled() and _triton_installed()
 
 
 def _give_up_triton(error: Exception) -> None:
@@ -108,13 +95,6 @@ def _give_up_triton(error: Exception) -> None:
         RuntimeWarning,
         stacklevel=2,
     )
-
-
-def without_autocast(device: torch.device):
-    """A context where autocast leaves the dtypes alone, on ``device``'s type."""
-    if torch.amp.is_autocast_available(device.type):
-        return torch.autocast(device.type, enabled=False)
-    return contextlib.nullcontext()
 
 
 def _accumulation_dtype(x: torch.Tensor) -> torch.dtype:

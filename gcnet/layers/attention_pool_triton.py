@@ -17,16 +17,17 @@ elements or not): image sizes and grid geometry are runtime arguments
 
 With ``TRITON_INTERPRET=1`` the kernel runs on CPU tensors in Triton's interpreter, which is
 how the test suite checks it against the definition on a machine without a GPU. This module
-imports Triton: :func:`.attention_pool.triton_supports` says when to import it.
+imports Triton: :func:`.attention_pool.triton_supports` says when to import it, and
+:mod:`.kernel_inputs` which inputs the kernel takes.
 """
 import contextlib
-from typing import NamedTuple, Optional, Tuple
+from typing import Any, NamedTuple, Optional, Tuple
 
 import torch
 import triton
 import triton.language as tl
 
-from .attention_pool import triton_supports, without_autocast
+from .kernel_inputs import kernel_takes, without_autocast
 
 __all__ = ["KernelLaunch", "plan_launch", "triton_attention_pool"]
 
@@ -94,9 +95,11 @@ def _partial_pool_kernel(
 
 
 class KernelLaunch(NamedTuple):
-    """One launch of the kernel: ``_partial_pool_kernel[grid](*args, **options)``; the
-    outputs are the fp32 buffers among ``args`` that :func:`triton_attention_pool` merges."""
+    """One launch of the kernel: ``kernel[grid](*args, **options)``, ``kernel`` the Triton
+    function (:func:`_partial_pool_kernel`); the outputs are the fp32 buffers among ``args``
+    that :func:`triton_attention_pool` merges."""
 
+    kernel: Any
     grid: Tuple[int, int]
     args: tuple
     options: dict
@@ -128,7 +131,7 @@ def _split_positions(x: torch.Tensor, block_p: int) -> Tuple[int, int]:
 
 
 def plan_launch(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> KernelLaunch:
-    """The kernel's launch for ``x`` (a non-empty input that :func:`triton_supports`), with
+    """The kernel's launch for ``x`` (an input the kernel takes, :func:`.kernel_takes`), with
     its output buffers allocated on ``x.device``. Tile shape and ``num_warps`` follow C by
     rule; H, W, N and the strides are runtime values, so they add no compiled variants."""
     n, c, h, w = x.shape
@@ -153,7 +156,7 @@ def plan_launch(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
         BLOCK_P=block_p,
         num_warps=max(1, block_c * block_p // (32 * _ELEMENTS_PER_THREAD)),
     )
-    return KernelLaunch((n, splits), args, options)
+    return KernelLaunch(_partial_pool_kernel, (n, splits), args, options)
 
 
 def on_device(device: torch.device):
@@ -174,11 +177,11 @@ def triton_attention_pool(
     Returns:
         (context (N, C) in fp32, softmax weights (N, H*W) in fp32).
     """
-    if not triton_supports(x):
+    if not kernel_takes(x):
         raise ValueError(f"triton_attention_pool: unsupported input {tuple(x.shape)} {x.dtype} on {x.device}")
     launch = plan_launch(x, weight, bias)
     with on_device(x.device):
-        _partial_pool_kernel[launch.grid](*launch.args, **launch.options)
+        launch.kernel[launch.grid](*launch.args, **launch.options)
     logits, split_max, split_sum, split_context = launch.outputs
     # Merge the splits: each holds sum_j exp(l_j - m_s) x_j and sum_j exp(l_j - m_s). The
     # partial sums exceed fp16's range at real sizes: fp32 whatever autocast would choose.

@@ -16,6 +16,12 @@ Every choice the paper ablates is an option of :class:`ContextBlock`:
   rescaling ("channel_mul": x * sigmoid(delta(.)), as in SE), Table 5(f);
 * transform ``transform``: the bottleneck designs of Table 5(d).
 
+How the block computes its output, all here: :meth:`ContextBlock.forward` returns z as a new
+tensor; a caller that owns ``x`` (a residual block, its branch) asks for z written into ``x``
+(``inplace=True``), which the block does wherever no gradient needs ``x``, and in training it
+may say how ``x`` was made (an :class:`AffineSource`), so that the pooling's backward need not
+keep ``x``. The attention pooling itself is :func:`conv_attention_pool`.
+
 Sub-module names (``conv_mask``, ``channel_add_conv``, ``channel_mul_conv``) are those of the
 reference implementation (the original GCNet repository and mmcv), so released checkpoints
 load without renaming.
@@ -167,21 +173,47 @@ class ContextBlock(nn.Module):
         shift = self.channel_add_conv(context) if self.channel_add_conv is not None else None
         return scale, shift
 
-    def fuse(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def fuse(self, x: torch.Tensor, context: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         """The fusion F(x_i, delta(c)) of Eq. 4, z = x * sigmoid(delta_mul(c)) + delta_add(c) with
-        the terms of the configured fusions, as a new tensor."""
+        the terms of the configured fusions: a new tensor, or ``x`` itself, written in place, with
+        ``inplace``."""
         scale, shift = self.fusion_terms(context)
+        if inplace:
+            if scale is not None:
+                x.mul_(scale)
+            return x if shift is None else x.add_(shift)
         out = x if scale is None else x * scale
         if shift is not None:
             # A product made here is this block's own tensor: adding to it in place is safe.
             out = out + shift if scale is None else out.add_(shift)
         return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, source: Optional[AffineSource] = None, inplace: bool = False) -> torch.Tensor:
         """z = x * sigmoid(delta_mul(c)) + delta_add(c) with c = sum_j alpha_j x_j (Eq. 4; Eq. 5
-        for the default options), as a new tensor: ``x`` is never written."""
+        for the default options).
+
+        Args:
+            x: (N, C, H, W) features.
+            source: where given, how ``x`` was computed, when it is an affine map of narrower
+                features (see :class:`AffineSource`; a residual block's last 1x1 conv and frozen
+                norm): the attention pooling's backward then reads those instead of keeping ``x``.
+            inplace: for a caller that owns ``x`` (a residual block its branch): write z into
+                ``x`` wherever no gradient needs ``x`` as it was, i.e. unless autograd records
+                this call (grad mode on, and ``x`` or a parameter of the block requiring grad).
+                The fusion then costs one pass over ``x`` and no new tensor.
+
+        Returns z: a new tensor, and ``x`` is never written, unless ``inplace`` says otherwise.
+        A forward hook sees every call; after an in-place call its input is the output, as for
+        ``nn.ReLU(inplace=True)``, so a hook that reads the block's input is a forward pre-hook.
+        """
         check_feature_map(x, self.in_channels, "ContextBlock")
-        return self.fuse(x, self.spatial_pool(x))
+        inplace = inplace and not torch.jit.is_scripting() and not self._records_gradient(x)
+        return self.fuse(x, self.spatial_pool(x, source), inplace)
+
+    @torch.jit.unused
+    def _records_gradient(self, x: torch.Tensor) -> bool:
+        """Whether autograd records a call on ``x``: then a gradient may need ``x`` as it is."""
+        return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
 
     def extra_repr(self) -> str:
         return (

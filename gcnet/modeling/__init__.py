@@ -15,7 +15,6 @@ from .backbone import (  # noqa: E402
     build_gcnet_resnet,
     build_gcnet_resnet_backbone,
     build_gcnet_resnet_fpn_backbone,
-    fused_context_forward,
     gcnet_resnet_defaults,
     make_gcnet_resnet_stages,
 )

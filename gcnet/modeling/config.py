@@ -1,7 +1,7 @@
 """yacs config keys of gcnet."""
 from detectron2.config import CfgNode as CN
 
-from .backbone.resnet import GC_STAGES, YACS_KEYS, gcnet_resnet_defaults
+from .backbone.resnet import RENAMED_YACS_KEYS, YACS_KEYS, gcnet_resnet_defaults
 from .defaults import option_defaults, yacs_defaults
 from .sem_seg import head, segmentor
 
@@ -16,12 +16,16 @@ def add_gcnet_config(cfg: CN) -> None:
 
     Each key sets one option (the tables ``YACS_KEYS`` of ``gcnet.modeling.backbone.resnet``,
     ``gcnet.modeling.sem_seg.head`` and ``.segmentor``) and defaults to that option's default,
-    with two exceptions: MODEL.GCNET.STAGES is the paper's c3-c5 (a GC-ResNet), and an empty
-    MODEL.GCNET.DILATIONS takes the dilation of res5 from MODEL.RESNETS.RES5_DILATION.
+    with two exceptions: MODEL.GCNET.CONTEXT is "gc" (a GC-ResNet: GC blocks in c3-c5), and an
+    empty MODEL.GCNET.DILATIONS takes the dilation of res5 from MODEL.RESNETS.RES5_DILATION.
+    The keys renamed since (``RENAMED_YACS_KEYS``: MODEL.GCNET.STAGES, RATIO, ...) are there
+    too, None, and set their new key where a file sets them.
     """
     cfg.MODEL.GCNET = CN(yacs_defaults(YACS_KEYS, gcnet_resnet_defaults()))
-    cfg.MODEL.GCNET.STAGES = list(GC_STAGES)
+    cfg.MODEL.GCNET.CONTEXT = "gc"
     cfg.MODEL.GCNET.DILATIONS = []
+    for old in RENAMED_YACS_KEYS:
+        cfg.MODEL.GCNET[old] = None
     cfg.MODEL.GCNET_SEG = CN(
         {
             **yacs_defaults(head.YACS_KEYS, option_defaults(head.ContextHead)),

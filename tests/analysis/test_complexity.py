@@ -25,7 +25,7 @@ def test_gc_resnet50_costs_what_its_blocks_cost():
     """ResNet-50 at 224x224 with GC r16 in c3-c5: +2.52M parameters (25.56M -> 28.08M in the
     paper's Section 5.2) and the FLOPs of 13 GC blocks."""
     base = build_gcnet_resnet(50, norm="FrozenBN", out_features=["res5"]).eval()
-    gc = build_gcnet_resnet(50, norm="FrozenBN", out_features=["res5"], gc_stages=["res3", "res4", "res5"], gc=dict(ratio=1 / 16)).eval()
+    gc = build_gcnet_resnet(50, norm="FrozenBN", out_features=["res5"], context="gc", gc=dict(ratio=1 / 16)).eval()
     base_cost, gc_cost = measure_complexity(base, 224, 224), measure_complexity(gc, 224, 224)
     assert gc_cost.params == num_parameters(gc) and base_cost.params == num_parameters(base)
     assert round((gc_cost.params - base_cost.params) / 1e6, 2) == 2.52

@@ -22,7 +22,8 @@ def test_known_keys_are_applied(cfg):
     "override,closest",
     [
         ("train.max_iterr=5", "train.max_iter"),
-        ("model.backbone.bottom_up.gc_ratio=0.25", "model.backbone.bottom_up.gc.ratio, model.backbone.bottom_up.gc_position"),
+        ("model.backbone.bottom_up.gc_ratio=0.25", "model.backbone.bottom_up.gc.ratio"),
+        ("model.backbone.bottom_up.gc_position=afterAdd", "model.backbone.bottom_up.context_position"),
         ("train.amp.enable=True", "train.amp.enabled"),
         ("max_iter=3", "train.max_iter"),
     ],

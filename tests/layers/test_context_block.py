@@ -184,11 +184,77 @@ def test_autocast_bf16_matches_fp32():
     assert err <= 0.02 * ref.abs().max().item(), err
 
 
+def acting_block(pooling, fusion) -> ContextBlock:
+    """A GC block whose fusion branches act (their last conv is not zero)."""
+    torch.manual_seed(0)
+    block = ContextBlock(8, 1 / 2, pooling_type=pooling, fusion_types=fusion)
+    for branch in (block.channel_add_conv, block.channel_mul_conv):
+        if branch is not None:
+            torch.nn.init.normal_(branch[-1].weight, std=0.1)
+    return block
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_inplace_forward_equals_a_new_tensor(fusion, pooling):
+    block = acting_block(pooling, fusion)
+    x = torch.randn(2, 8, 5, 6)
+    with torch.no_grad():
+        expected = block(x)
+        y = x.clone()
+        out = block(y, inplace=True)
+    assert out.data_ptr() == y.data_ptr()
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    # An x that autograd tracks is never written: the result is a new tensor.
+    tracked = x.clone().requires_grad_()
+    out = block(tracked, inplace=True)
+    assert out.data_ptr() != tracked.data_ptr() and torch.equal(tracked.detach(), x)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "grad_mode,x_grad,block_grad,writes",
+    [(False, True, True, True), (True, False, False, True), (True, True, False, False), (True, False, True, False)],
+)
+def test_inplace_only_where_no_gradient_needs_x(grad_mode, x_grad, block_grad, writes):
+    """In place unless autograd records the call: with grad mode on, an x that requires grad, or
+    a block that trains (its pooling's and fusion's backward read x as it was), gets a new z."""
+    block = acting_block("att", ("channel_mul", "channel_add")).requires_grad_(block_grad)
+    x = torch.randn(2, 8, 5, 6)
+    with torch.no_grad():
+        expected = block(x)
+    given = x.clone().requires_grad_(x_grad)
+    with torch.set_grad_enabled(grad_mode):
+        out = block(given, inplace=True)
+    assert (out.data_ptr() == given.data_ptr()) == writes
+    assert torch.equal(given.detach(), expected if writes else x)
+    torch.testing.assert_close(out.detach(), expected, rtol=0, atol=0)
+    if out.requires_grad:
+        out.sum().backward()  # what the backward reads is intact
+
+
+def test_inplace_call_is_seen_by_hooks():
+    """A call asking for in place is a module call: a pre-hook sees the true input, a forward
+    hook the output (which is then the input tensor, as for nn.ReLU(inplace=True))."""
+    block = acting_block("att", ("channel_add",))
+    x = torch.randn(2, 8, 5, 6)
+    seen = []
+    block.register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()))
+    block.register_forward_hook(lambda m, args, out: seen.append(out is args[0]))
+    with torch.no_grad():
+        out = block(x.clone(), inplace=True)
+    assert torch.equal(seen[0], x) and seen[1] is True and not torch.equal(out, x)
+
+
 def test_torchscript_matches_eager():
     block = randomize_(ContextBlock(16, 1 / 4, fusion_types=("channel_mul", "channel_add")))
     scripted = torch.jit.script(block)
     x = torch.randn(2, 16, 7, 5)
     torch.testing.assert_close(scripted(x), block(x))
+    with torch.no_grad():  # TorchScript never writes into x
+        given = x.clone()
+        torch.testing.assert_close(scripted(given, inplace=True), block(x))
+        assert torch.equal(given, x)
     avg_block = randomize_(ContextBlock(16, 1 / 4, pooling_type="avg"))
     torch.testing.assert_close(torch.jit.script(avg_block)(x), avg_block(x))
 

@@ -11,6 +11,7 @@ from gcnet.layers import (
     NonLocalBlock,
     SimplifiedNonLocalBlock,
     context_options,
+    context_spec,
     create_context,
 )
 
@@ -48,10 +49,24 @@ def test_a_callable_spec_builds_the_module():
     assert torch.equal(create_context(spec, 8)(x), x)  # a new block is the identity
 
 
+def test_a_slot_takes_the_options_of_its_kind():
+    """Configs give each kind its options by name; the slot's kind picks its own."""
+    options = dict(gc={"ratio": 1 / 2}, nl={"mode": "gaussian"})
+    assert create_context(context_spec("gc", **options), 8).planes == 4
+    assert create_context(context_spec("nl", **options), 8).mode == "gaussian"
+    assert type(create_context(context_spec("snl", **options), 8)) is SimplifiedNonLocalBlock
+    assert context_spec(None, **options) is None and context_spec("gc") == "gc"
+    assert context_spec(SimplifiedNonLocalBlock, **options) is SimplifiedNonLocalBlock
+
+
 @pytest.mark.parametrize(
     "call,message",
     [
         (lambda: create_context("se", 8), "context must be one of ('none', 'gc', 'nl', 'snl'), got 'se'"),
+        (lambda: create_context("se", 8, key="extra_context"),
+         "extra_context must be one of ('none', 'gc', 'nl', 'snl'), got 'se'"),
+        (lambda: create_context(context_spec("gc", gc={"mode": "gaussian"}), 8),
+         "gc has unknown keys ['mode']; allowed: ['fusion_types', 'pooling_type', 'ratio', 'transform']"),
         (lambda: create_context("gc", 8, reduction=2), "gc has unknown keys ['reduction']; allowed: ['fusion_types', 'pooling_type', 'ratio', 'transform']"),
         (lambda: context_options("nl", ratio=4), "nl has unknown keys ['ratio']; allowed: ['mode', 'reduction', 'use_scale']"),
         (lambda: context_options("snl", ratio=4), "snl has unknown keys ['ratio']; allowed: []"),

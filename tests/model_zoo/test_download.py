@@ -114,7 +114,7 @@ def test_gcnet_handler_downloads_converts_and_loads(tmp_path):
         assert local.endswith("converted/ImageNetPretrained/test/R-18.pth")
         assert path_manager.get_local_path("gcnet://ImageNetPretrained/test/R-18") == local
         assert requests == ["/resnet18.pth"]
-    model = build_gcnet_resnet(18, gc_stages=["res4"], out_features=["res5"]).eval()
+    model = build_gcnet_resnet(18, context="gc", context_stages=["res4"], out_features=["res5"]).eval()
     DetectionCheckpointer(model).load(local)
     torch.testing.assert_close(model.res3[1].conv2.weight, reference.layer2[1].conv2.weight)
     torch.testing.assert_close(model.stem.conv1.norm.running_var, reference.bn1.running_var)

@@ -55,7 +55,7 @@ def test_converted_backbone_equals_torchvision(builder, depth, groups, width, tm
     path = save_converted(reference, tmp_path / "converted.pkl")
     model = build_gcnet_resnet(
         depth, norm="FrozenBN", stride_in_1x1=False, num_groups=groups, width_per_group=width,
-        gc_stages=["res3", "res4", "res5"], num_classes=1000, out_features=["res5", "linear"],
+        context="gc", num_classes=1000, out_features=["res5", "linear"],
     ).eval()  # fmt: skip
     missing, unexpected = load_with_report(model, path)
     assert missing and all(".context_block." in k for k in missing)

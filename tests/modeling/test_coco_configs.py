@@ -146,7 +146,10 @@ def test_parameter_counts_match_table5(name):
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("model.backbone.bottom_up.gc_stages=[res3,res6]", "gc_stages has unknown stages ['res6']"),
+        ("model.backbone.bottom_up.context_stages=[res3,res6]", "context_stages has unknown stages ['res6']"),
+        # The old name of context_stages, in a config file (detectron2's overrides add keys).
+        ("model.backbone.bottom_up.gc_stages=[res3,res6]", "context_stages has unknown stages ['res6']"),
+        ("model.backbone.bottom_up.context=gcc", "res3 (512 channels): context must be one of ('none', 'gc'"),
         ("model.backbone.bottom_up.gc.ratio=0.0001", "ContextBlock: in_channels * ratio must be >= 1"),
         ("model.backbone.bottom_up.deform_stages=[res6]", "deform_stages has unknown stages ['res6']"),
         ("model.backbone.bottom_up.depth=77", "depth must be one of [18, 34, 50, 101, 152], got 77"),

@@ -4,7 +4,7 @@ from omegaconf import OmegaConf
 
 from gcnet.layers import ContextBlock, NonLocalBlock
 from gcnet.modeling import ContextHead, add_gcnet_config, gcnet_resnet_defaults, option_defaults
-from gcnet.modeling.backbone.resnet import YACS_KEYS
+from gcnet.modeling.backbone.resnet import RENAMED_YACS_KEYS, YACS_KEYS
 from gcnet.modeling.defaults import options_from_yacs, yacs_defaults
 
 from ..helpers import CONFIGS
@@ -32,11 +32,12 @@ def test_context_options_are_spelt_out():
 def test_yacs_keys_default_to_the_options_defaults():
     cfg = get_cfg()
     add_gcnet_config(cfg)
-    assert set(cfg.MODEL.GCNET) == set(YACS_KEYS)
-    expected = yacs_defaults(YACS_KEYS, gcnet_resnet_defaults())
-    # The two yacs-only choices: a GC-ResNet's stages, and res5's dilation from MODEL.RESNETS.
-    assert dict(cfg.MODEL.GCNET, STAGES=[], DILATIONS=[1, 1, 1, 1]) == expected
-    assert cfg.MODEL.GCNET.STAGES == ["res3", "res4", "res5"] and cfg.MODEL.GCNET.DILATIONS == []
+    assert set(cfg.MODEL.GCNET) == set(YACS_KEYS) | set(RENAMED_YACS_KEYS)
+    expected = dict(yacs_defaults(YACS_KEYS, gcnet_resnet_defaults()), **dict.fromkeys(RENAMED_YACS_KEYS))
+    # The two yacs-only choices: a GC-ResNet, and res5's dilation from MODEL.RESNETS.
+    assert dict(cfg.MODEL.GCNET, CONTEXT=None, DILATIONS=[1, 1, 1, 1]) == expected
+    assert cfg.MODEL.GCNET.CONTEXT == "gc" and cfg.MODEL.GCNET.DILATIONS == []
+    assert cfg.MODEL.GCNET.CONTEXT_STAGES == ["res3", "res4", "res5"]
     options = options_from_yacs(cfg.MODEL.GCNET_SEG, {"GC_RATIO": "gc.ratio", "NL_MODE": "nl.mode"})
     assert options == {"gc": {"ratio": 1 / 4}, "nl": {"mode": "embedded_gaussian"}}
 
@@ -50,5 +51,5 @@ def test_a_default_changed_in_its_signature_reaches_configs_and_yacs(monkeypatch
     assert options["gc"]["ratio"] == 1 / 8 and options["nl"] == {"mode": "gaussian", "reduction": 4, "use_scale": True}
     cfg = get_cfg()
     add_gcnet_config(cfg)
-    assert cfg.MODEL.GCNET.RATIO == 1 / 8 and cfg.MODEL.GCNET.NL_MODE == "gaussian"
+    assert cfg.MODEL.GCNET.GC_RATIO == 1 / 8 and cfg.MODEL.GCNET.NL_MODE == "gaussian"
     assert cfg.MODEL.GCNET_SEG.GC_RATIO == 1 / 4 and cfg.MODEL.GCNET_SEG.NL_REDUCTION == 4  # the head's ratio is its own

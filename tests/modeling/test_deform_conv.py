@@ -62,7 +62,7 @@ def test_dcn_backbone_trains_offsets_on_cpu():
     torch.manual_seed(0)
     model = build_gcnet_resnet(
         50, norm="BN", deform_stages=["res3", "res4", "res5"], deform_modulated=True, deform_num_groups=2,
-        gc_stages=["res3", "res4", "res5"], out_features=["res5"],
+        context="gc", out_features=["res5"],
     )  # fmt: skip
     assert model.res3[0].conv2_offset.out_channels == 27 * 2
     assert model.res2[0].conv2_offset is None

@@ -26,7 +26,7 @@ GC_R4 = partial(create_context, "gc", ratio=1 / 4)
 def test_resnet50_classifier_matches_table8():
     """Table 8: ResNet-50 has 25.56M parameters, 28.08M with GC r16 in c3-c5."""
     baseline = build_gcnet_resnet(50, norm="BN", num_classes=1000, out_features=["linear"])
-    gc = build_gcnet_resnet(50, norm="BN", num_classes=1000, out_features=["linear"], gc_stages=C3_C5)
+    gc = build_gcnet_resnet(50, norm="BN", num_classes=1000, out_features=["linear"], context="gc")
     assert num_parameters(baseline) == num_parameters(torchvision.models.resnet50())
     assert abs(num_parameters(baseline) / 25.56e6 - 1) < 0.003
     assert abs(num_parameters(gc) / 28.08e6 - 1) < 0.003
@@ -59,7 +59,7 @@ def test_resnext_32x4d_group_conv_shapes():
 
 
 def test_gc_blocks_in_chosen_stages_only():
-    model = build_gcnet_resnet(50, gc_stages=["res3", "res5"], gc=dict(ratio=1 / 4))
+    model = build_gcnet_resnet(50, context="gc", context_stages=["res3", "res5"], gc=dict(ratio=1 / 4))
     for stage, channels in zip(["res2", "res3", "res4", "res5"], [256, 512, 1024, 2048]):
         for block in getattr(model, stage):
             if stage in ("res3", "res5"):
@@ -98,7 +98,7 @@ def test_basic_block_gc_after_last_conv():
     x = torch.randn(2, 32, 8, 8)
     branch = block.conv2(F.relu(block.conv1(x)))
     torch.testing.assert_close(block(x), F.relu(block.shortcut(x) + block.context_block(branch)))
-    model = build_gcnet_resnet(18, gc_stages=C3_C5)
+    model = build_gcnet_resnet(18, context="gc")
     assert all(isinstance(b, GCBasicBlock) for b in model.res4)
     assert model.res5[0].context_block.in_channels == 512
 
@@ -129,7 +129,7 @@ def test_output_stride_16():
 
 
 def test_freeze_at_two_freezes_stem_and_res2():
-    model = build_gcnet_resnet(50, norm="BN", freeze_at=2, gc_stages=["res2", "res3"])
+    model = build_gcnet_resnet(50, norm="BN", freeze_at=2, context="gc", context_stages=["res2", "res3"])
     for name, p in model.named_parameters():
         frozen = name.startswith(("stem.", "res2."))
         assert p.requires_grad is not frozen, name
@@ -139,7 +139,7 @@ def test_freeze_at_two_freezes_stem_and_res2():
 
 @pytest.mark.parametrize("norm,norm_type", [("GN", torch.nn.GroupNorm), ("BN", torch.nn.BatchNorm2d), ("FrozenBN", FrozenBatchNorm2d)])
 def test_norms(norm, norm_type):
-    model = build_gcnet_resnet(50, norm=norm, gc_stages=C3_C5)
+    model = build_gcnet_resnet(50, norm=norm, context="gc")
     assert isinstance(model.stem.conv1.norm, norm_type)
     assert isinstance(model.res5[2].conv3.norm, norm_type)
     assert model(torch.randn(2, 3, 64, 64))["res5"].shape == (2, 2048, 2, 2)
@@ -156,7 +156,7 @@ def test_syncbn_everywhere():
 )
 def test_extra_block_before_last_block_of_c4(kind, module_type):
     """Table 5(a): the extra block runs between res4[-2] and res4[-1]."""
-    model = build_gcnet_resnet(50, extra_block=kind)
+    model = build_gcnet_resnet(50, extra_context=kind)
     holders = [name for name, m in model.named_modules() if getattr(m, "extra_context", None) is not None]
     assert holders == ["res4.4"]
     assert isinstance(model.res4[4].extra_context, module_type)
@@ -166,17 +166,17 @@ def test_extra_block_before_last_block_of_c4(kind, module_type):
 @pytest.mark.parametrize("stage,mode", [("res3", "gaussian"), ("res4", "embedded_gaussian"), ("res5", "concat")])
 def test_extra_nl_block_instantiation_and_stage(stage, mode):
     """Tables 1-2: the NL instantiation and the stage of the extra block are options."""
-    model = build_gcnet_resnet(50, extra_block="nl", extra_block_stage=stage, nl=dict(mode=mode))
+    model = build_gcnet_resnet(50, extra_context="nl", extra_context_stage=stage, nl=dict(mode=mode))
     holders = [name for name, m in model.named_modules() if getattr(m, "extra_context", None) is not None]
     assert holders == [f"{stage}.{len(getattr(model, stage)) - 2}"]
     block = getattr(model, stage)[-2].extra_context
     assert (block.mode, block.inter_channels, block.use_scale) == (mode, block.in_channels // 2, True)
     with pytest.raises(ValueError, match=r"nl has unknown keys \['ratio'\]; allowed: \['mode', 'reduction', 'use_scale'\]"):
-        build_gcnet_resnet(50, extra_block="nl", nl=dict(ratio=4))
+        build_gcnet_resnet(50, extra_context="nl", nl=dict(ratio=4))
 
 
 def test_extra_block_output_feeds_last_block():
-    model = build_gcnet_resnet(50, norm="BN", extra_block="snl", out_features=["res4"]).eval()
+    model = build_gcnet_resnet(50, norm="BN", extra_context="snl", out_features=["res4"]).eval()
     randomize_(model.res4[4].extra_context, seed=2, scale=0.05)
     x = torch.randn(1, 3, 64, 64)
     features = model.stem(x)
@@ -194,7 +194,7 @@ def test_new_gc_backbone_equals_plain_backbone():
     """Zero-initialised GC blocks leave a pretrained backbone's features unchanged."""
     torch.manual_seed(0)
     plain = build_gcnet_resnet(50, out_features=["res5"]).eval()
-    gc = build_gcnet_resnet(50, out_features=["res5"], gc_stages=C3_C5).eval()
+    gc = build_gcnet_resnet(50, out_features=["res5"], context="gc").eval()
     missing = gc.load_state_dict(plain.state_dict(), strict=False).missing_keys
     assert missing and all(".context_block." in k for k in missing)
     x = torch.randn(1, 3, 64, 64)
@@ -205,13 +205,15 @@ def test_new_gc_backbone_equals_plain_backbone():
     "kwargs,message",
     [
         (dict(depth=77), "depth must be one of [18, 34, 50, 101, 152], got 77"),
-        (dict(gc_stages=["res3", "c4"]), "gc_stages has unknown stages ['c4']; allowed: ('res2', 'res3', 'res4', 'res5')"),
-        (dict(gc_stages="res3"), "gc_stages must be a list of stage names"),
+        (dict(context_stages=["res3", "c4"]), "context_stages has unknown stages ['c4']; allowed: ('res2', 'res3', 'res4', 'res5')"),
+        (dict(context_stages="res3"), "context_stages must be a list of stage names"),
         (dict(deform_stages=["res6"]), "deform_stages has unknown stages ['res6']"),
-        (dict(gc_stages=["res3"], gc=dict(ratio=1 / 1024)), "res3 (512 channels): ContextBlock: in_channels * ratio must be >= 1"),
-        (dict(gc=dict(ratio=1 / 16, reduction=4)), "gc has unknown keys ['reduction']"),
-        (dict(gc_position="before1x1"), "gc_position must be one of ('after1x1', 'afterAdd')"),
-        (dict(extra_block="se"), "extra_block must be one of ('none', 'gc', 'nl', 'snl'), got 'se'"),
+        (dict(context="gc", context_stages=["res3"], gc=dict(ratio=1 / 1024)), "res3 (512 channels): ContextBlock: in_channels * ratio must be >= 1"),
+        (dict(context="gc", gc=dict(ratio=1 / 16, reduction=4)), "gc has unknown keys ['reduction']"),
+        (dict(context_position="before1x1"), "context_position must be one of ('after1x1', 'afterAdd')"),
+        (dict(extra_context="se"), "extra_context must be one of ('none', 'gc', 'nl', 'snl'), got 'se'"),
+        (dict(context="se"), "res3 (512 channels): context must be one of ('none', 'gc', 'nl', 'snl'), got 'se'"),
+        (dict(extra_context_stage="c4"), "extra_context_stage must be one of ('res2', 'res3', 'res4', 'res5')"),
         (dict(depth=18, deform_stages=["res3"]), "deform_stages needs a bottleneck depth"),
         (dict(depth=34, num_groups=32, width_per_group=4), "need a bottleneck depth"),
         (dict(dilations=(1, 1, 2)), "dilations must be 4 positive ints"),
@@ -219,8 +221,59 @@ def test_new_gc_backbone_equals_plain_backbone():
 )  # fmt: skip
 def test_bad_options_raise_value_error(kwargs, message):
     with pytest.raises(ValueError) as info:
-        make_gcnet_resnet_stages(**kwargs)
+        build_gcnet_resnet(**kwargs)
     assert message in str(info.value)
+
+
+def test_the_stage_builder_takes_context_specs():
+    """make_gcnet_resnet_stages's context slots take what create_context takes: a kind with its
+    default options, or a callable with options bound."""
+    stages = make_gcnet_resnet_stages(18, context="snl", context_stages=["res5"], extra_context=GC_R4)
+    assert [type(b.context_block) for b in stages[3]] == [SimplifiedNonLocalBlock] * 2
+    assert stages[2][0].extra_context.planes == 256 // 4 and stages[2][1].extra_context is None
+
+
+@pytest.mark.parametrize(
+    "kind,module_type", [("nl", NonLocalBlock), ("snl", SimplifiedNonLocalBlock), ("gc", ContextBlock)]
+)
+def test_every_kind_fills_the_residual_slot(kind, module_type):
+    """The residual blocks' slot holds any kind of context module, with its options, and the
+    block computes relu(x + context(F(x))) (after1x1) with it."""
+    model = build_gcnet_resnet(50, norm="BN", context=kind, context_stages=["res4"], nl=dict(mode="gaussian"))
+    assert all(isinstance(b.context_block, module_type) for b in model.res4)
+    assert all(b.context_block is None for stage in (model.res2, model.res3, model.res5) for b in stage)
+    block = randomize_(model.res4[1], seed=4, scale=0.05).eval()
+    if kind == "nl":
+        assert block.context_block.mode == "gaussian"
+    x = torch.randn(1, 1024, 6, 5)
+    with torch.no_grad():
+        expected = F.relu(x + block.context_block(_bottleneck_branch(block, x)))
+        torch.testing.assert_close(block(x), expected)
+
+
+@pytest.mark.parametrize(
+    "old,new,messages",
+    [
+        (dict(gc_stages=["res4"]), dict(context="gc", context_stages=["res4"]),
+         ["build_gcnet_resnet(gc_stages=...) is deprecated; use context_stages, context='gc'"]),
+        (dict(context="gc", gc_position="afterAdd"), dict(context="gc", context_position="afterAdd"),
+         ["build_gcnet_resnet(gc_position=...) is deprecated; use context_position"]),
+        (dict(extra_block="nl", extra_block_stage="res3"), dict(extra_context="nl", extra_context_stage="res3"),
+         ["build_gcnet_resnet(extra_block=...) is deprecated; use extra_context",
+          "build_gcnet_resnet(extra_block_stage=...) is deprecated; use extra_context_stage"]),
+    ],
+)  # fmt: skip
+def test_renamed_options_still_work_and_say_their_new_name(old, new, messages, monkeypatch):
+    from gcnet.modeling import defaults
+
+    monkeypatch.setattr(defaults, "_announced", set())
+    with pytest.warns(FutureWarning) as warned:
+        model = build_gcnet_resnet(18, **old)
+        build_gcnet_resnet(18, **old)  # said once
+    expected = build_gcnet_resnet(18, **new)
+    assert [(n, type(m)) for n, m in model.named_modules()] == [(n, type(m)) for n, m in expected.named_modules()]
+    assert [b.context_position for b in model.res3] == [b.context_position for b in expected.res3]
+    assert [str(w.message) for w in warned if w.category is FutureWarning] == messages
 
 
 def test_bad_out_features():
@@ -233,7 +286,8 @@ def test_inference_fuses_the_gc_add_into_the_block(position):
     """Without autograd the GC block adds into the block's own tensor (no new tensor); the
     result equals the training-time computation."""
     torch.manual_seed(0)
-    model = build_gcnet_resnet(50, norm="BN", gc_stages=["res4"], gc_position=position, out_features=["res4"]).eval()
+    options = dict(context="gc", context_stages=["res4"], context_position=position)
+    model = build_gcnet_resnet(50, norm="BN", out_features=["res4"], **options).eval()
     randomize_(model.res4, scale=0.05)
     block = model.res4[1]
     branch, same_tensor = [], []

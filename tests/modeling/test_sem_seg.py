@@ -135,7 +135,7 @@ def test_flip_and_scale_test_time_augmentation(segmentor):
 
 def test_training_returns_main_and_auxiliary_losses():
     torch.manual_seed(0)
-    backbone = build_gcnet_resnet(18, norm="BN", out_features=["res4", "res5"], gc_stages=["res5"])
+    backbone = build_gcnet_resnet(18, norm="BN", out_features=["res4", "res5"], context="gc", context_stages=["res5"])
     head = ContextHead(in_feature="res5", in_channels=512, num_classes=4, channels=16, norm="BN")
     aux = ContextHead(in_feature="res4", in_channels=256, num_classes=4, channels=8, num_convs=1,
                       concat_input=False, context="none", norm="BN", loss_weight=0.4, loss_name="loss_sem_seg_aux")  # fmt: skip
@@ -161,7 +161,7 @@ def test_yacs_builds_the_segmentor():
     cfg.MODEL.RESNETS.NORM = "BN"
     cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False
     cfg.MODEL.RESNETS.OUT_FEATURES = ["res4", "res5"]
-    cfg.MODEL.GCNET.STAGES = []
+    cfg.MODEL.GCNET.CONTEXT_STAGES = []
     cfg.MODEL.GCNET.STEM = "deep"
     cfg.MODEL.GCNET.DILATIONS = [1, 1, 2, 4]
     cfg.MODEL.GCNET.CONTRACT_DILATION = True

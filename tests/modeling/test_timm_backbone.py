@@ -132,7 +132,8 @@ def test_parameter_counts_beside_the_papers_gc_resnet50(name):
     classifier, trunk = TIMM_PARAMS[name]
     assert num_parameters(timm.create_model(name)) == classifier
     assert num_parameters(TimmBackbone(name, pretrained=False, norm="BN")) == trunk
-    ours = build_gcnet_resnet(50, norm="BN", gc_stages=["res3", "res4", "res5"], gc=dict(ratio=1 / 16), num_classes=1000, out_features=["linear"])
+    ours = build_gcnet_resnet(50, norm="BN", context="gc", gc=dict(ratio=1 / 16), num_classes=1000,
+                              out_features=["linear"])
     assert abs(num_parameters(ours) / PAPER_GC_RESNET50_PARAMS - 1) < 0.001  # the paper's GC-ResNet-50, r16 c3-c5
     assert classifier < PAPER_GC_RESNET50_PARAMS
 

@@ -47,12 +47,12 @@ def test_yacs_keys_reach_the_blocks():
     cfg.MODEL.RESNETS.NUM_GROUPS, cfg.MODEL.RESNETS.WIDTH_PER_GROUP = 32, 4
     cfg.MODEL.RESNETS.DEFORM_ON_PER_STAGE = [False, False, True, True]
     cfg.MODEL.RESNETS.DEFORM_MODULATED = True
-    cfg.MODEL.GCNET.STAGES = ["res4"]
-    cfg.MODEL.GCNET.RATIO = 1 / 4
-    cfg.MODEL.GCNET.POOLING_TYPE = "avg"
-    cfg.MODEL.GCNET.FUSION_TYPES = ["channel_mul"]
-    cfg.MODEL.GCNET.POSITION = "afterAdd"
-    cfg.MODEL.GCNET.EXTRA_BLOCK = "nl"
+    cfg.MODEL.GCNET.CONTEXT_STAGES = ["res4"]
+    cfg.MODEL.GCNET.GC_RATIO = 1 / 4
+    cfg.MODEL.GCNET.GC_POOLING_TYPE = "avg"
+    cfg.MODEL.GCNET.GC_FUSION_TYPES = ["channel_mul"]
+    cfg.MODEL.GCNET.CONTEXT_POSITION = "afterAdd"
+    cfg.MODEL.GCNET.EXTRA_CONTEXT = "nl"
     cfg.MODEL.GCNET.NL_MODE = "dot_product"
     backbone = build_backbone(cfg)
     assert isinstance(backbone, ResNet)
@@ -64,6 +64,33 @@ def test_yacs_keys_reach_the_blocks():
     assert backbone.res2[0].conv2.groups == 32
     assert backbone.res4[4].extra_context.mode == "dot_product"
     assert backbone(torch.zeros(1, 3, 64, 64))["res5"].shape == (1, 2048, 2, 2)
+
+
+def test_renamed_yacs_keys_still_set_their_options(monkeypatch):
+    """The MODEL.GCNET.* keys of earlier releases, in a file or a list of overrides, set the
+    option of their new key and say its name once."""
+    from gcnet.modeling import defaults
+
+    monkeypatch.setattr(defaults, "_announced", set())
+    cfg = gcnet_cfg()
+    cfg.MODEL.BACKBONE.NAME = "build_gcnet_resnet_backbone"
+    cfg.MODEL.RESNETS.DEPTH, cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 18, 64
+    renamed = dict(STAGES=["res4"], RATIO=1 / 4, POOLING_TYPE="avg", FUSION_TYPES=["channel_mul"])
+    renamed.update(TRANSFORM="bottleneck", POSITION="afterAdd", EXTRA_BLOCK="snl", EXTRA_BLOCK_STAGE="res3")
+    cfg.merge_from_list([item for key, value in renamed.items() for item in (f"MODEL.GCNET.{key}", str(value))])
+    with pytest.warns(FutureWarning) as warned:
+        backbone = build_backbone(cfg)
+        build_backbone(cfg)
+    block = backbone.res4[0].context_block
+    assert (block.planes, block.pooling_type, block.transform) == (64, "avg", "bottleneck")
+    assert block.fusion_types == ("channel_mul",)
+    assert backbone.res4[0].context_position == "afterAdd" and backbone.res3[0].context_block is None
+    assert type(backbone.res3[0].extra_context).__name__ == "SimplifiedNonLocalBlock"
+    new_names = ["CONTEXT_STAGES", "GC_RATIO", "GC_POOLING_TYPE", "GC_FUSION_TYPES", "GC_TRANSFORM", "CONTEXT_POSITION",
+                 "EXTRA_CONTEXT", "EXTRA_CONTEXT_STAGE"]  # fmt: skip
+    assert [str(w.message) for w in warned if w.category is FutureWarning] == [
+        f"MODEL.GCNET.{old} is deprecated; use MODEL.GCNET.{new}" for old, new in zip(renamed, new_names)
+    ]
 
 
 @pytest.mark.parametrize("depth", [18, 34])

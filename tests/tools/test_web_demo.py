@@ -449,7 +449,7 @@ def test_semantic_segmentation_config(shared_data, tmp_path):
 
 
 def test_model_without_gc_blocks(shared_data):
-    predictor = Predictor(load_config(TINY_CONFIG, ["model.backbone.bottom_up.gc_stages=[]"]), device="cpu")
+    predictor = Predictor(load_config(TINY_CONFIG, ["model.backbone.bottom_up.context_stages=[]"]), device="cpu")
     demo = WebDemo(predictor, max_pixels=1e6)
     assert demo.blocks == {} and demo.default_blocks == []
     drawn, gallery, summary = demo.run(str(shared_data / "demo" / "park_bench.jpg"), 0.5, [])

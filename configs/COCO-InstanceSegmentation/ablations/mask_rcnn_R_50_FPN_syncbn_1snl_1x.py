@@ -2,4 +2,4 @@
 of c4."""
 from ..mask_rcnn_R_50_FPN_syncbn_1x import dataloader, lr_multiplier, model, optimizer, train
 
-model.backbone.bottom_up.extra_block = "snl"
+model.backbone.bottom_up.extra_context = "snl"

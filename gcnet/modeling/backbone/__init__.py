@@ -1,6 +1,5 @@
-from .blocks import CONTEXT_POSITIONS, GCBasicBlock, GCBottleneckBlock
+from .blocks import CONTEXT_POSITIONS, GCBasicBlock, GCBottleneckBlock, frozen_conv_source
 from .fpn import build_gcnet_resnet_fpn_backbone
-from .fused_context import frozen_conv_source, fused_context_forward
 from .resnet import (
     GC_STAGES,
     STAGE_NAMES,

@@ -6,8 +6,7 @@ converted ImageNet checkpoints load unchanged), extended with
 * a context module (``context_block``, the reference implementation's name; a GC block in
   GC-ResNet) at one of the positions of Table 5(b): "after1x1", after the last conv + norm of
   the residual branch and before the residual add (the paper's default); or "afterAdd", after
-  the residual add and ReLU. It runs fused with the block's own tensors
-  (:func:`fused_context_forward`);
+  the residual add and ReLU;
 * an optional extra context module (``extra_context``) applied to the block's output: the one
   NL / SNL / GC block that Table 5(a) inserts between two residual blocks;
 * for bottlenecks, an optional deformable 3x3 conv (``conv2_offset`` + ``conv2``, DCNv1 or
@@ -16,25 +15,52 @@ converted ImageNet checkpoints load unchanged), extended with
 Both context modules take a spec of :func:`gcnet.layers.create_context`: None, a name ("gc",
 "nl", "snl") for that module with its default options, or a callable channels -> module, e.g.
 ``functools.partial(create_context, "gc", ratio=1 / 4)``.
+
+A GC block (:class:`gcnet.layers.ContextBlock`) in the residual slot runs on the block's own
+branch: the block asks for its output in place (written into the branch wherever no gradient
+needs it), and in training, where the branch is a 1x1 conv followed by a frozen BatchNorm, says
+so (:func:`frozen_conv_source`): the pooling's backward then reads that conv's input, which the
+conv keeps anyway, and a GC-ResNet trains in the memory of its baseline.
 """
+from typing import Optional
+
 import fvcore.nn.weight_init as weight_init
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detectron2.layers import Conv2d
+from detectron2.layers import Conv2d, FrozenBatchNorm2d
 from detectron2.modeling.backbone.resnet import BasicBlock, BottleneckBlock
 
-from gcnet.layers import ContextSpec, create_context
+from gcnet.layers import AffineSource, ContextBlock, ContextSpec, create_context
 
 from ..deform_conv import DeformConv2d, split_offset_mask
 from ..norm import get_norm, resolve_norm
-from .fused_context import frozen_conv_source, fused_context_forward
 
-__all__ = ["GCBasicBlock", "GCBottleneckBlock", "CONTEXT_POSITIONS"]
+__all__ = ["GCBasicBlock", "GCBottleneckBlock", "CONTEXT_POSITIONS", "frozen_conv_source"]
 
 # Table 5(b).
 CONTEXT_POSITIONS = ("after1x1", "afterAdd")
+
+
+def frozen_conv_source(conv: Conv2d, conv_input: torch.Tensor) -> Optional[AffineSource]:
+    """``conv(conv_input)`` as an :class:`~gcnet.layers.AffineSource` of ``conv_input``, where
+    ``conv`` is a plain 1x1 conv followed by a FrozenBatchNorm2d or by no norm; None where it is
+    anything else (a BatchNorm in training computes its statistics from the batch)."""
+    plain_1x1 = conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.groups == 1
+    if not plain_1x1 or conv.activation is not None:
+        return None
+    weight = conv.weight.reshape(conv.out_channels, conv.in_channels)
+    if isinstance(conv.norm, FrozenBatchNorm2d):
+        scale = conv.norm.weight * (conv.norm.running_var + conv.norm.eps).rsqrt()
+        shift = conv.norm.bias - conv.norm.running_mean * scale
+        if conv.bias is not None:
+            shift = shift + conv.bias * scale
+        return AffineSource(conv_input, weight, scale, shift)
+    if conv.norm is None:
+        shift = conv.bias if conv.bias is not None else weight.new_zeros(conv.out_channels)
+        return AffineSource(conv_input, weight, torch.ones_like(shift), shift)
+    return None
 
 
 class _ContextSlot:
@@ -45,20 +71,28 @@ class _ContextSlot:
             raise ValueError(f"context_position must be one of {CONTEXT_POSITIONS}, got {position!r}")
         self.context_block = create_context(context, channels)
         self.context_position = position
-        self.extra_context = create_context(extra_context, channels)
+        self.extra_context = create_context(extra_context, channels, key="extra_context")
+
+    def _apply_context(self, out: torch.Tensor, last_conv_input: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The context module on ``out``, a tensor of this block's own: a GC block writes into it
+        where it can, and in training reads ``last_conv_input`` (the input of ``self.conv3``, which
+        made ``out``) for its pooling's backward where that conv allows."""
+        if not isinstance(self.context_block, ContextBlock):
+            return self.context_block(out)
+        train_1x1 = last_conv_input is not None and torch.is_grad_enabled()
+        source = frozen_conv_source(self.conv3, last_conv_input) if train_1x1 else None
+        return self.context_block(out, source, inplace=True)
 
     def _add_residual(self, out: torch.Tensor, x: torch.Tensor, last_conv_input=None) -> torch.Tensor:
         """relu(shortcut(x) + out) with the context modules in their places; ``out`` is the
         residual branch after its last conv + norm, ``last_conv_input`` that conv's input where
-        the conv is ``self.conv3`` (a 1x1 conv, a source for the pooling's backward)."""
+        the conv is ``self.conv3`` (a 1x1 conv)."""
         if self.context_block is not None and self.context_position == "after1x1":
-            train_1x1 = last_conv_input is not None and torch.is_grad_enabled()
-            source = frozen_conv_source(self.conv3, last_conv_input) if train_1x1 else None
-            out = fused_context_forward(self.context_block, out, source)
+            out = self._apply_context(out, last_conv_input)
         out += self.shortcut(x) if self.shortcut is not None else x
         out = F.relu_(out)
         if self.context_block is not None and self.context_position == "afterAdd":
-            out = fused_context_forward(self.context_block, out)
+            out = self._apply_context(out)
         if self.extra_context is not None:
             out = self.extra_context(out)
         return out

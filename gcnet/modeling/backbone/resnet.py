@@ -6,18 +6,17 @@ any subset of them, DCN per stage, dilation, and ResNeXt widths (``num_groups`` 
 :func:`build_gcnet_resnet` puts a stem in front and returns detectron2's ``ResNet``; it is
 LazyConfig-callable and, through ``@configurable``, also builds from a yacs config.
 """
-import functools
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from detectron2.config import CfgNode, configurable
 from detectron2.layers import CNNBlockBase, ShapeSpec
 from detectron2.modeling.backbone import BACKBONE_REGISTRY, BasicStem, ResNet
 
-from gcnet.layers import check_context_type, context_options, create_context
+from gcnet.layers import ContextSpec, context_spec
 
-from ..defaults import option_defaults, options_from_yacs
+from ..defaults import deprecated_keywords, option_defaults, options_from_yacs
 from ..norm import resolve_norm
-from .blocks import CONTEXT_POSITIONS, GCBasicBlock, GCBottleneckBlock
+from .blocks import GCBasicBlock, GCBottleneckBlock
 from .stem import DeepStem
 
 __all__ = [
@@ -26,6 +25,8 @@ __all__ = [
     "NUM_BLOCKS_PER_STAGE",
     "GC_STAGES",
     "YACS_KEYS",
+    "RENAMED_YACS_KEYS",
+    "RENAMED_OPTIONS",
     "make_gcnet_resnet_stages",
     "gcnet_resnet_defaults",
     "build_gcnet_resnet",
@@ -43,6 +44,14 @@ NUM_BLOCKS_PER_STAGE: Dict[int, Sequence[int]] = {
 }
 # The stages of the paper's GC-ResNet (Section 4.3): a GC block in every residual block of c3-c5.
 GC_STAGES = ("res3", "res4", "res5")
+# The keywords of build_gcnet_resnet before its context slot took any kind of module, still
+# taken (deprecated): old name -> new name. gc_stages also implies context="gc", the one kind then.
+RENAMED_OPTIONS = {
+    "gc_stages": "context_stages",
+    "gc_position": "context_position",
+    "extra_block": "extra_context",
+    "extra_block_stage": "extra_context_stage",
+}
 
 
 def _check_stage_names(option: str, stages: Sequence[str]) -> List[str]:
@@ -52,6 +61,13 @@ def _check_stage_names(option: str, stages: Sequence[str]) -> List[str]:
     if unknown:
         raise ValueError(f"{option} has unknown stages {unknown}; allowed: {STAGE_NAMES}")
     return list(stages)
+
+
+def _check_stages(context_stages, deform_stages, extra_context_stage: str):
+    """The stage lists of the context and DCN, checked, and the extra context's stage."""
+    if extra_context_stage not in STAGE_NAMES:
+        raise ValueError(f"extra_context_stage must be one of {STAGE_NAMES}, got {extra_context_stage!r}")
+    return _check_stage_names("context_stages", context_stages), _check_stage_names("deform_stages", deform_stages)
 
 
 def _check_depth(depth: int, deform_stages, num_groups: int, width_per_group: int, dilations) -> None:
@@ -71,18 +87,6 @@ def _check_depth(depth: int, deform_stages, num_groups: int, width_per_group: in
         raise ValueError(f"dilations need a bottleneck depth (50, 101, 152), got depth={depth}")
 
 
-def _context_specs(gc: Optional[Mapping], gc_position: str, extra_block: Optional[str], extra_block_stage: str, nl):
-    """The context specs of a GC block and of the extra block, their options checked."""
-    if extra_block_stage not in STAGE_NAMES:
-        raise ValueError(f"extra_block_stage must be one of {STAGE_NAMES}, got {extra_block_stage!r}")
-    if gc_position not in CONTEXT_POSITIONS:
-        raise ValueError(f"gc_position must be one of {CONTEXT_POSITIONS}, got {gc_position!r}")
-    options = {"gc": context_options("gc", **(gc or {})), "nl": context_options("nl", **(nl or {}))}
-    extra_block = check_context_type(extra_block, "extra_block")
-    extra = functools.partial(create_context, extra_block, **options.get(extra_block, {})) if extra_block else None
-    return functools.partial(create_context, "gc", **options["gc"]), extra
-
-
 def make_gcnet_resnet_stages(
     depth: int = 50,
     *,
@@ -93,15 +97,14 @@ def make_gcnet_resnet_stages(
     stride_in_1x1: bool = False,
     dilations: Sequence[int] = (1, 1, 1, 1),
     contract_dilation: bool = False,
-    gc_stages: Sequence[str] = (),
-    gc: Optional[Mapping] = None,
-    gc_position: str = "after1x1",
+    context: ContextSpec = None,
+    context_stages: Sequence[str] = GC_STAGES,
+    context_position: str = "after1x1",
+    extra_context: ContextSpec = None,
+    extra_context_stage: str = "res4",
     deform_stages: Sequence[str] = (),
     deform_modulated: bool = False,
     deform_num_groups: int = 1,
-    extra_block: Optional[str] = None,
-    extra_block_stage: str = "res4",
-    nl: Optional[Mapping] = None,
 ) -> List[List[CNNBlockBase]]:
     """The residual stages res2-res5 of a (GC-)ResNet or ResNeXt, for detectron2's ``ResNet``.
 
@@ -116,29 +119,30 @@ def make_gcnet_resnet_stages(
         dilations: dilation of each stage res2-res5; a dilated stage keeps stride 1.
         contract_dilation: the first block of a dilated stage uses half the dilation
             (as mmsegmentation does).
-        gc_stages: stages whose every residual block has a GC block (the paper's: :data:`GC_STAGES`).
-        gc: ``ContextBlock`` options over its defaults (e.g. ``dict(ratio=1/4)``).
-        gc_position: "after1x1" (default) or "afterAdd", Table 5(b).
+        context: the context module of every residual block of ``context_stages``: a spec of
+            :func:`gcnet.layers.create_context` ("gc", "nl", "snl", None, or a callable
+            channels -> module such as ``functools.partial(create_context, "gc", ratio=1 / 4)``).
+        context_stages: where ``context`` goes (the paper's GC-ResNet: :data:`GC_STAGES`).
+        context_position: "after1x1" (default) or "afterAdd", Table 5(b).
+        extra_context, extra_context_stage: a spec of one more context module, right before the
+            last residual block of ``extra_context_stage`` (Table 5(a): an NL, SNL or GC block
+            before the last block of c4).
         deform_stages, deform_modulated, deform_num_groups: DCN: stages, DCNv2, groups.
-        extra_block: "nl", "snl" or "gc": one extra context block right before the last
-            residual block of ``extra_block_stage`` (Table 5(a)); "gc" takes the ``gc`` options.
-        nl: ``NonLocalBlock`` options of an "nl" extra block over its defaults (e.g.
-            ``dict(mode="gaussian")`` for the instantiations of Table 1).
 
-    Every option is checked here, when the config is instantiated; a bad value raises a
-    ValueError naming the option and the allowed values.
+    The stages are checked here, a context module and its options where a block creates it: a
+    bad value raises a ValueError naming the option (after the stage) and the allowed values.
     """
-    gc_stages, deform_stages = _check_stage_names("gc_stages", gc_stages), _check_stage_names("deform_stages", deform_stages)
+    context_stages, deform_stages = _check_stages(context_stages, deform_stages, extra_context_stage)
     _check_depth(depth, deform_stages, num_groups, width_per_group, dilations)
-    gc_spec, extra_spec = _context_specs(gc, gc_position, extra_block, extra_block_stage, nl)
     bottleneck = dict(num_groups=num_groups, stride_in_1x1=stride_in_1x1, deform_modulated=deform_modulated)
     bottleneck.update(deform_num_groups=deform_num_groups)
     widths = dict(in_channels=stem_out_channels, out_channels=256 if depth >= 50 else 64)
     widths.update(bottleneck_channels=num_groups * width_per_group)
     stages = []
     for idx, (name, num_blocks) in enumerate(zip(STAGE_NAMES, NUM_BLOCKS_PER_STAGE[depth])):
-        stage_kwargs = dict(norm=norm, context=gc_spec if name in gc_stages else None, context_position=gc_position)
-        extra = extra_spec if name == extra_block_stage else None
+        stage_kwargs = dict(norm=norm, context=context if name in context_stages else None)
+        stage_kwargs.update(context_position=context_position)
+        extra = extra_context if name == extra_context_stage else None
         stage_kwargs.update(_per_block_kwargs(num_blocks, idx, dilations[idx], contract_dilation, extra))
         bottleneck_kwargs = dict(bottleneck, deform=name in deform_stages) if depth >= 50 else None
         stages.append(_make_stage(name, num_blocks, widths, stage_kwargs, bottleneck_kwargs))
@@ -179,22 +183,36 @@ def _make_stage(name: str, num_blocks: int, widths: Dict[str, int], stage_kwargs
     return blocks
 
 
-# MODEL.GCNET.<KEY> -> the option of build_gcnet_resnet it sets. The other options come from
-# detectron2's MODEL.RESNETS.* keys (depth, ResNeXt widths, norm, DCN, stride_in_1x1).
+# MODEL.GCNET.<KEY> -> the option of build_gcnet_resnet it sets (the key is the option's path,
+# upper case). The other options come from detectron2's MODEL.RESNETS.* keys (depth, ResNeXt
+# widths, norm, DCN, stride_in_1x1).
 YACS_KEYS = {
-    "STAGES": "gc_stages",
-    "RATIO": "gc.ratio",
-    "POOLING_TYPE": "gc.pooling_type",
-    "FUSION_TYPES": "gc.fusion_types",
-    "TRANSFORM": "gc.transform",
-    "POSITION": "gc_position",
-    "EXTRA_BLOCK": "extra_block",
-    "EXTRA_BLOCK_STAGE": "extra_block_stage",
+    "CONTEXT": "context",
+    "CONTEXT_STAGES": "context_stages",
+    "CONTEXT_POSITION": "context_position",
+    "GC_RATIO": "gc.ratio",
+    "GC_POOLING_TYPE": "gc.pooling_type",
+    "GC_FUSION_TYPES": "gc.fusion_types",
+    "GC_TRANSFORM": "gc.transform",
+    "EXTRA_CONTEXT": "extra_context",
+    "EXTRA_CONTEXT_STAGE": "extra_context_stage",
     "NL_MODE": "nl.mode",
     "STEM": "stem",
     "STEM_CHANNELS": "stem_channels",
     "DILATIONS": "dilations",
     "CONTRACT_DILATION": "contract_dilation",
+}
+# The MODEL.GCNET.* keys before the context slot took any kind of module, still read where set
+# (deprecated; None when not set): old key -> new key.
+RENAMED_YACS_KEYS = {
+    "STAGES": "CONTEXT_STAGES",
+    "RATIO": "GC_RATIO",
+    "POOLING_TYPE": "GC_POOLING_TYPE",
+    "FUSION_TYPES": "GC_FUSION_TYPES",
+    "TRANSFORM": "GC_TRANSFORM",
+    "POSITION": "CONTEXT_POSITION",
+    "EXTRA_BLOCK": "EXTRA_CONTEXT",
+    "EXTRA_BLOCK_STAGE": "EXTRA_CONTEXT_STAGE",
 }
 
 
@@ -202,8 +220,8 @@ def _gcnet_resnet_from_config(cfg: CfgNode, input_shape: ShapeSpec):
     """Keyword arguments of :func:`build_gcnet_resnet` from detectron2's MODEL.RESNETS.* keys
     and the MODEL.GCNET.* keys of :func:`gcnet.modeling.add_gcnet_config`."""
     resnets = cfg.MODEL.RESNETS
-    options = options_from_yacs(cfg.MODEL.GCNET, YACS_KEYS)
-    options["extra_block"] = options["extra_block"] or None
+    options = options_from_yacs(cfg.MODEL.GCNET, YACS_KEYS, RENAMED_YACS_KEYS, "MODEL.GCNET")
+    options.update(context=options["context"] or None, extra_context=options["extra_context"] or None)
     options["dilations"] = options["dilations"] or (1, 1, 1, resnets.RES5_DILATION)
     if options["stem"] == "basic":
         options["stem_channels"] = [resnets.STEM_OUT_CHANNELS]
@@ -223,7 +241,32 @@ def _gcnet_resnet_from_config(cfg: CfgNode, input_shape: ShapeSpec):
     )
 
 
+def _check_outputs(out_features: Optional[Sequence[str]], num_classes: Optional[int], freeze_at: int) -> List[str]:
+    """The output names, checked (by default the classifier's or res5), after checking freeze_at."""
+    out_features = list(out_features) if out_features else ["linear" if num_classes else "res5"]
+    allowed = ("stem",) + STAGE_NAMES + (("linear",) if num_classes else ())
+    unknown = [f for f in out_features if f not in allowed]
+    if unknown:
+        raise ValueError(f"out_features has unknown names {unknown}; allowed: {allowed}")
+    if not isinstance(freeze_at, int) or not 0 <= freeze_at <= 5:
+        raise ValueError(f"freeze_at must be an int in [0, 5], got {freeze_at!r}")
+    return out_features
+
+
+def _make_stem(stem: str, in_channels: int, stem_channels: Optional[Sequence[int]], norm) -> CNNBlockBase:
+    """detectron2's ``BasicStem`` ("basic") or the three-conv :class:`DeepStem` ("deep")."""
+    if stem == "basic":
+        stem_channels = stem_channels or [64]
+        if len(stem_channels) != 1:
+            raise ValueError(f"stem_channels must be 1 int for the basic stem, got {list(stem_channels)}")
+        return BasicStem(in_channels, stem_channels[0], norm=resolve_norm(norm))
+    if stem == "deep":
+        return DeepStem(in_channels, stem_channels or (32, 32, 64), norm=norm)
+    raise ValueError(f"stem must be one of {STEM_TYPES}, got {stem!r}")
+
+
 @configurable(from_config=_gcnet_resnet_from_config)
+@deprecated_keywords(RENAMED_OPTIONS, implied={"gc_stages": {"context": "gc"}})
 def build_gcnet_resnet(
     depth: int = 50,
     *,
@@ -234,6 +277,10 @@ def build_gcnet_resnet(
     out_features: Optional[Sequence[str]] = ("res2", "res3", "res4", "res5"),
     freeze_at: int = 0,
     num_classes: Optional[int] = None,
+    context: ContextSpec = None,
+    extra_context: ContextSpec = None,
+    gc: Optional[Mapping] = None,
+    nl: Optional[Mapping] = None,
     **stage_kwargs,
 ) -> ResNet:
     """A (GC-)ResNet/ResNeXt: a stem and :func:`make_gcnet_resnet_stages` (which receives
@@ -248,25 +295,23 @@ def build_gcnet_resnet(
             freezes c1-c2 (2) for COCO.
         num_classes: add global pooling and a linear classifier (the ImageNet model of
             Table 8).
+        context, extra_context: the kind of context module in every residual block of
+            ``context_stages`` ("gc": a GC-ResNet) and of the extra one: "gc", "nl", "snl" or None.
+        gc, nl: ``ContextBlock`` and ``NonLocalBlock`` options over their defaults (e.g.
+            ``dict(ratio=1/4)``, ``dict(mode="gaussian")``), for the slots of their kind.
+
+    The other options are :func:`make_gcnet_resnet_stages`'s. The names of
+    :data:`RENAMED_OPTIONS` still work, with a warning that names their new names.
     """
-    out_features = list(out_features) if out_features else ["linear" if num_classes else "res5"]
-    allowed = ("stem",) + STAGE_NAMES + (("linear",) if num_classes else ())
-    unknown = [f for f in out_features if f not in allowed]
-    if unknown:
-        raise ValueError(f"out_features has unknown names {unknown}; allowed: {allowed}")
-    if not isinstance(freeze_at, int) or not 0 <= freeze_at <= 5:
-        raise ValueError(f"freeze_at must be an int in [0, 5], got {freeze_at!r}")
-    if stem == "basic":
-        stem_channels = stem_channels or [64]
-        if len(stem_channels) != 1:
-            raise ValueError(f"stem_channels must be 1 int for the basic stem, got {list(stem_channels)}")
-        stem_module = BasicStem(in_channels, stem_channels[0], norm=resolve_norm(norm))
-    elif stem == "deep":
-        stem_module = DeepStem(in_channels, stem_channels or (32, 32, 64), norm=norm)
-    else:
-        raise ValueError(f"stem must be one of {STEM_TYPES}, got {stem!r}")
+    out_features = _check_outputs(out_features, num_classes, freeze_at)
+    stem_module = _make_stem(stem, in_channels, stem_channels, norm)
     stages = make_gcnet_resnet_stages(
-        depth, stem_out_channels=stem_module.out_channels, norm=norm, **stage_kwargs
+        depth,
+        stem_out_channels=stem_module.out_channels,
+        norm=norm,
+        context=context_spec(context, gc=gc, nl=nl),
+        extra_context=context_spec(extra_context, gc=gc, nl=nl),
+        **stage_kwargs,
     )
     return ResNet(
         stem_module,
@@ -280,7 +325,8 @@ def build_gcnet_resnet(
 
 def gcnet_resnet_defaults() -> dict:
     """Every option of :func:`build_gcnet_resnet` with its default, the GC and NL block options
-    spelt out: what the LazyConfigs and the MODEL.GCNET.* yacs keys start from."""
+    spelt out (``gc`` and ``nl``, whichever slot holds them): what the LazyConfigs and the
+    MODEL.GCNET.* yacs keys start from."""
     defaults = option_defaults(build_gcnet_resnet, make_gcnet_resnet_stages)
     del defaults["stem_out_channels"]  # the stem's width, which build_gcnet_resnet passes on
     return defaults

@@ -227,10 +227,9 @@ class TimmBackbone(Backbone):
             in_chans=in_channels,
             drop_path_rate=drop_path_rate,
         )
-        self._out_features = [s for s in self._stage_names if s in out_features]
+        self.out_features = [s for s in self._stage_names if s in out_features]
         channels = dict(zip(self._stage_names, self.model.feature_info.channels()))
-        self._out_feature_channels = {s: channels[s] for s in self._out_features}
-        self._out_feature_strides = {s: _STAGE_STRIDES[s] for s in self._out_features}
+        self.out_feature_channels = {s: channels[s] for s in self.out_features}
         if norm == "FrozenBN":
             self.model = timm_layers().freeze_batch_norm_2d(self.model)
         elif norm == "SyncBN":
@@ -278,9 +277,13 @@ class TimmBackbone(Backbone):
                 setattr(self.model, child_name, timm_layers().freeze_batch_norm_2d(child))
         return self
 
+    def output_shape(self) -> Dict[str, ShapeSpec]:
+        channels, strides = self.out_feature_channels, _STAGE_STRIDES
+        return {s: ShapeSpec(channels=channels[s], stride=strides[s]) for s in self.out_features}
+
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         features = dict(zip(self._stage_names, self.model(x)))
-        return {name: features[name] for name in self._out_features}
+        return {name: features[name] for name in self.out_features}
 
 
 def add_timm_backbone_config(cfg: CfgNode) -> None:

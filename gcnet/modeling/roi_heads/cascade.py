@@ -11,13 +11,23 @@ from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, CascadeROIHeads, b
 from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 from detectron2.modeling.roi_heads.mask_head import mask_rcnn_inference
 from detectron2.modeling.roi_heads.roi_heads import select_foreground_proposals
-from detectron2.structures import Instances, pairwise_iou
+from detectron2.structures import Boxes, Instances, pairwise_iou
 
 __all__ = ["MultiMaskCascadeROIHeads", "SCORE_FUSIONS"]
 
 # How the test-time class scores combine the cascade stages: the mean of the stages' softmax
 # probabilities (detectron2), or the softmax of the mean of their logits (mmdetection).
 SCORE_FUSIONS = ("mean_probabilities", "mean_logits")
+
+
+def _test_proposals(boxes: torch.Tensor, image_size) -> Instances:
+    """A later cascade stage's RoIs at test time: the boxes the stage before predicted, clipped
+    to the image, as detectron2's ``CascadeROIHeads`` makes them."""
+    proposal_boxes = Boxes(boxes.detach())
+    proposal_boxes.clip(image_size)
+    proposals = Instances(image_size)
+    proposals.proposal_boxes = proposal_boxes
+    return proposals
 
 
 @ROI_HEADS_REGISTRY.register()
@@ -79,8 +89,10 @@ class MultiMaskCascadeROIHeads(CascadeROIHeads):
 
     @torch.no_grad()
     def _match_and_label_boxes(self, proposals, stage, targets):
-        """detectron2's labelling of a later stage's RoIs, plus the masks of their matched
-        ground truth, which that stage's mask head learns from."""
+        """detectron2's labelling of a later stage's RoIs (in training), plus the masks of their
+        matched ground truth; recorded for that stage's mask head. (detectron2 has no public
+        hook that sees a later stage's labelled RoIs: this override of a private method of its
+        ``CascadeROIHeads``, checked against detectron2 at 02b5c4e, is the one left.)"""
         proposals = super()._match_and_label_boxes(proposals, stage, targets)
         if self.mask_on:
             for proposals_per_image, targets_per_image in zip(proposals, targets):
@@ -88,15 +100,12 @@ class MultiMaskCascadeROIHeads(CascadeROIHeads):
                     iou = pairwise_iou(targets_per_image.gt_boxes, proposals_per_image.proposal_boxes)
                     matched_idxs, _ = self.proposal_matchers[stage](iou)
                     proposals_per_image.gt_masks = targets_per_image.gt_masks[matched_idxs]
+        self._stage_proposals.append(proposals)
         return proposals
 
-    def _run_stage(self, features, proposals, stage):
-        if self.training:  # the labelled RoIs of this stage, for its mask head
-            self._stage_proposals.append(proposals)
-        return super()._run_stage(features, proposals, stage)
-
     def _forward_box(self, features, proposals, targets=None):
-        self._stage_proposals = []
+        # The labelled RoIs of each stage, for its mask head: the first stage's are these.
+        self._stage_proposals = [proposals] if self.training else []
         if not self.training and self.score_fusion == "mean_logits":
             return self._predict_from_mean_logits(features, proposals)
         out = super()._forward_box(features, proposals, targets)
@@ -116,8 +125,9 @@ class MultiMaskCascadeROIHeads(CascadeROIHeads):
         stage_logits = []
         for k in range(self.num_cascade_stages):
             if k > 0:
-                proposals = self._create_proposals_from_boxes(boxes, image_sizes)
-            predictions = self._run_stage(features, proposals, k)
+                proposals = [_test_proposals(b, size) for b, size in zip(boxes, image_sizes)]
+            box_features = self.box_pooler(features, [x.proposal_boxes for x in proposals])
+            predictions = self.box_predictor[k](self.box_head[k](box_features))
             boxes = self.box_predictor[k].predict_boxes(predictions, proposals)
             stage_logits.append(predictions[0])
         predictor = self.box_predictor[-1]

@@ -16,7 +16,7 @@ from detectron2.config import CfgNode, configurable
 from detectron2.layers import Conv2d, ShapeSpec
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 
-from gcnet.layers import check_context_type, create_context
+from gcnet.layers import ContextSpec, context_spec, create_context
 
 from ..defaults import options_from_yacs
 from ..norm import get_norm
@@ -60,7 +60,8 @@ class ContextHead(nn.Module):
             head, 1 for the auxiliary head).
         concat_input: concatenate the input feature with the last conv's output, then fuse
             them with one more 3x3 conv.
-        context: "none", "gc", "nl" or "snl", applied after the first conv.
+        context: the kind of context module applied after the first conv: "none", "gc", "nl"
+            or "snl" (or a spec of :func:`gcnet.layers.create_context`).
         gc: ``ContextBlock`` options of a "gc" context over :data:`HEAD_GC` (Table 12(b)
             varies ``pooling_type`` and ``fusion_types``).
         nl: ``NonLocalBlock`` options of an "nl" context (``reduction``, and ``mode``, the
@@ -84,7 +85,7 @@ class ContextHead(nn.Module):
         channels: int = 512,
         num_convs: int = 2,
         concat_input: bool = True,
-        context: str = "gc",
+        context: ContextSpec = "gc",
         gc: Optional[Mapping] = HEAD_GC,
         nl: Optional[Mapping] = None,
         norm="SyncBN",
@@ -109,9 +110,7 @@ class ContextHead(nn.Module):
             )  # fmt: skip
             for i in range(num_convs)
         )
-        options = {"gc": dict(HEAD_GC, **(gc or {})), "nl": nl or {}}
-        context = check_context_type(context)
-        self.context = create_context(context, channels, **options.get(context, {}))
+        self.context = create_context(context_spec(context, gc=dict(HEAD_GC, **(gc or {})), nl=nl), channels)
         self.conv_cat = (
             Conv2d(
                 in_channels + channels, channels, kernel_size=3, padding=1, bias=False,

@@ -1,5 +1,5 @@
-"""The GC block inside a residual block (gcnet.modeling.fused_context_forward): written into the
-branch only where no gradient needs it, and seen by forward hooks with its true input."""
+"""The GC block inside a residual block: called as a module (hooks see every call), written
+into the branch only where no gradient needs it, and recorded with its true input."""
 import itertools
 from functools import partial
 
@@ -8,41 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from gcnet.analysis import ContextAttentionRecorder
-from gcnet.layers import ContextBlock, create_context
-from gcnet.modeling import GCBottleneckBlock, build_gcnet_resnet, fused_context_forward
+from gcnet.layers import create_context
+from gcnet.modeling import GCBottleneckBlock, build_gcnet_resnet
 
 from ..helpers import randomize_
 
 POOLINGS = ("att", "avg")
 FUSIONS = (("channel_add",), ("channel_mul",), ("channel_mul", "channel_add"))
-
-
-def acting_block(pooling, fusion) -> ContextBlock:
-    """A GC block whose fusion branches act (their last conv is not zero)."""
-    torch.manual_seed(0)
-    block = ContextBlock(8, 1 / 2, pooling_type=pooling, fusion_types=fusion)
-    for branch in (block.channel_add_conv, block.channel_mul_conv):
-        if branch is not None:
-            torch.nn.init.normal_(branch[-1].weight, std=0.1)
-    return block
-
-
-@pytest.mark.parametrize("fusion", FUSIONS)
-@pytest.mark.parametrize("pooling", POOLINGS)
-def test_inplace_forward_equals_a_new_tensor(fusion, pooling):
-    block = acting_block(pooling, fusion)
-    x = torch.randn(2, 8, 5, 6)
-    with torch.no_grad():
-        expected = block(x)
-        y = x.clone()
-        out = fused_context_forward(block, y)
-    assert out.data_ptr() == y.data_ptr()
-    torch.testing.assert_close(out, expected, rtol=0, atol=0)
-    # An x that autograd tracks is never written: the result is a new tensor.
-    tracked = x.clone().requires_grad_()
-    out = fused_context_forward(block, tracked)
-    assert out.data_ptr() != tracked.data_ptr() and torch.equal(tracked.detach(), x)
-    torch.testing.assert_close(out, expected, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
@@ -79,7 +51,8 @@ def test_recorded_maps_are_those_of_the_true_input(pooling, fusion, position, mo
     model computes the same."""
     torch.manual_seed(0)
     gc = dict(ratio=1 / 4, pooling_type=pooling, fusion_types=fusion)
-    model = build_gcnet_resnet(50, norm="FrozenBN", gc_stages=["res4"], gc=gc, gc_position=position, out_features=["res4"])
+    options = dict(context="gc", context_stages=["res4"], gc=gc, context_position=position)
+    model = build_gcnet_resnet(50, norm="FrozenBN", out_features=["res4"], **options)
     randomize_(model.res4, scale=0.05).train(mode == "train")
     block = model.res4[1]
     inputs = []
@@ -94,3 +67,32 @@ def test_recorded_maps_are_those_of_the_true_input(pooling, fusion, position, mo
         torch.testing.assert_close(recorder.maps["res4.1.context_block"], block.context_block.attention_map(gc_input))
     with torch.set_grad_enabled(mode == "train"):
         torch.testing.assert_close(model(x)["res4"], watched, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("position", ["after1x1", "afterAdd"])
+def test_a_watched_block_runs_in_place_as_a_module(position):
+    """Forward hooks on the GC block of a residual block fire, and do not turn its in-place
+    fusion off: at inference its output is the branch tensor it was given, which a pre-hook
+    sees before it is written."""
+    torch.manual_seed(0)
+    gc = partial(create_context, "gc", ratio=1 / 4, fusion_types=("channel_mul", "channel_add"))
+    block = GCBottleneckBlock(64, 64, bottleneck_channels=16, norm="BN", context=gc, context_position=position)
+    randomize_(block).eval()
+    calls = []
+    gc_block = block.context_block
+    hooks = [
+        gc_block.register_forward_pre_hook(lambda m, args: calls.append(("pre", args[0].clone(), args[0].data_ptr()))),
+        gc_block.register_forward_hook(lambda m, args, out: calls.append(("post", out.clone(), out.data_ptr()))),
+    ]
+    x = torch.randn(2, 64, 6, 5)
+    with torch.no_grad():
+        block(x)
+        for hook in hooks:
+            hook.remove()
+        branch = block.conv3(F.relu(block.conv2(F.relu(block.conv1(x)))))
+        gc_input = branch if position == "after1x1" else F.relu(branch + x)
+        expected = block.context_block(gc_input)
+    (pre, seen_input, input_ptr), (post, output, output_ptr) = calls
+    assert (pre, post) == ("pre", "post") and output_ptr == input_ptr
+    torch.testing.assert_close(seen_input, gc_input)
+    torch.testing.assert_close(output, expected)
