@@ -10,6 +10,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from detectron2.config import LazyConfig
 
+from gcnet.modeling.backbone.resnet import RENAMED_OPTIONS
+
 __all__ = [
     "load_config",
     "INFERENCE_KEYS",
@@ -56,6 +58,16 @@ def _closest_keys(cfg: DictConfig, key: str) -> List[str]:
     return difflib.get_close_matches(key, config_keys(cfg), n=3, cutoff=0.6)
 
 
+def _renamed_option(cfg: DictConfig, key: str) -> bool:
+    """Whether ``key`` is the name an option of the GC-ResNet had in earlier releases
+    (:data:`gcnet.modeling.backbone.resnet.RENAMED_OPTIONS`) under a node that has it under its
+    new name."""
+    parent, _, name = key.rpartition(".")
+    new = RENAMED_OPTIONS.get(name)
+    node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+    return new is not None and isinstance(node, DictConfig) and new in node
+
+
 def _typed_value(key: str, override: str, old, new):
     """``new`` as the type of ``old``, the value it overrides: a bool stays a bool, an int an
     int (an integral float such as 1e3 is taken), a float takes ints and floats; anything
@@ -75,7 +87,8 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     """detectron2's ``LazyConfig.apply_overrides`` for ``key=value`` strings, except that
 
     * a key must already exist: a misspelt key raises a ValueError naming it and the closest
-      valid keys, instead of being added silently;
+      valid keys, instead of being added silently (the GC-ResNet's options of earlier releases
+      are taken under their old names, which say their new ones when the model is built);
     * a value must have the type of the one it replaces (:func:`_typed_value`), so that
       ``train.max_iter=abc`` stops here and not after the model is built;
     * a value that does not parse (an unquoted ``#``, an unbalanced bracket) raises a
@@ -86,6 +99,8 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
             raise ValueError(f"Override {override!r} is not of the form key=value")
         key = override.split("=", 1)[0].strip()
         old = OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False)
+        if old is _MISSING and _renamed_option(cfg, key):  # the function takes it, and says its new name
+            old = None
         if old is _MISSING:
             close = _closest_keys(cfg, key)
             hint = f"; closest valid keys: {', '.join(close)}" if close else ""

@@ -120,3 +120,21 @@ def test_every_tool_says_an_empty_config_in_one_line(tool, tmp_path, shared_data
         + " (as configs/ do)"
     ]
     assert not (tmp_path / "out").exists()
+
+
+def test_an_option_of_an_earlier_release_is_taken_on_the_command_line():
+    """``gc_stages`` (now ``context_stages``) reaches the backbone, which says its new name
+    (once per process: tests/modeling/test_resnet.py checks the warning)."""
+    import warnings
+
+    from detectron2.config import instantiate
+
+    from ..helpers import TINY_CONFIG
+
+    cfg = load_config(TINY_CONFIG, ["model.backbone.bottom_up.gc_stages=[res4]"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        model = instantiate(cfg.model)
+    assert {n.split(".")[2] for n, _ in model.named_modules() if n.endswith("context_block")} == {"res4"}
+    with pytest.raises(ValueError, match="Unknown config key 'model.backbone.gc_stages'"):
+        load_config(TINY_CONFIG, ["model.backbone.gc_stages=[res4]"])  # not where the option lives
