@@ -2,7 +2,6 @@
 import contextlib
 import functools
 import http.server
-import importlib.util
 import os
 import subprocess
 import sys
@@ -96,20 +95,6 @@ def tool_env(extra=None) -> dict:
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONWARNINGS="ignore")
     env.update(extra or {})
     return env
-
-
-def load_module(path: Path):
-    """Import a script (``tools/<name>.py``, a project's script) as a module, to call its
-    functions in-process."""
-    spec = importlib.util.spec_from_file_location(f"script_{path.parent.name}_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def load_tool(name: str):
-    """Import ``tools/<name>.py`` as a module."""
-    return load_module(REPO_ROOT / "tools" / f"{name}.py")
 
 
 def run_tool(*args, env=None, timeout=900) -> subprocess.CompletedProcess:
