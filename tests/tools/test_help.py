@@ -12,7 +12,7 @@ from ..helpers import REPO_ROOT, load_tool, tool_env
 
 TOOLS = [
     "train_net", "demo", "web_demo", "prepare_datasets", "convert_checkpoint", "analyze_model", "export_model",
-    "labelme_to_coco", "benchmark", "triton_kernel_report",
+    "labelme_to_coco", "benchmark", "triton_kernel_report", "predict", "submit",
 ]
 
 HELP_WITHOUT_TORCH = """

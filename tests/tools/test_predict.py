@@ -1,6 +1,7 @@
 """tools/predict.py as a user runs it: killed (SIGKILL) and run again it ends with the results
 of an uninterrupted run, then has nothing to do; two processes over gloo write the results of
 one; bad input is one line before the model is built."""
+import re
 import shutil
 import subprocess
 import sys
@@ -104,3 +105,25 @@ def test_bad_input_is_one_line_before_the_model_is_built(run, tmp_path):
         "predict.py: --num-workers must be at least 0, got -1 (--help lists the options)"
     ]
 
+
+def test_a_job_submitted_to_this_machine_writes_the_same_results(run):
+    folder, args = run
+    submit = ["tools/submit.py", "--nodes", "1", "--gpus-per-node", "1", "--cluster", "local", "--time", "10"]
+    submit += ["--slurm", "mail-type=END"]  # for SLURM only: this machine's job goes without it
+    result = run_tool(
+        *submit, "--job-dir", folder / "jobs" / "%j", "--wait", *args, "--output", folder / "job", env=ONE_THREAD
+    )
+    assert result.returncode == 0, result.stderr
+    job_id = re.match(r"Submitted job (\d+); logs: ", result.stdout).group(1)
+    logs = folder / "jobs" / job_id
+    assert result.stdout.splitlines() == [
+        f"Submitted job {job_id}; logs: {logs / f'{job_id}_0_log.out'} and {logs / f'{job_id}_0_log.err'}",
+        f"Job {job_id} finished",
+    ]
+    assert SUMMARY in (logs / f"{job_id}_0_log.out").read_text()
+    assert_same_results(folder / "job", folder / "reference")
+    refused = run_tool(*submit, *args, "--num-gpus", "2", "--output", folder / "refused")
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines() == [
+        "submit: --num-gpus is set for each node of the job (--nodes, --gpus-per-node): leave it out of the command"
+    ]
