@@ -25,16 +25,18 @@ from detectron2.config import LazyConfig, instantiate
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from gcnet.data import ImageRecord, read_image, register_checked_coco_instances
-from gcnet.engine import GCNetCheckpointer, Predictor
+from gcnet.engine import CheckpointMismatchError, GCNetCheckpointer, Predictor
 from gcnet.engine import interruption
 from gcnet.engine.defaults import evaluate
 from gcnet.engine.prediction import (
     ImageFileDataset,
     PredictionFolder,
     PredictionPlan,
+    build_prediction_model,
     dataset_category_ids,
     exit_on_prediction_stop,
     label_map,
+    plan_run,
     shard_batches,
 )
 
@@ -156,11 +158,24 @@ def test_label_maps_are_the_models_classes(shared_data, tmp_path):
         assert 0 < (written == 255).sum() < written.size and len(np.unique(written)) > 2
 
 
-def test_label_maps_of_many_classes_are_16_bit():
-    probabilities = torch.zeros(300, 2, 3)
-    probabilities[299, 0, 0] = probabilities[7, 1, 2] = 1
+def test_label_maps_of_more_than_255_classes_are_16_bit():
+    assert label_map(torch.ones(255, 1, 1) / 255).dtype == np.uint8  # classes 0..254, and 255 to ignore
+    probabilities = torch.zeros(256, 2, 3)
+    probabilities[255, 0, 0] = probabilities[7, 1, 2] = 1
     labels = label_map(probabilities, threshold=0.5)
-    assert labels.dtype == np.uint16 and labels[0, 0] == 299 and labels[1, 2] == 7 and labels[0, 1] == 65535
+    assert labels.dtype == np.uint16 and labels[0, 0] == 255 and labels[1, 2] == 7 and labels[0, 1] == 65535
+
+
+def test_weights_that_are_not_the_models_are_refused(tmp_path):
+    cfg = LazyConfig.load(TINY_EVAL_CONFIG)
+    with pytest.raises(ValueError, match=r"^train.init_checkpoint is empty: the model would predict with random"):
+        plan_run(cfg, [str(tmp_path)], str(tmp_path / "out"), str(tmp_path / "images.jsonl"))
+    weights = instantiate(cfg.model).state_dict()
+    without_masks = {k: v for k, v in weights.items() if not k.startswith("roi_heads.mask_head")}
+    torch.save({"model": without_masks}, tmp_path / "part.pth")
+    cfg.train.init_checkpoint = str(tmp_path / "part.pth")
+    with pytest.raises(CheckpointMismatchError, match=r"mask_head.* is missing.*give the checkpoint of the config's"):
+        build_prediction_model(cfg, device="cpu")
 
 
 def test_category_ids_of_the_models_dataset(tmp_path):

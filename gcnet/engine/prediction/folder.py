@@ -140,7 +140,10 @@ class PredictionFolder:
                 )
             return False
         done = run.get("complete") or self.finished_shards()
-        difference = plan.difference(PredictionPlan.from_dict(run["plan"]))
+        try:
+            difference = plan.difference(PredictionPlan.from_dict(run["plan"]))
+        except (KeyError, TypeError):  # a run.json of another version
+            difference = f"a plan this version does not read in {self.path(RUN_FILE)}"
         if difference and done:
             raise ValueError(
                 f"--output {self.root} holds the predictions of another run ({difference}): give another folder, "

@@ -14,7 +14,7 @@ from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 
 from gcnet.data.coco import is_placeholder_category
 
-__all__ = ["dataset_category_ids", "instance_results", "label_map", "encode_png", "IGNORE_LABELS"]
+__all__ = ["dataset_category_ids", "instance_results", "label_map", "label_dtype", "encode_png", "IGNORE_LABELS"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +60,16 @@ def instance_results(instances, image_id: int, category_ids: List[int]) -> List[
     return results
 
 
+def label_dtype(num_classes: int) -> type:
+    """The dtype of a label map of ``num_classes`` classes and an ignore label above them:
+    uint8 up to 255 classes, else uint16."""
+    return np.uint8 if num_classes <= IGNORE_LABELS[np.uint8] else np.uint16
+
+
 def label_map(probabilities: torch.Tensor, threshold: float = 0.0) -> np.ndarray:
-    """The (H, W) class map of (K, H, W) class probabilities: uint8 for up to 255 classes, else
-    uint16; pixels whose highest probability is below ``threshold`` get :data:`IGNORE_LABELS`."""
-    dtype = np.uint8 if probabilities.shape[0] < IGNORE_LABELS[np.uint8] else np.uint16
+    """The (H, W) class map of (K, H, W) class probabilities (:func:`label_dtype`); pixels whose
+    highest probability is below ``threshold`` get :data:`IGNORE_LABELS`."""
+    dtype = label_dtype(probabilities.shape[0])
     confidence, classes = probabilities.max(dim=0)
     labels = classes.cpu().numpy().astype(dtype)
     if threshold > 0:

@@ -13,7 +13,6 @@ import sys
 import time
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 import tqdm
 
@@ -29,7 +28,7 @@ from ..interruption import Interrupted, check_interrupted, stop_on_signals
 from ..predictor import Predictor
 from .folder import INDEX, RESULTS, UNREADABLE, PredictionFolder
 from .loader import ImageFileDataset, build_image_loader, shard_batches
-from .outputs import IGNORE_LABELS, dataset_category_ids, encode_png, instance_results, label_map
+from .outputs import IGNORE_LABELS, dataset_category_ids, encode_png, instance_results, label_dtype, label_map
 from .plan import DEFAULT_SHARD_SIZE, PredictionPlan, config_digest, read_image_list, write_image_list
 
 __all__ = [
@@ -199,7 +198,7 @@ def _index(predictor: Predictor, task: str, category_ids: List[int]) -> Dict:
     if task == "instances":
         return {"categories": [{"id": i, "name": n} for i, n in zip(category_ids, metadata.thing_classes)]}
     classes = metadata.stuff_classes
-    ignore = IGNORE_LABELS[np.uint8 if len(classes) < IGNORE_LABELS[np.uint8] else np.uint16]
+    ignore = IGNORE_LABELS[label_dtype(len(classes))]
     return {"categories": [{"id": i, "name": n} for i, n in enumerate(classes)], "ignore_label": ignore}
 
 
