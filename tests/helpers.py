@@ -21,6 +21,8 @@ TEST_DATA_FALLBACKS = (REPO_ROOT.parent / "shared" / "data", REPO_ROOT / "datase
 TEST_DATA_COMMAND = "python -m tests.fetch_test_data"
 # A GC-ResNet-18-FPN Mask R-CNN at a tiny input size on balloon: the tools' test model.
 TINY_CONFIG = str(REPO_ROOT / "tests" / "configs" / "mask_rcnn_R_18_FPN_gc_tiny_balloon.py")
+# The same with an evaluation that keeps 5 instances an image (short COCO results).
+TINY_EVAL_CONFIG = str(REPO_ROOT / "tests" / "configs" / "mask_rcnn_R_18_FPN_gc_tiny_balloon_eval.py")
 
 
 def find_test_data() -> Path:
@@ -107,6 +109,20 @@ def run_tool(*args, env=None, timeout=900) -> subprocess.CompletedProcess:
         text=True,
         timeout=timeout,
     )
+
+
+def predict_in_process(cfg, inputs, output, num_workers=0, **plan_options) -> dict:
+    """What ``tools/predict.py`` does in one process on the CPU: plan, predict, merge; returns
+    the counts of the results."""
+    from gcnet.engine.prediction import PredictionOptions, PredictionRun, plan_run
+
+    images_file = f"{output}.images.jsonl"
+    plan, complete = plan_run(cfg, [str(i) for i in inputs], str(output), images_file, **plan_options)
+    assert not complete
+    run = PredictionRun(cfg, plan, images_file, PredictionOptions(str(output), device="cpu", num_workers=num_workers))
+    run.start()
+    run.predict()
+    return run.finish()
 
 
 # CamVid class -> Cityscapes label id (../shared/data/MANIFEST.md); 11 (unlabelled) -> 0.

@@ -14,6 +14,8 @@ import shlex
 import sys
 from typing import Callable, Iterator, Optional
 
+from detectron2.utils import comm
+
 from gcnet.data import UnreadableImageError
 from gcnet.utils.download import DownloadError
 
@@ -103,7 +105,8 @@ def exit_on_stop(tool: str, what: str, output_dir: Optional[str] = None, where: 
     except Interrupted as e:
         kept = f"; {_kept(output_dir)}" if output_dir else ""
         place = f" {where()}" if where() else ""
-        print(f"{tool}: {what} interrupted by {e.signal_name}{place}{kept}{resume}", file=sys.stderr)
+        if comm.is_main_process():  # the others stopped at the same point
+            print(f"{tool}: {what} interrupted by {e.signal_name}{place}{kept}{resume}", file=sys.stderr)
         sys.exit(e.exit_code)
     except Exception as e:
         if not _reported_fault(e):

@@ -13,6 +13,8 @@ from detectron2.engine.launch import DEFAULT_TIMEOUT
 
 from gcnet.utils.argument_parser import DEFAULT_RENDEZVOUS_TIMEOUT
 
+from .interruption import Interrupted
+
 __all__ = ["launch", "meet_machines", "RendezvousError", "WorkerFailed"]
 
 
@@ -132,6 +134,10 @@ def launch(
             args=(main_func, args),
             timeout=timeout,
         )
+    except Interrupted as e:  # this process only waits for its workers, which say where they stopped
+        if num_gpus_per_machine * num_machines == 1:
+            raise
+        raise WorkerFailed(f"interrupted by {e.signal_name}", e.exit_code, True) from None
     except mp.ProcessExitedException as e:
         if e.signal_name:
             raise WorkerFailed(f"worker process {e.error_index} was killed by {e.signal_name}; the others were stopped", 1, False) from None
