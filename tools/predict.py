@@ -68,33 +68,25 @@ if __name__ == "__main__":
     ARGS = parse_args()  # --help and bad options are answered before the slow imports below
 filter_known_warnings()  # also in the worker processes, which import this file under another name
 
-import datetime
 import shlex
 import sys
 import tempfile
 
-import gcnet.model_zoo
-from gcnet.engine import apply_overrides, exit_on_bad_input, launch, load_config
-from gcnet.engine.prediction import PredictionOptions, PredictionRun, exit_on_prediction_stop, plan_run
+from gcnet.apps import model_config
+from gcnet.engine import exit_on_bad_input, exit_on_stop, launch_from_args
+from gcnet.engine.prediction import PredictionOptions, PredictionRun, plan_run, shard_state
 from gcnet.engine.run_setup import setup_console
 
 TOOL = "predict"
-
-
-def prediction_config(args):
-    """The config of --model (with its zoo weights) or --config-file, with --opts."""
-    if args.model:
-        return apply_overrides(gcnet.model_zoo.get_config(args.model, trained=True), args.opts)
-    return load_config(args.config_file, args.opts, required=("model", "dataloader", "train"))
 
 
 def main(args, plan, images_file):
     setup_console()
     options = PredictionOptions(args.output, args.device, args.num_workers, shlex.join(["python", *sys.argv]))
     with exit_on_bad_input(TOOL):  # a checkpoint that does not fit, a folder the machines do not see
-        run = PredictionRun(prediction_config(args), plan, images_file, options)
+        run = PredictionRun(model_config(args.model, args.config_file, args.opts), plan, images_file, options)
         run.start()
-    with exit_on_prediction_stop(TOOL, args.output, plan):
+    with exit_on_stop(TOOL, "prediction", state=shard_state(args.output, plan)):
         run.predict()
         with exit_on_bad_input(TOOL):  # a shard missing: a folder the machines do not share
             run.finish()
@@ -102,24 +94,14 @@ def main(args, plan, images_file):
 
 if __name__ == "__main__":
     setup_console()
-    with exit_on_bad_input(TOOL), tempfile.TemporaryDirectory(prefix="gcnet-predict-") as tmp:
+    with exit_on_stop(TOOL, "start-up"), exit_on_bad_input(TOOL), tempfile.TemporaryDirectory(prefix="gcnet-predict-") as tmp:
         images_file = f"{tmp}/images.jsonl"
-        cfg = prediction_config(ARGS)
         plan, complete = plan_run(
-            cfg, ARGS.input, ARGS.output, images_file, image_root=ARGS.image_root, shard_size=ARGS.shard_size,
-            batch_size=ARGS.batch_size, confidence_threshold=ARGS.confidence_threshold,
+            model_config(ARGS.model, ARGS.config_file, ARGS.opts), ARGS.input, ARGS.output, images_file,
+            image_root=ARGS.image_root, shard_size=ARGS.shard_size, batch_size=ARGS.batch_size,
+            confidence_threshold=ARGS.confidence_threshold,
         )  # fmt: skip
         if complete:
             print(f"{TOOL}: nothing to do: the {plan.images} images of --input are predicted in {ARGS.output}")
             sys.exit(0)
-        with exit_on_prediction_stop(TOOL, ARGS.output, plan, quiet=True):
-            launch(
-                main,
-                ARGS.num_gpus,
-                num_machines=ARGS.num_machines,
-                machine_rank=ARGS.machine_rank,
-                dist_url=ARGS.dist_url,
-                args=(ARGS, plan, images_file),
-                timeout=datetime.timedelta(minutes=ARGS.dist_timeout),
-                rendezvous_timeout=ARGS.rendezvous_timeout,
-            )
+        launch_from_args(main, ARGS, (plan, images_file))

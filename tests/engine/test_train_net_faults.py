@@ -16,7 +16,14 @@ from PIL import Image
 from detectron2.data import DatasetCatalog
 
 from gcnet.data import register_checked_coco_instances
-from gcnet.engine import TRAINING_KEYS, CheckpointMismatchError, exit_on_bad_input, exit_on_stop, load_config
+from gcnet.engine import (
+    TRAINING_KEYS,
+    CheckpointMismatchError,
+    checkpoint_state,
+    exit_on_bad_input,
+    exit_on_stop,
+    load_config,
+)
 from gcnet.engine.defaults import (
     build_model,
     build_optimizer,
@@ -59,7 +66,7 @@ def train_in_process(*opts):
             start_iter = load_training_checkpoint(args, cfg, trainer.checkpointer)
         start_run(cfg, args, model)
         trainer.register_hooks(writer_hooks(cfg, start_iter))
-        with exit_on_stop("train_net", "training", cfg.train.output_dir):
+        with exit_on_stop("train_net", "training", state=checkpoint_state(cfg.train.output_dir)):
             trainer.train(start_iter, cfg.train.max_iter)
     message = str(exit_info.value.code)
     assert "\n" not in message

@@ -9,7 +9,7 @@ from .run import (
     PredictionOptions,
     PredictionRun,
     build_prediction_model,
-    exit_on_prediction_stop,
+    shard_state,
     plan_run,
     predict_batch,
 )
@@ -25,7 +25,7 @@ __all__ = [
     "build_prediction_model",
     "config_digest",
     "dataset_category_ids",
-    "exit_on_prediction_stop",
+    "shard_state",
     "instance_results",
     "label_map",
     "plan_run",

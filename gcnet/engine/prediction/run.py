@@ -3,7 +3,6 @@ finished yet are split across the processes, each process predicts the images of
 in batches (decoded by DataLoader workers) and writes each shard at once; then the first
 process merges the shards into the results. A run killed at any moment and started again
 predicts only the shards it had not finished, and ends with the same results."""
-import contextlib
 import copy
 import dataclasses
 import logging
@@ -11,7 +10,7 @@ import os
 import shlex
 import sys
 import time
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import tqdm
@@ -23,8 +22,7 @@ from detectron2.utils import comm
 from gcnet.data.image_sources import collect_images
 
 from ..checkpoint import GCNetCheckpointer
-from ..faults import DISK_FULL
-from ..interruption import Interrupted, check_interrupted, stop_on_signals
+from ..interruption import check_interrupted
 from ..predictor import Predictor
 from .folder import INDEX, RESULTS, UNREADABLE, PredictionFolder
 from .loader import ImageFileDataset, build_image_loader, shard_batches
@@ -37,7 +35,7 @@ __all__ = [
     "build_prediction_model",
     "predict_batch",
     "PredictionRun",
-    "exit_on_prediction_stop",
+    "shard_state",
 ]
 
 logger = logging.getLogger(__name__)
@@ -312,31 +310,15 @@ class PredictionRun:
         return counts
 
 
-@contextlib.contextmanager
-def exit_on_prediction_stop(tool: str, output: str, plan: PredictionPlan, quiet: bool = False) -> Iterator[None]:
-    """Within the block, SIGINT and SIGTERM stop the run, and a stop or a full disk ends the
-    process in one line (none with ``quiet``; a stop, which reaches every process, is told by
-    the first one) that says how many shards are finished and that the same command continues
-    from them."""
-    try:
-        with stop_on_signals():
-            yield
-    except Interrupted as e:
-        if not quiet and comm.is_main_process():
-            _say(tool, f"prediction interrupted by {e.signal_name}", output, plan)
-        sys.exit(e.exit_code)
-    except OSError as e:
-        if e.errno not in DISK_FULL:
-            raise
-        if not quiet:
-            _say(tool, f"writing {e.filename or output} failed ({e.strerror}): make room", output, plan)
-        sys.exit(1)
+def shard_state(output: str, plan: PredictionPlan) -> Callable[[], str]:
+    """What a stopped prediction run keeps, for :func:`gcnet.engine.exit_on_stop`: its finished
+    shards, from which the same command continues."""
 
+    def state() -> str:
+        finished = len(PredictionFolder(output).finished_shards())
+        return (
+            f"{finished} of {plan.num_shards} shards are finished in {os.path.join(output, 'shards')}, and the same "
+            f"command continues from them: {shlex.join(['python', *sys.argv])}"
+        )
 
-def _say(tool: str, what: str, output: str, plan: PredictionPlan) -> None:
-    finished = len(PredictionFolder(output).finished_shards())
-    print(
-        f"{tool}: {what}; {finished} of {plan.num_shards} shards are finished in {os.path.join(output, 'shards')}, "
-        f"and the same command continues from them: {shlex.join(['python', *sys.argv])}",
-        file=sys.stderr,
-    )
+    return state
