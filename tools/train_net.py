@@ -62,7 +62,7 @@ from gcnet.engine.defaults import (
     wrap_ddp,
     writer_hooks,
 )
-from gcnet.engine.run_setup import describe_classes, describe_model, describe_run, setup_console, start_run
+from gcnet.engine.run_setup import describe_classes, describe_model, describe_run, seed_run, setup_console, start_run
 
 TOOL = "train_net"
 
@@ -102,6 +102,7 @@ def main(args):
     with exit_on_bad_input(TOOL):
         cfg = load_config(args.config_file, args.opts, required=TRAINING_KEYS)
         check_before_building(args, cfg)
+        seed_run(cfg, args)
         describe_run(cfg, args)
         names = dataset_names(cfg, train=not args.eval_only)
         require_datasets(names)  # on disk, before any model is built
