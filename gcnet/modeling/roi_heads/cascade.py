@@ -124,12 +124,12 @@ class MultiMaskCascadeROIHeads(CascadeROIHeads):
         image_sizes = [x.image_size for x in proposals]
         stage_logits = []
         for k in range(self.num_cascade_stages):
-            if k > 0:
-                proposals = [_test_proposals(b, size) for b, size in zip(boxes, image_sizes)]
             box_features = self.box_pooler(features, [x.proposal_boxes for x in proposals])
             predictions = self.box_predictor[k](self.box_head[k](box_features))
             boxes = self.box_predictor[k].predict_boxes(predictions, proposals)
             stage_logits.append(predictions[0])
+            if k + 1 < self.num_cascade_stages:  # the next stage refines these boxes
+                proposals = [_test_proposals(b, size) for b, size in zip(boxes, image_sizes)]
         predictor = self.box_predictor[-1]
         scores = predictor.predict_probs((sum(stage_logits) / len(stage_logits), None), proposals)
         thresholds = (predictor.test_score_thresh, predictor.test_nms_thresh, predictor.test_topk_per_image)
