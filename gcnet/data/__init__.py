@@ -3,7 +3,8 @@
 own registrations), ``voc_2012_aug_sem_seg_train``/``voc_2012_sem_seg_val``, the label maps of
 detectron2's ``ade20k_sem_seg_{train,val}``, your own COCO-format datasets registered from a
 config (and labelme files converted to one), a checked semantic segmentation mapper, image
-reading for inference, and the preparation of the datasets' files (``prepare_dataset``)."""
+reading for inference, the OpenMMLab releases' test-time resize (OpenCV, mmcv's rounding), and
+the preparation of the datasets' files (``prepare_dataset``)."""
 from gcnet._detectron2 import require_detectron2
 
 require_detectron2(__name__)
@@ -20,3 +21,4 @@ from .image_io import ImageNamingMapper, UnreadableImageError, list_images, read
 from .pascal_voc import VOC_SEM_SEG_CLASSES, load_voc_semantic, prepare_voc_aug  # noqa: E402
 from .prepare import PREPARED_DATASETS, prepare_dataset  # noqa: E402
 from .sem_seg_mapper import SemSegDatasetMapper  # noqa: E402
+from .transforms import OpenCVResizeShortestEdge, OpenCVResizeTransform, rescale_factor  # noqa: E402
