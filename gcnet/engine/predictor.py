@@ -106,6 +106,8 @@ class Predictor:
             return self.model([inputs])[0]
         instances = self.model.inference([inputs], do_postprocess=False)[0]
         instances = instances[instances.scores >= self.score_threshold]
+        if hasattr(self.model, "postprocess"):  # a detector with its own rules (gcnet.modeling.MMDetRCNN)
+            return {"instances": self.model.postprocess(instances, inputs)}
         return {"instances": detector_postprocess(instances, inputs["height"], inputs["width"])}
 
     @torch.no_grad()
