@@ -13,7 +13,7 @@ from ..helpers import REPO_ROOT, tool_env
 
 TOOLS = [
     "train_net", "demo", "web_demo", "prepare_datasets", "convert_checkpoint", "analyze_model", "export_model",
-    "labelme_to_coco", "benchmark", "triton_kernel_report", "predict", "submit",
+    "labelme_to_coco", "benchmark", "benchmark_predict", "triton_kernel_report", "predict", "submit",
 ]
 
 HELP_WITHOUT_TORCH = """
