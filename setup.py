@@ -71,13 +71,15 @@ setup(
         "benchmark": ["timm>=0.9", *MMCV_DEPS],
         # tools/web_demo.py: the page
         "demo": ["gradio>=6,<7"],
+        # tools/submit.py: training and prediction jobs on SLURM
+        "cluster": ["submitit>=1.5"],
         # the tests also check the Triton kernel (in Triton's interpreter, without a GPU), drive
         # the web demo in headless Chromium (Debian's chromium and chromium-driver, installed
         # apart), run the tutorial notebook in a Jupyter kernel and write checkpoints with
         # mmengine's real MessageHub and HistoryBuffer (mmcv-lite and mmengine installed apart,
         # see MMCV_DEPS)
         "dev": [
-            "pytest>=7", "onnx", "onnxscript", "onnxruntime", *MMCV_DEPS, "scipy", "timm>=0.9",
+            "pytest>=7", "onnx", "onnxscript", "onnxruntime", *MMCV_DEPS, "scipy", "timm>=0.9", "submitit>=1.5",
             "triton; platform_system == 'Linux'",
             "gradio>=6,<7", "selenium>=4.10", "nbclient>=0.10", "nbformat>=5", "ipykernel>=6",
             # selenium's trio: 0.35 declares a hypothesis plugin it no longer has, which stops

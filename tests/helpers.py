@@ -2,7 +2,6 @@
 import contextlib
 import functools
 import http.server
-import importlib.util
 import os
 import subprocess
 import sys
@@ -22,6 +21,8 @@ TEST_DATA_FALLBACKS = (REPO_ROOT.parent / "shared" / "data", REPO_ROOT / "datase
 TEST_DATA_COMMAND = "python -m tests.fetch_test_data"
 # A GC-ResNet-18-FPN Mask R-CNN at a tiny input size on balloon: the tools' test model.
 TINY_CONFIG = str(REPO_ROOT / "tests" / "configs" / "mask_rcnn_R_18_FPN_gc_tiny_balloon.py")
+# The same with an evaluation that keeps 5 instances an image (short COCO results).
+TINY_EVAL_CONFIG = str(REPO_ROOT / "tests" / "configs" / "mask_rcnn_R_18_FPN_gc_tiny_balloon_eval.py")
 
 
 def find_test_data() -> Path:
@@ -125,20 +126,6 @@ def tool_env(extra=None) -> dict:
     return env
 
 
-def load_module(path: Path):
-    """Import a script (``tools/<name>.py``, a project's script) as a module, to call its
-    functions in-process."""
-    spec = importlib.util.spec_from_file_location(f"script_{path.parent.name}_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def load_tool(name: str):
-    """Import ``tools/<name>.py`` as a module."""
-    return load_module(REPO_ROOT / "tools" / f"{name}.py")
-
-
 def run_tool(*args, env=None, timeout=900) -> subprocess.CompletedProcess:
     """Run ``python <args>`` from the repository root (e.g. ``run_tool("tools/train_net.py", ...)``)."""
     return subprocess.run(
@@ -149,6 +136,20 @@ def run_tool(*args, env=None, timeout=900) -> subprocess.CompletedProcess:
         text=True,
         timeout=timeout,
     )
+
+
+def predict_in_process(cfg, inputs, output, num_workers=0, **plan_options) -> dict:
+    """What ``tools/predict.py`` does in one process on the CPU: plan, predict, merge; returns
+    the counts of the results."""
+    from gcnet.engine.prediction import PredictionOptions, PredictionRun, plan_run
+
+    images_file = f"{output}.images.jsonl"
+    plan, complete = plan_run(cfg, [str(i) for i in inputs], str(output), images_file, **plan_options)
+    assert not complete
+    run = PredictionRun(cfg, plan, images_file, PredictionOptions(str(output), device="cpu", num_workers=num_workers))
+    run.start()
+    run.predict()
+    return run.finish()
 
 
 # CamVid class -> Cityscapes label id (../shared/data/MANIFEST.md); 11 (unlabelled) -> 0.

@@ -39,7 +39,7 @@ def test_train_net_without_network(offline, datasets_root, tmp_path):
         result,
         "train_net",
         "https://dl.fbaipublicfiles.com/detectron2/ImageNetPretrained/torchvision/R-50.pkl",
-        'pass its path (train.init_checkpoint=/path/to/R-50.pkl), or train from scratch with train.init_checkpoint=""',
+        'pass its path (train.init_checkpoint=/path/to/R-50.pkl); to train without these weights: train.init_checkpoint=""',
     )
 
 

@@ -246,3 +246,17 @@ def test_import_cycles_are_found(tmp_path):
         ("projects/P/pkg/__init__.py", "projects/P/pkg/m.py"),
         ("tools/one.py", "tools/two.py"),
     ]
+
+
+def test_no_test_imports_a_script():
+    """Scripts (tools/*.py, a project's script) are tested by running them, as a user does: no
+    test loads a file as a module (code given to a subprocess is a string, not a call)."""
+    loaders = {"spec_from_file_location", "run_path", "run_module", "SourceFileLoader", "load_module", "load_tool"}
+    found = []
+    for path in sorted((REPO_ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+                if name in loaders:
+                    found.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno} {name}")
+    assert found == []

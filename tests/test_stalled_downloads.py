@@ -65,8 +65,7 @@ def test_initial_checkpoint(stalled, tmp_path):
         GCNetCheckpointer(model).load(f"{base}/model_final.pth")
     assert str(info.value) == (
         f"Could not download {base}/model_final.pth: {STALLED}. Without network access, copy the file to this "
-        "machine and pass its path (train.init_checkpoint=/path/to/model_final.pth), or train from scratch with "
-        'train.init_checkpoint=""'
+        "machine and pass its path (train.init_checkpoint=/path/to/model_final.pth)"
     )
     assert torch.equal(model.weight, before) and left_behind(tmp_path) == []
 

@@ -42,14 +42,12 @@ if __name__ == "__main__":
     ARGS = parse_args()  # --help and bad options are answered before the slow imports below
 filter_known_warnings()  # also in the worker processes, which import this file under another name
 
-import datetime
-
 from detectron2.utils import comm
 
 import gcnet.model_zoo  # noqa: F401  (registers gcnet://)
 import gcnet.modeling  # noqa: F401  (registers the backbones)
 from gcnet.data import require_datasets
-from gcnet.engine import TRAINING_KEYS, exit_on_bad_input, exit_on_stop, launch, load_config
+from gcnet.engine import TRAINING_KEYS, checkpoint_state, exit_on_bad_input, exit_on_stop, launch_from_args, load_config
 from gcnet.engine.defaults import (
     build_model,
     build_optimizer,
@@ -65,7 +63,7 @@ from gcnet.engine.defaults import (
     wrap_ddp,
     writer_hooks,
 )
-from gcnet.engine.run_setup import describe_classes, describe_model, describe_run, setup_console, start_run
+from gcnet.engine.run_setup import describe_classes, describe_model, describe_run, seed_run, setup_console, start_run
 
 TOOL = "train_net"
 
@@ -85,7 +83,7 @@ def do_train(args, cfg):
     start_run(cfg, args, model, verbose=args.verbose)  # accepted: the output folder is written from here on
     if comm.is_main_process():
         trainer.register_hooks(writer_hooks(cfg, start_iter))
-    with exit_on_stop(TOOL, "training", cfg.train.output_dir, trainer.position):
+    with exit_on_stop(TOOL, "training", trainer.position, checkpoint_state(cfg.train.output_dir)):
         trainer.train(start_iter, cfg.train.max_iter)
 
 
@@ -97,7 +95,7 @@ def do_eval(args, cfg):
         prepare_for_evaluation(cfg, model)
         model = wrap_ddp(model, cfg)
     start_run(cfg, args, verbose=args.verbose)
-    with exit_on_stop(TOOL, "evaluation"):
+    with exit_on_stop(TOOL, "evaluation", state=lambda: "no results were written; run the command again"):
         return do_test(cfg, model)
 
 
@@ -106,6 +104,7 @@ def main(args):
     with exit_on_bad_input(TOOL):
         cfg = load_config(args.config_file, args.opts, required=TRAINING_KEYS)
         check_before_building(args, cfg)
+        seed_run(cfg, args)
         describe_run(cfg, args)
         names = dataset_names(cfg, train=not args.eval_only)
         require_datasets(names)  # on disk, before any model is built
@@ -117,13 +116,4 @@ def main(args):
 
 if __name__ == "__main__":
     with exit_on_stop(TOOL, "start-up"), exit_on_bad_input(TOOL):
-        launch(
-            main,
-            ARGS.num_gpus,
-            num_machines=ARGS.num_machines,
-            machine_rank=ARGS.machine_rank,
-            dist_url=ARGS.dist_url,
-            args=(ARGS,),
-            timeout=datetime.timedelta(minutes=ARGS.dist_timeout),
-            rendezvous_timeout=ARGS.rendezvous_timeout,
-        )
+        launch_from_args(main, ARGS)

@@ -1,12 +1,14 @@
 """Dataset mapper for semantic segmentation that checks each image against its label map."""
 import copy
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
 import detectron2.data.transforms as T
 from detectron2.data import detection_utils as utils
+
+from gcnet.modeling.sem_seg.segmentor import MULTI_SCALE_IMAGES
 
 __all__ = ["SemSegDatasetMapper"]
 
@@ -18,6 +20,14 @@ class SemSegDatasetMapper:
 
     Returns detectron2's model input: ``image`` (C, H, W) uint8 tensor, ``sem_seg`` (H, W)
     int64 tensor in training, and the dataset dict's ``file_name``, ``height``, ``width``.
+
+    Args:
+        test_ratios: at test time, also the original image resized by each of these ratios of
+            the test resize's scale (``"multi_scale_images"``, a list of (C, h, w) tensors), as
+            mmsegmentation's ``MultiScaleFlipAug`` with ``img_ratios`` makes its test images;
+            the augmentations must then hold one resize that can be rescaled
+            (:class:`~gcnet.data.OpenCVResizeShortestEdge`). ``ContextSegmentor`` predicts from
+            those images.
     """
 
     def __init__(
@@ -27,12 +37,29 @@ class SemSegDatasetMapper:
         image_format: str = "RGB",
         num_classes: int = 19,
         ignore_value: int = 255,
+        test_ratios: Optional[Sequence[float]] = None,
     ):
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)
+        self.ratio_augmentations = None
+        if test_ratios is not None and not is_train:
+            self.ratio_augmentations = [self._rescaled(augmentations, r) for r in test_ratios]
         self.image_format = image_format
         self.num_classes = num_classes
         self.ignore_value = ignore_value
+
+    @staticmethod
+    def _rescaled(augmentations: List, ratio: float) -> T.AugmentationList:
+        """``augmentations`` with their resize rescaled by ``ratio``."""
+        resizes = [i for i, a in enumerate(augmentations) if hasattr(a, "rescaled")]
+        if len(resizes) != 1:
+            raise ValueError(
+                "test_ratios rescale the test resize: the augmentations must hold one resize with rescaled() "
+                f"(OpenCVResizeShortestEdge), got {[type(a).__name__ for a in augmentations]}"
+            )
+        rescaled = list(augmentations)
+        rescaled[resizes[0]] = augmentations[resizes[0]].rescaled(ratio)
+        return T.AugmentationList(rescaled)
 
     def _read_label(self, label_file: str, image_file: str, image: np.ndarray) -> np.ndarray:
         label = utils.read_image(label_file)
@@ -64,4 +91,12 @@ class SemSegDatasetMapper:
         dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(aug_input.image.transpose(2, 0, 1)))
         if label is not None:
             dataset_dict["sem_seg"] = torch.as_tensor(aug_input.sem_seg.astype(np.int64))
+        if self.ratio_augmentations is not None:
+            dataset_dict[MULTI_SCALE_IMAGES] = [self._apply(a, image) for a in self.ratio_augmentations]
         return dataset_dict
+
+    @staticmethod
+    def _apply(augmentations: T.AugmentationList, image: np.ndarray) -> torch.Tensor:
+        aug_input = T.AugInput(image)
+        augmentations(aug_input)
+        return torch.as_tensor(np.ascontiguousarray(aug_input.image.transpose(2, 0, 1)))

@@ -18,6 +18,7 @@ from detectron2.utils.events import JSONWriter, TensorboardXWriter
 
 from gcnet.data import ImageNamingMapper
 from gcnet.modeling import fold_batch_norms
+from gcnet.utils.download import DownloadError
 
 from .checkpoint import GCNetCheckpointer
 from .hooks import BestCheckpointer, EvalHook, GuardedPeriodicCheckpointer
@@ -237,13 +238,18 @@ def load_training_checkpoint(args, cfg, checkpointer: GCNetCheckpointer) -> int:
 
     Raises:
         CheckpointMismatchError: the checkpoint does not fit the config's model.
+        DownloadError: ``train.init_checkpoint`` cannot be downloaded; the message also says how
+            to train without it.
     """
     output_dir = cfg.train.output_dir
     resumed = args.resume and checkpointer.has_checkpoint()
     fit = "any" if cfg.train.get("init_checkpoint_partial", False) else "init"
     if not resumed:
         way_out = "give the checkpoint of this architecture, or train.init_checkpoint_partial=True to load what fits"
-        checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume, fit=fit, way_out=way_out)
+        try:
+            checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume, fit=fit, way_out=way_out)
+        except DownloadError as e:
+            raise e.with_way_out(f'{e.way_out.rstrip(".")}; to train without these weights: train.init_checkpoint=""')
         return 0
     way_out = f"resume with the config of that run ({os.path.join(output_dir, 'config.yaml')}), or train in another train.output_dir"
     if args.restart_schedule:  # the weights only

@@ -12,7 +12,9 @@ import logging
 import os
 import shlex
 import sys
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator
+
+from detectron2.utils import comm
 
 from gcnet.data import UnreadableImageError
 from gcnet.utils.download import DownloadError
@@ -21,7 +23,7 @@ from .checkpoint import read_last_checkpoint
 from .interruption import Interrupted, check_interrupted, interrupted, stop_on_signals
 from .launch import RendezvousError, WorkerFailed
 
-__all__ = ["exit_on_bad_input", "exit_on_stop", "resume_command", "DISK_FULL"]
+__all__ = ["exit_on_bad_input", "exit_on_stop", "checkpoint_state", "resume_command", "DISK_FULL"]
 
 DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
@@ -69,28 +71,40 @@ def resume_command() -> str:
     return shlex.join(["python", *argv])
 
 
-def _kept(output_dir: str) -> str:
-    last = read_last_checkpoint(output_dir)
-    if not last:
-        return "no checkpoint was written yet"
-    return f"the last complete checkpoint is {os.path.join(output_dir, last)}"
+def checkpoint_state(output_dir: str) -> Callable[[], str]:
+    """What a training run keeps, for :func:`exit_on_stop`: its last complete checkpoint in
+    ``output_dir`` and the command that resumes from it."""
+
+    def state() -> str:
+        last = read_last_checkpoint(output_dir)
+        if not last:
+            return "no checkpoint was written yet"
+        return f"the last complete checkpoint is {os.path.join(output_dir, last)}; continue with: {resume_command()}"
+
+    return state
 
 
-def _what_failed(error: Exception, output_dir: str) -> str:
+def _what_failed(error: Exception) -> str:
     if isinstance(error, OSError):
-        return f"writing {error.filename or 'to ' + output_dir} failed ({error.strerror}): make room"
+        return f"writing {error.filename or 'a file'} failed ({error.strerror}): make room"
     lines = str(error).strip().splitlines()  # a data loader worker's error comes with its traceback, the message last
     return lines[-1].split("Error: ", 1)[-1] if len(lines) > 1 else lines[0]
 
 
+def _nothing_kept() -> str:
+    return "nothing was written; run the command again"
+
+
 @contextlib.contextmanager
-def exit_on_stop(tool: str, what: str, output_dir: Optional[str] = None, where: Callable[[], str] = str) -> Iterator[None]:
+def exit_on_stop(
+    tool: str, what: str, where: Callable[[], str] = str, state: Callable[[], str] = _nothing_kept
+) -> Iterator[None]:
     """Within the block, SIGINT and SIGTERM stop the run (:func:`stop_on_signals`); a stop, or
-    a fault it cannot go on after, ends the process with one line: ``what`` ("training",
-    "evaluation") was interrupted ``where()`` (e.g. "at iteration 57"), and, for a
-    run that writes checkpoints to ``output_dir``, the last complete one and the command that
-    resumes from it. The exit code of a stop is the shell's (130 for SIGINT, 143 for SIGTERM)."""
-    resume = f"; continue with: {resume_command()}" if output_dir else "; no results were written, run the command again"
+    a fault it cannot go on after (:func:`_reported_fault`), ends the process with one line
+    from the main process: ``what`` ("training", "evaluation") was interrupted ``where()``
+    (e.g. "at iteration 57"), then ``state()``: what the run keeps and how to go on
+    (:func:`checkpoint_state`). The exit code of a stop is the shell's (130 for SIGINT, 143 for
+    SIGTERM)."""
     try:
         with stop_on_signals():
             try:
@@ -101,12 +115,11 @@ def exit_on_stop(tool: str, what: str, output_dir: Optional[str] = None, where: 
                 raise Interrupted(interrupted()) from e
             check_interrupted()  # a stop whose exception Python swallowed
     except Interrupted as e:
-        kept = f"; {_kept(output_dir)}" if output_dir else ""
         place = f" {where()}" if where() else ""
-        print(f"{tool}: {what} interrupted by {e.signal_name}{place}{kept}{resume}", file=sys.stderr)
+        if comm.is_main_process():  # the others stopped at the same point
+            print(f"{tool}: {what} interrupted by {e.signal_name}{place}; {state()}", file=sys.stderr)
         sys.exit(e.exit_code)
     except Exception as e:
         if not _reported_fault(e):
             raise
-        kept = _kept(output_dir) if output_dir else "nothing was written"
-        sys.exit(f"{tool}: {_what_failed(e, output_dir or '')}; {kept}" + (" (--resume continues from it)" if output_dir and read_last_checkpoint(output_dir) else ""))
+        sys.exit(f"{tool}: {_what_failed(e)}; {state()}")

@@ -17,6 +17,7 @@ __all__ = ["Interrupted", "interrupted", "check_interrupted", "stoppable", "stop
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _received: Optional[int] = None
+_depth = 0  # of nested stop_on_signals blocks
 
 
 class Interrupted(KeyboardInterrupt):
@@ -64,8 +65,9 @@ class stoppable:
 def stop_on_signals() -> Iterator[None]:
     """Within the block, SIGINT and SIGTERM raise :class:`Interrupted` in this process (a
     process forked from it raises a plain ``KeyboardInterrupt``); the handlers before it are
-    restored after it. After a stop, the end of a child process (a data loader worker) is no
-    longer an error."""
+    restored after it, and a stop received in it is forgotten. After a stop, the end of a child
+    process (a data loader worker) is no longer an error."""
+    global _depth, _received
     owner = os.getpid()
 
     def handler(signum, frame):
@@ -84,14 +86,18 @@ def stop_on_signals() -> Iterator[None]:
         if _received is None:
             previous_hook(info)
 
+    _depth += 1
     previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     previous[signal.SIGCHLD] = signal.getsignal(signal.SIGCHLD)
     previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield
     finally:
+        _depth -= 1
         if _received is None:  # after a stop the process ends, tearing down what it left half-made
             sys.unraisablehook = previous_hook
         for signum, old in previous.items():
             if old is not None:  # None: a handler not set from Python, left as it is
                 signal.signal(signum, old)
+        if _depth == 0:
+            _received = None

@@ -13,7 +13,9 @@ from detectron2.engine.launch import DEFAULT_TIMEOUT
 
 from gcnet.utils.argument_parser import DEFAULT_RENDEZVOUS_TIMEOUT
 
-__all__ = ["launch", "meet_machines", "RendezvousError", "WorkerFailed"]
+from .interruption import Interrupted
+
+__all__ = ["launch", "launch_from_args", "meet_machines", "RendezvousError", "WorkerFailed"]
 
 
 class RendezvousError(RuntimeError):
@@ -132,7 +134,26 @@ def launch(
             args=(main_func, args),
             timeout=timeout,
         )
+    except Interrupted as e:  # this process only waits for its workers, which say where they stopped
+        if num_gpus_per_machine * num_machines == 1:
+            raise
+        raise WorkerFailed(f"interrupted by {e.signal_name}", e.exit_code, True) from None
     except mp.ProcessExitedException as e:
         if e.signal_name:
             raise WorkerFailed(f"worker process {e.error_index} was killed by {e.signal_name}; the others were stopped", 1, False) from None
         raise WorkerFailed(f"worker process {e.error_index} exited with {e.exit_code}", e.exit_code, True) from None
+
+
+def launch_from_args(main_func, args, extra_args=()):
+    """:func:`launch` of ``main_func(args, *extra_args)`` with the launch options of ``args``
+    (:func:`gcnet.utils.argument_parser.add_launch_arguments`)."""
+    return launch(
+        main_func,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args, *extra_args),
+        timeout=datetime.timedelta(minutes=args.dist_timeout),
+        rendezvous_timeout=args.rendezvous_timeout,
+    )

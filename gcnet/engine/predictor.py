@@ -145,6 +145,8 @@ class Predictor:
         instances = _float32(model.inference([inputs], do_postprocess=False)[0])
         instances = instances[instances.scores >= self.score_threshold]
         with torch.autocast(self.device.type, enabled=False):
+            if hasattr(model, "postprocess"):  # a detector with its own rules (gcnet.modeling.MMDetRCNN)
+                return {"instances": model.postprocess(instances, inputs)}
             return {"instances": detector_postprocess(instances, inputs["height"], inputs["width"])}
 
     @torch.no_grad()

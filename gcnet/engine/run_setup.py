@@ -28,7 +28,15 @@ from detectron2.utils.logger import setup_logger
 
 from gcnet.utils.run_lock import FolderInUseError, lock_folder
 
-__all__ = ["check_output_dir", "setup_console", "start_run", "describe_model", "describe_classes"]
+__all__ = [
+    "check_output_dir",
+    "setup_console",
+    "seed_run",
+    "start_run",
+    "describe_run",
+    "describe_model",
+    "describe_classes",
+]
 
 logger = logging.getLogger("detectron2")
 
@@ -138,8 +146,7 @@ def _write_text(output_dir: str, name: str, text: str) -> str:
 def start_run(cfg, args, model: torch.nn.Module = None, verbose: bool = False) -> None:
     """The run is accepted: create ``train.output_dir``, take its lock (training), start its
     ``log.txt``, write ``env.txt``, ``config.yaml`` (kept as it is by ``--eval-only`` in a
-    folder that has one: the config of the run it evaluates) and ``model.txt``; then seed the
-    random generators and set cuDNN as detectron2's ``default_setup`` does."""
+    folder that has one: the config of the run it evaluates) and ``model.txt``."""
     output_dir = cfg.train.output_dir
     if output_dir:
         PathManager.mkdirs(output_dir)
@@ -163,6 +170,12 @@ def start_run(cfg, args, model: torch.nn.Module = None, verbose: bool = False) -
                 logger.info("Full config:\n" + f.read())
         if model is not None:
             logger.info(f"Model:\n{model}")
+
+
+def seed_run(cfg, args) -> None:
+    """What detectron2's ``default_setup`` does before anything is built: seed the random
+    generators (``train.seed``, plus the process's rank; a negative seed draws one) and set
+    cuDNN's algorithm search (``train.cudnn_benchmark``, when training)."""
     seed = cfg.train.get("seed", -1)
     seed_all_rng(None if seed < 0 else seed + comm.get_rank())
     if not args.eval_only:

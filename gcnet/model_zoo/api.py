@@ -27,19 +27,23 @@ def get_checkpoint_url(name: str) -> str:
     return sources[name].url
 
 
-def load_zoo_config(model: ZooModel):
-    """The LazyConfig of a manifest entry: its config file with its ``config_overrides``."""
-    return apply_overrides(LazyConfig.load(str(resource_path(model.config))), model.config_overrides)
+def load_zoo_config(model: ZooModel, metric: Optional[str] = None):
+    """The LazyConfig of a manifest entry: its config file with its ``config_overrides``, and
+    those of ``metric`` when given."""
+    overrides = model.config_overrides + (model.metric_overrides(metric) if metric is not None else ())
+    return apply_overrides(LazyConfig.load(str(resource_path(model.config))), overrides)
 
 
-def get_config(name: str, trained: bool = False):
+def get_config(name: str, trained: bool = False, metric: Optional[str] = None):
     """The LazyConfig of zoo model ``name`` (its config file with the manifest's overrides).
 
     Args:
         trained: set ``train.init_checkpoint`` to the zoo checkpoint (``gcnet://<name>``)
             instead of the ImageNet weights training starts from.
+        metric: the config that evaluates this metric of the entry, e.g. "mIoU (ms+flip)"
+            (multi-scale and flipped test images); default: its single-scale config.
     """
-    cfg = load_zoo_config(default_manifest().model(name))
+    cfg = load_zoo_config(default_manifest().model(name), metric)
     if trained:
         cfg.train.init_checkpoint = f"gcnet://{name}"
     return cfg

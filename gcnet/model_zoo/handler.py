@@ -142,12 +142,17 @@ class GCNetHandler(PathHandler):
             return "does not have the sha256 it was written with (truncated or altered)"
         return ""
 
+    @staticmethod
+    def _refuse_options(path: str, kwargs: Mapping[str, Any]) -> None:
+        if kwargs:
+            raise ValueError(f"{path}: gcnet:// paths take no {', '.join(sorted(kwargs))} option")
+
     def _get_local_path(self, path: str, force: bool = False, **kwargs: Any) -> str:
-        self._check_kwargs(kwargs)
+        self._refuse_options(path, kwargs)
         return self.converted_path(path, force)
 
     def _open(self, path: str, mode: str = "rb", buffering: int = -1, **kwargs: Any):
-        self._check_kwargs(kwargs)
+        self._refuse_options(path, kwargs)
         if mode not in ("r", "rb"):
             raise ValueError(f"{path}: gcnet:// paths are read-only, got mode {mode!r}")
         return open(self.converted_path(path), mode, buffering)

@@ -83,6 +83,13 @@ class ZooModel(CheckpointSource):
     test_rules: Tuple[str, ...] = ()
     notes: Tuple[str, ...] = ()
 
+    def metric_overrides(self, metric: str) -> Tuple[str, ...]:
+        """The overrides that evaluate ``metric`` (a key of ``metrics``, such as "mIoU
+        (ms+flip)"), beyond the entry's ``config_overrides``; () for most metrics."""
+        if metric not in self.metrics:
+            raise ValueError(f"{self.name} has no metric {metric!r}; its metrics: {', '.join(self.metrics)}")
+        return tuple(self.metrics[metric].get("config_overrides", ()))
+
 
 @dataclass(frozen=True)
 class UpstreamRule:
@@ -168,6 +175,22 @@ def _test_rules(path: Path, data: Mapping) -> Dict[str, UpstreamRule]:
     return rules
 
 
+def _check_metrics(path: Path, entry: Mapping) -> None:
+    """Each metric has a value and a source, and optionally the config_overrides it is evaluated
+    with (a list of key=value strings)."""
+    for metric, fields in entry["metrics"].items():
+        overrides = fields.get("config_overrides", []) if isinstance(fields, dict) else None
+        if not isinstance(fields, dict) or not {"value", "source"} <= set(fields):
+            raise ValueError(
+                f"{path}: entry {entry['name']!r}: metric {metric!r} must have value and source, got {fields!r}"
+            )
+        if not isinstance(overrides, list) or not all(isinstance(o, str) and "=" in o for o in overrides):
+            raise ValueError(
+                f"{path}: entry {entry['name']!r}: config_overrides of metric {metric!r} must be a list of key=value, "
+                f"got {overrides!r}"
+            )
+
+
 def _check_references(path: Path, entry: Mapping, field_name: str, known: Mapping) -> None:
     unknown = [n for n in entry.get(field_name, []) if n not in known]
     if unknown:
@@ -200,6 +223,7 @@ def load_manifest(path: Optional[Path] = None) -> Manifest:
         _check(path, entry, ("name", "task", "dataset", "config", "upstream", "url", "converter", "metrics"))
         if entry["task"] not in TASKS:
             raise ValueError(f"{path}: entry {entry['name']!r} has unknown task {entry['task']!r}; known: {TASKS}")
+        _check_metrics(path, entry)
         _check_references(path, entry, "notes", notes)
         _check_references(path, entry, "test_rules", test_rules)
         entry = {

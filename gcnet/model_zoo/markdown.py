@@ -15,6 +15,11 @@ SECTIONS = (
 )
 
 
+METRIC_OVERRIDES_TITLE = (
+    "Metrics evaluated with more overrides (`gcnet.model_zoo.get_config(name, metric=...)` adds them):"
+)
+
+
 def _schedule(model: ZooModel) -> str:
     match = re.search(r"_(\d+x|\d+k)(?:_|$)", model.name)
     return match.group(1) if match else "-"
@@ -81,6 +86,20 @@ def _overrides(models: List[ZooModel]) -> List[str]:
     ]
 
 
+def _metric_overrides(models: List[ZooModel]) -> List[str]:
+    """One line per metric and set of overrides it is evaluated with beyond the config's, with
+    the models that use it."""
+    groups: Dict[Tuple[str, Tuple[str, ...]], List[str]] = {}
+    for m in models:
+        for metric in m.metrics:
+            if m.metric_overrides(metric):
+                groups.setdefault((metric, m.metric_overrides(metric)), []).append(m.name)
+    return [
+        f"* {metric}: `{' '.join(overrides)}`: {', '.join(f'`{n}`' for n in names)}"
+        for (metric, overrides), names in groups.items()
+    ]
+
+
 def _dataset_tables(manifest: Manifest, dataset: str, columns: List[str]) -> List[str]:
     """A table per upstream repository (in the manifest's ``repositories`` order) of the models
     evaluated on ``dataset``; a model whose repository the manifest does not list raises a
@@ -101,6 +120,9 @@ def _dataset_tables(manifest: Manifest, dataset: str, columns: List[str]) -> Lis
             overrides = _overrides(group)
             if overrides:
                 out += ["Configs used with overrides (`gcnet.model_zoo.get_config` applies them):", "", *overrides, ""]
+            metric_overrides = _metric_overrides(group)
+            if metric_overrides:
+                out += [METRIC_OVERRIDES_TITLE, "", *metric_overrides, ""]
     return out
 
 
@@ -141,7 +163,8 @@ def model_zoo_markdown(manifest: Manifest) -> str:
         "    [--num-gpus 8]",
         "```",
         "",
-        "(add the `config_overrides` that `python -m gcnet.model_zoo show <name>` lists, if any).",
+        "(add the `config_overrides` that `python -m gcnet.model_zoo show <name>` lists, if any, and those of",
+        "the metric, such as ms+flip, if it has its own).",
         "",
     ]
     unplaced = sorted(m.name for m in manifest.models.values() if m.dataset not in {d for _, d, _ in SECTIONS})

@@ -1,7 +1,7 @@
 """GCNet models for detectron2: GC-ResNet/ResNeXt backbones (``BACKBONE_REGISTRY``), the
 semantic segmentation head (``SEM_SEG_HEADS_REGISTRY``) and model (``META_ARCH_REGISTRY``)
 of the Cityscapes experiments, the deformable conv and SyncBN they use, the defaults configs
-derive from, and the yacs keys."""
+derive from, the yacs keys, and mmdetection's test-time rules for the zoo's converted models."""
 from gcnet._detectron2 import require_detectron2
 
 require_detectron2(__name__)
@@ -25,4 +25,15 @@ from .deform_conv import DeformConv2d  # noqa: E402
 from .fold_norm import fold_batch_norms  # noqa: E402
 from .norm import SyncBatchNorm, get_norm, resolve_norm  # noqa: E402
 from .roi_heads import MultiMaskCascadeROIHeads  # noqa: E402
+from .mmdet import (  # noqa: E402
+    MMDetBox2BoxTransform,
+    MMDetRCNN,
+    MMDetROIPooler,
+    MMDetV1AnchorGenerator,
+    MMDetV1Box2BoxTransform,
+    MMDetV1FastRCNNOutputLayers,
+    MMDetV1RCNN,
+    MMDetV1ROIPooler,
+    MMDetV1RPN,
+)
 from .backbone.timm_backbone import TimmBackbone, add_timm_backbone_config  # noqa: E402

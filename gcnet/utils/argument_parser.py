@@ -1,8 +1,8 @@
-"""The command line of the tools that run a model on many processes (``tools/train_net.py``):
-detectron2's ``default_argument_parser``, built without importing torch or detectron2 (so that
-``--help`` answers at once), whose options are parsed wherever they stand (before or after the
-``key=value`` overrides) and whose launch options are checked before any process starts.
-Every error is one line."""
+"""The command line of the tools that run a model on many processes (``tools/train_net.py``,
+``tools/predict.py``): detectron2's ``default_argument_parser``, built without importing torch
+or detectron2 (so that ``--help`` answers at once), whose options are parsed wherever they stand
+(before or after the ``key=value`` overrides) and whose launch options are checked before any
+process starts. Every error is one line."""
 import argparse
 import os
 import sys
@@ -10,8 +10,12 @@ from urllib.parse import urlparse
 
 __all__ = [
     "default_argument_parser",
+    "one_line_parser",
+    "add_launch_arguments",
     "launch_problem",
+    "LAUNCH_OPTIONS",
     "DEFAULT_RENDEZVOUS_TIMEOUT",
+    "DEFAULT_SHARD_SIZE",
     "INFERENCE_SWITCHES",
     "add_inference_arguments",
     "inference_overrides",
@@ -19,6 +23,11 @@ __all__ = [
 
 # Seconds the machines of a multi-machine run wait for each other to start.
 DEFAULT_RENDEZVOUS_TIMEOUT = 600.0
+# Images per shard of tools/predict.py: the unit of work a process writes at once, and what a
+# killed run predicts again (at most one shard per process).
+DEFAULT_SHARD_SIZE = 500
+# The options that say where the processes of a run are (a scheduler sets them for each node).
+LAUNCH_OPTIONS = ("--num-gpus", "--num-machines", "--machine-rank", "--dist-url")
 
 
 # The values of --channels-last and --compile, as the keys of train.inference take them.
@@ -26,12 +35,21 @@ INFERENCE_SWITCHES = {"on": True, "off": False, "auto": "auto"}
 
 
 class _OneLineErrors(argparse.ArgumentParser):
-    """Parses options wherever they stand (``parse_intermixed_args``), checks the launch
-    options, and reports a bad command line in one line."""
+    """Parses options wherever they stand (``parse_intermixed_args``, unless ``intermixed`` is
+    False: a parser whose last positional takes the rest of the line), checks the launch
+    options and overrides when it has them, and reports a bad command line in one line."""
+
+    def __init__(self, *args, intermixed: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.intermixed = intermixed
 
     def parse_args(self, args=None, namespace=None):
-        parsed = self.parse_intermixed_args(args, namespace)
-        problem = launch_problem(parsed) or _override_problem(parsed.opts)
+        if self.intermixed:
+            parsed = self.parse_intermixed_args(args, namespace)
+        else:
+            parsed = super().parse_args(args, namespace)
+        problem = launch_problem(parsed) if hasattr(parsed, "num_gpus") else ""
+        problem = problem or _override_problem(getattr(parsed, "opts", []))
         if problem:
             self.error(problem)
         return parsed
@@ -71,13 +89,21 @@ def launch_problem(args: argparse.Namespace) -> str:
     return ""
 
 
-def default_argument_parser(epilog: str = "") -> argparse.ArgumentParser:
-    """detectron2's ``default_argument_parser`` options (the same names, defaults and values),
-    plus ``--dist-timeout`` and ``--rendezvous-timeout``."""
-    parser = _OneLineErrors(epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", default="", metavar="FILE", help="path to config file")
-    parser.add_argument("--resume", action="store_true", help="resume from the last checkpoint in train.output_dir")
-    parser.add_argument("--eval-only", action="store_true", help="perform evaluation only")
+def one_line_parser(epilog: str = "", description: str = "", intermixed: bool = True) -> argparse.ArgumentParser:
+    """An empty parser of this kind: options parsed wherever they stand (unless not
+    ``intermixed``), launch options (when it has them, :func:`add_launch_arguments`) and
+    ``opts`` checked, errors in one line."""
+    return _OneLineErrors(
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        intermixed=intermixed,
+    )
+
+
+def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
+    """detectron2's launch options (:data:`LAUNCH_OPTIONS`, with their names, defaults and
+    values), ``--dist-timeout`` and ``--rendezvous-timeout``."""
     parser.add_argument("--num-gpus", type=int, default=1, help="number of gpus *per machine*")
     parser.add_argument("--num-machines", type=int, default=1, help="total number of machines")
     parser.add_argument("--machine-rank", type=int, default=0, help="the rank of this machine (unique per machine)")
@@ -99,6 +125,16 @@ def default_argument_parser(epilog: str = "") -> argparse.ArgumentParser:
         help=f"seconds the machines of a multi-machine run wait for each other to start "
         f"(default {DEFAULT_RENDEZVOUS_TIMEOUT:g})",
     )
+
+
+def default_argument_parser(epilog: str = "") -> argparse.ArgumentParser:
+    """detectron2's ``default_argument_parser`` options (the same names, defaults and values),
+    plus ``--dist-timeout`` and ``--rendezvous-timeout``."""
+    parser = one_line_parser(epilog)
+    parser.add_argument("--config-file", default="", metavar="FILE", help="path to config file")
+    parser.add_argument("--resume", action="store_true", help="resume from the last checkpoint in train.output_dir")
+    parser.add_argument("--eval-only", action="store_true", help="perform evaluation only")
+    add_launch_arguments(parser)
     parser.add_argument("opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides: path.key=value")
     return parser
 

@@ -11,6 +11,8 @@ KNOWN_WARNINGS = (
     (FutureWarning, r"`torch\.jit\.\w+` is deprecated"),
     # iopath and detectron2's model zoo import pkg_resources.
     (UserWarning, "pkg_resources is deprecated"),
+    # detectron2's create_ddp_model passes DistributedDataParallel's broadcast_buffers.
+    (FutureWarning, "`broadcast_buffers` is deprecated"),
     # detectron2's anchor generator calls torch.meshgrid without `indexing`.
     (UserWarning, "torch.meshgrid: in an upcoming release"),
 )

@@ -19,7 +19,7 @@ from .download_cache import discard, download_verified, read_provenance
 from .safe_load import UnsafeCheckpointError
 
 __all__ = [
-    "INIT_CHECKPOINT_WAY_OUT",
+    "LOCAL_COPY_WAY_OUT",
     "TRUSTED_PICKLE_HOSTS",
     "LocalCheckpoint",
     "local_checkpoint",
@@ -34,10 +34,9 @@ PICKLE_RULE = (
     ".pkl files run code when loaded and are only read from local paths you name or, over https, "
     + ", ".join(TRUSTED_PICKLE_HOSTS)
 )
-# What to do when an initial checkpoint cannot be downloaded ({name}: its file name).
-INIT_CHECKPOINT_WAY_OUT = (
-    "Without network access, copy the file to this machine and pass its path "
-    '(train.init_checkpoint=/path/to/{name}), or train from scratch with train.init_checkpoint=""'
+# What to do when a checkpoint cannot be downloaded ({name}: its file name).
+LOCAL_COPY_WAY_OUT = (
+    "Without network access, copy the file to this machine and pass its path (train.init_checkpoint=/path/to/{name})"
 )
 
 
@@ -112,7 +111,7 @@ def local_checkpoint(path: str, path_manager) -> LocalCheckpoint:
     Raises:
         FileNotFoundError: a local ``path`` does not exist.
         DownloadError: the download failed; the message names the URL, the reason and the
-            ways out (a local copy, or no initial weights).
+            way out (a local copy).
         UnsafeCheckpointError: a ``.pkl`` from an untrusted source.
     """
     if _is_local(path):
@@ -125,9 +124,8 @@ def local_checkpoint(path: str, path_manager) -> LocalCheckpoint:
     if refusal and name.endswith(".pkl"):
         raise UnsafeCheckpointError(f"Refusing to unpickle {url}: {refusal}")
     if urlparse(url).scheme not in ("http", "https"):
-        way_out = 'to train without these weights: train.init_checkpoint=""'
-        return LocalCheckpoint(local_file(path, path_manager, way_out=way_out), refusal)
-    local = local_file(url, path_manager, way_out=INIT_CHECKPOINT_WAY_OUT.format(name=name))
+        return LocalCheckpoint(local_file(path, path_manager), refusal)
+    local = local_file(url, path_manager, way_out=LOCAL_COPY_WAY_OUT.format(name=name))
     source = read_provenance(local)
     came_from = (source.final_url or f"a copy of {source.copied_from}") if source else "an unrecorded source"
     refusal = pickle_refusal(source.final_url) if source and source.final_url else PICKLE_RULE

@@ -23,7 +23,7 @@ def test_known_keys_are_applied(cfg):
     [
         ("train.max_iterr=5", "train.max_iter"),
         ("model.backbone.bottom_up.gc_ratio=0.25", "model.backbone.bottom_up.gc.ratio"),
-        ("model.backbone.bottom_up.gc_position=afterAdd", "model.backbone.bottom_up.context_position"),
+        ("model.backbone.bottom_up.context_positon=afterAdd", "model.backbone.bottom_up.context_position, model.backbone.bottom_up.context_stages, model.backbone.bottom_up.context"),
         ("train.amp.enable=True", "train.amp.enabled"),
         ("max_iter=3", "train.max_iter"),
     ],

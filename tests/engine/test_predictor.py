@@ -75,6 +75,7 @@ def test_output_size_gives_the_predictions_at_that_size(photo):
 def test_semantic_segmentation_outputs_equal_a_direct_model_call(shared_data):
     cfg = LazyConfig.load(str(SEGMENTATION))
     cfg.train.init_checkpoint = ""
+    cfg.dataloader.test.mapper.augmentations = []  # the image at its size (the config fits it in 2048x1024)
     cfg.model.backbone.depth = 50
     cfg.model.sem_seg_head.channels = 32
     cfg.model.auxiliary_head.channels = 16

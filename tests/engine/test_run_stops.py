@@ -115,7 +115,7 @@ def test_sigterm_in_eval_only_is_one_line(run, tmp_path):
     evaluation = run("--config-file", EVAL_CONFIG, "--eval-only", f"train.output_dir={tmp_path / 'out'}")
     evaluation.wait_for(evaluation.printed("Start inference on"), "the evaluation")
     assert evaluation.stop(signal.SIGTERM) == 143
-    assert evaluation.stderr == ["train_net: evaluation interrupted by SIGTERM; no results were written, run the command again\n"]
+    assert evaluation.stderr == ["train_net: evaluation interrupted by SIGTERM; no results were written; run the command again\n"]
 
 
 @pytest.fixture

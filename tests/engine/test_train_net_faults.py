@@ -16,7 +16,14 @@ from PIL import Image
 from detectron2.data import DatasetCatalog
 
 from gcnet.data import register_checked_coco_instances
-from gcnet.engine import TRAINING_KEYS, CheckpointMismatchError, exit_on_bad_input, exit_on_stop, load_config
+from gcnet.engine import (
+    TRAINING_KEYS,
+    CheckpointMismatchError,
+    checkpoint_state,
+    exit_on_bad_input,
+    exit_on_stop,
+    load_config,
+)
 from gcnet.engine.defaults import (
     build_model,
     build_optimizer,
@@ -28,7 +35,7 @@ from gcnet.engine.defaults import (
     load_training_checkpoint,
     writer_hooks,
 )
-from gcnet.engine.run_setup import start_run
+from gcnet.engine.run_setup import seed_run, start_run
 
 from ..helpers import TINY_CONFIG, run_tool, tool_env
 
@@ -59,7 +66,7 @@ def train_in_process(*opts):
             start_iter = load_training_checkpoint(args, cfg, trainer.checkpointer)
         start_run(cfg, args, model)
         trainer.register_hooks(writer_hooks(cfg, start_iter))
-        with exit_on_stop("train_net", "training", cfg.train.output_dir):
+        with exit_on_stop("train_net", "training", state=checkpoint_state(cfg.train.output_dir)):
             trainer.train(start_iter, cfg.train.max_iter)
     message = str(exit_info.value.code)
     assert "\n" not in message
@@ -212,3 +219,14 @@ def test_training_refuses_a_checkpoint_that_fills_nothing(tiny_dataset, tmp_path
     assert message.startswith(f"train_net: {other} does not fit the model of the config: it fills none of the model's ")
     assert message.endswith("give the checkpoint of this architecture, or train.init_checkpoint_partial=True to load what fits")
     assert not (tmp_path / "out").exists()
+
+
+def test_train_seed_makes_the_initial_weights_the_same(tmp_path):
+    """train.seed seeds the generators before the model is built (tools/train_net.py calls
+    seed_run right after the checks), so that two runs start from the same weights."""
+    weights = []
+    for _ in range(2):
+        args, cfg = checked_config(f"train.output_dir={tmp_path / 'out'}", "train.seed=3")
+        seed_run(cfg, args)
+        weights.append(build_model(cfg).state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

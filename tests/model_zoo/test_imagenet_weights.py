@@ -38,8 +38,7 @@ def load_with_report(model, path):
     (BatchNorm's step counters are not weights, and not reported)."""
     checkpointer = GCNetCheckpointer(model)
     checkpointer.load(str(path))
-    incompatible = checkpointer.incompatible
-    return set(incompatible.missing_keys), set(incompatible.unexpected_keys)
+    return set(checkpointer.fit.missing_keys), set(checkpointer.fit.unexpected_keys)
 
 
 @pytest.mark.parametrize(

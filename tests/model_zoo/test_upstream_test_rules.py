@@ -1,20 +1,21 @@
 """The upstream test-time rules the zoo reproduces, each checked against an explicit
 re-computation of the upstream rule on the same stage outputs: mmdetection's cascade scores and
-box coders (all three mmdetection versions), and mmsegmentation's resize of the logits."""
-import math
-
+box coders with their two-sided clamp (all three mmdetection versions), and mmsegmentation's
+resize of the logits."""
 import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
 
 from detectron2.config import instantiate
+from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.structures import Boxes, Instances
 
 import gcnet.model_zoo as zoo
 from gcnet.model_zoo.manifest import default_manifest
 from gcnet.modeling import ContextHead, ContextSegmentor, build_gcnet_resnet
 
+from . import upstream_reference as upstream
 from .upstream_layouts import randomize_batchnorm_
 
 MANIFEST = default_manifest()
@@ -22,20 +23,6 @@ CASCADE_ENTRIES = sorted(n for n in MANIFEST.models if "cascade_mask_rcnn" in n)
 # target_stds of the three cascade stages in mmdetection v1-v3 and the original GCNet configs.
 UPSTREAM_CASCADE_STDS = [(0.1, 0.1, 0.2, 0.2), (0.05, 0.05, 0.1, 0.1), (0.033, 0.033, 0.067, 0.067)]
 IMAGE_SIZE = (256, 320)
-
-
-def mmdet_delta2bbox(rois, deltas, stds, max_shape):
-    """mmdetection's ``DeltaXYWHBBoxCoder.decode`` (v2/v3 ``delta2bbox``: means 0,
-    ``wh_ratio_clip`` 16/1000, boxes clipped to the image)."""
-    denorm = deltas * deltas.new_tensor(stds)
-    max_ratio = abs(math.log(16 / 1000))
-    pxy, pwh = (rois[:, :2] + rois[:, 2:]) * 0.5, rois[:, 2:] - rois[:, :2]
-    gxy = pxy + pwh * denorm[:, :2]
-    gwh = pwh * denorm[:, 2:].clamp(min=-max_ratio, max=max_ratio).exp()
-    boxes = torch.cat([gxy - gwh * 0.5, gxy + gwh * 0.5], dim=1)
-    height, width = max_shape
-    return torch.stack([boxes[:, 0].clamp(0, width), boxes[:, 1].clamp(0, height),
-                        boxes[:, 2].clamp(0, width), boxes[:, 3].clamp(0, height)], dim=1)  # fmt: skip
 
 
 def mmdet_multiclass_nms(boxes, scores, score_thr=0.05, iou_thr=0.5, max_num=100):
@@ -96,6 +83,34 @@ def test_cascade_entries_set_upstream_scores_and_box_coders(name):
         assert list(predictor.box2box_transform.weights) == [1 / s for s in stds]
 
 
+DETECTION_ENTRIES = sorted(n for n, m in MANIFEST.models.items() if m.task == "instance_segmentation")
+
+
+def box_coders(cfg):
+    """The box coders of a detection config with the stds they decode with: the RPN's, then
+    each box predictor's."""
+    predictors = cfg.model.roi_heads.get("box_predictors") or [cfg.model.roi_heads.box_predictor]
+    coders = [cfg.model.proposal_generator.box2box_transform] + [p.box2box_transform for p in predictors]
+    return [(instantiate(c), tuple(1 / w for w in c.weights)) for c in coders]
+
+
+@pytest.mark.parametrize("name", DETECTION_ENTRIES)
+def test_predicted_sizes_clamped_from_both_sides(name):
+    """Log width and height ratios beyond +-log(1000/16) clamped (rule box_delta_clamp), in each
+    release's box convention: boxes 62.5 times smaller or larger than their RoI, at most."""
+    assert "box_delta_clamp" in MANIFEST.model(name).test_rules
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(64, 2, generator=g) * 500
+    rois = torch.cat([xy, xy + torch.rand(64, 2, generator=g) * 400 + 0.5], dim=1)
+    deltas = torch.randn(64, 4, generator=g) * 5
+    deltas[:32, 2:] *= 20  # log ratios up to about +-100
+    pixel = name.startswith("gcnet-v1/")
+    for coder, stds in box_coders(zoo.get_config(name)):
+        decoded = coder.apply_deltas(deltas, rois)
+        decoded = torch.minimum(decoded.clamp(min=0), torch.tensor([1199.0, 800.0] * 2) - float(pixel))
+        torch.testing.assert_close(decoded, upstream.delta2bbox(rois, deltas, stds, (800, 1199), pixel))
+
+
 def test_cascade_follows_mmdetection_on_the_same_stage_outputs(cascade_heads):
     """Each stage refines the boxes of the one before with its own stds, the scores are the
     softmax of the mean logits: mmdetection's CascadeRoIHead, recomputed from the stage outputs."""
@@ -104,7 +119,7 @@ def test_cascade_follows_mmdetection_on_the_same_stage_outputs(cascade_heads):
     rois = proposals.proposal_boxes.tensor.double()
     for stage, (logits, deltas) in enumerate(outputs):
         torch.testing.assert_close(pooled[stage].double(), rois, rtol=0, atol=1e-3)  # float32 decoding
-        rois = mmdet_delta2bbox(rois, deltas.double(), UPSTREAM_CASCADE_STDS[stage], IMAGE_SIZE)
+        rois = upstream.delta2bbox(rois, deltas.double(), UPSTREAM_CASCADE_STDS[stage], IMAGE_SIZE)
     scores = torch.softmax(sum(logits.double() for logits, _ in outputs) / len(outputs), dim=1)
     boxes, scores, labels = mmdet_multiclass_nms(rois, scores)
     assert len(instances) == len(boxes) > 10
@@ -122,11 +137,10 @@ def test_detectron2_rules_differ_from_mmdetection(cascade_heads):
     mean_of_probabilities = sum(torch.softmax(x, dim=1) for x in logits) / 3
     assert (mean_of_probabilities - torch.softmax(sum(logits) / 3, dim=1)).abs().max() > 0.05
     deltas, rois = outputs[2][1], pooled[2]
-    transform = type(cascade_heads.box_predictor[2].box2box_transform)(weights=(30, 30, 15, 15))  # detectron2's
-    detectron2 = Boxes(transform.apply_deltas(deltas, rois))
+    detectron2 = Boxes(Box2BoxTransform(weights=(30, 30, 15, 15)).apply_deltas(deltas, rois))
     detectron2.clip(IMAGE_SIZE)
-    upstream = mmdet_delta2bbox(rois.double(), deltas.double(), UPSTREAM_CASCADE_STDS[2], IMAGE_SIZE)
-    assert (detectron2.tensor.double() - upstream).abs().max() > 0.1  # pixels
+    expected = upstream.delta2bbox(rois.double(), deltas.double(), UPSTREAM_CASCADE_STDS[2], IMAGE_SIZE)
+    assert (detectron2.tensor.double() - expected).abs().max() > 0.1  # pixels
 
 
 def mmseg_postprocess(logits, size, align_corners):

@@ -9,16 +9,24 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from omegaconf import ListConfig
 
-from detectron2.config import instantiate
+import detectron2.data.transforms as T
+from detectron2.config import LazyConfig, instantiate
+from detectron2.evaluation import SemSegEvaluator
+from detectron2.modeling import GeneralizedRCNN
+from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.utils.file_io import PathManager
 
 import gcnet.model_zoo as zoo
+from gcnet.data import OpenCVResizeShortestEdge
 from gcnet.engine import GCNetCheckpointer
+from gcnet.evaluation import MMSegSemSegEvaluator
 from gcnet.model_zoo import manifest as manifest_module
 from gcnet.model_zoo.handler import GCNetHandler
 from gcnet.model_zoo.manifest import default_manifest, load_manifest
 from gcnet.model_zoo.markdown import model_zoo_markdown
+from gcnet.modeling import mmdet
 
 from ..helpers import REPO_ROOT, run_tool, serve_directory
 from .upstream_layouts import mmdet_checkpoint
@@ -61,32 +69,105 @@ def test_every_entry_is_consistent(name):
         model = MANIFEST.models[name]
         assert (REPO_ROOT / model.config).is_file()
         assert all(m["source"].startswith(("reported by ", "evaluated with gcnet on ")) for m in model.metrics.values())
-        rules = MANIFEST.test_rules
-        assert any(rules[r].reproduced for r in model.test_rules) and any(not rules[r].reproduced for r in model.test_rules)
+        assert model.test_rules and all(MANIFEST.test_rules[r].reproduced for r in model.test_rules)
 
 
+def test_every_upstream_rule_reproduced():
+    """MODEL_ZOO.md has no rule left "Not reproduced"."""
+    assert [k for k, rule in MANIFEST.test_rules.items() if not rule.reproduced] == []
+    assert "Not reproduced" not in model_zoo_markdown(MANIFEST)
+
+
+def box_parts(model):
+    """The RPN's box coder and each box predictor with its coder."""
+    predictors = model.roi_heads.box_predictor
+    predictors = list(predictors) if isinstance(predictors, torch.nn.ModuleList) else [predictors]
+    return model.proposal_generator.box2box_transform, predictors
+
+
+def box_coders(model):
+    rpn_coder, predictors = box_parts(model)
+    return [rpn_coder] + [p.box2box_transform for p in predictors]
+
+
+def mmdet_v1_boxes(cfg, model) -> bool:
+    parts = [model, model.proposal_generator, model.proposal_generator.anchor_generator, *box_coders(model)]
+    parts += [*box_parts(model)[1], model.roi_heads.box_pooler, model.roi_heads.mask_pooler]
+    return all(type(p).__name__.startswith("MMDetV1") and type(p) is getattr(mmdet, type(p).__name__) for p in parts)
+
+
+def mmdet_detections(cfg, model) -> bool:
+    poolers = (model.roi_heads.box_pooler, model.roi_heads.mask_pooler)
+    return isinstance(model, mmdet.MMDetRCNN) and all(isinstance(p, mmdet.MMDetROIPooler) for p in poolers)
+
+
+def v1_roi_align(cfg, model) -> bool:
+    poolers = model.roi_heads.box_pooler.level_poolers
+    return {(p.sampling_ratio, p.aligned) for p in poolers} == {(2, False)}
+
+
+def resizes_as(cfg, short: int, longer: int) -> bool:
+    resizes = instantiate(cfg.dataloader.test.mapper.augmentations)
+    found = [(type(r), r.short_edge_length[0], r.max_size) for r in resizes]
+    return found == [(OpenCVResizeShortestEdge, short, longer)]
+
+
+def evaluators(cfg):
+    evaluator = cfg.dataloader.evaluator
+    return [e._target_ for e in (evaluator if isinstance(evaluator, ListConfig) else [evaluator])]
+
+
+CASCADE_WEIGHTS = (1 / 0.033, 1 / 0.033, 1 / 0.067, 1 / 0.067)
+# What an instantiated zoo config (its model and dataloader) does for each upstream rule it lists.
+RULE_CHECKS = {
+    "mmdet_detections": mmdet_detections,
+    "mmdet_box_coder": lambda cfg, m: [c.weights for c in box_coders(m)[:2]] == [(1, 1, 1, 1), (10, 10, 5, 5)],
+    "cascade_box_coders": lambda cfg, m: box_coders(m)[3].weights == pytest.approx(CASCADE_WEIGHTS),
+    "cascade_scores": lambda cfg, m: m.roi_heads.score_fusion == "mean_logits",
+    "cascade_masks": lambda cfg, m: len(m.roi_heads.mask_head) == 3,
+    "mmdet_v1_roi_align": v1_roi_align,
+    "mmseg_logits_resize": lambda cfg, m: m.output_resize == "logits",
+    "mmseg_slide": lambda cfg, m: (m.mode, m.crop_size, m.stride) == ("slide", (769, 769), (513, 513)),
+    "mmdet_resize": lambda cfg, m: resizes_as(cfg, 800, 1333),
+    "box_delta_clamp": lambda cfg, m: all(isinstance(c, mmdet.MMDetBox2BoxTransform) for c in box_coders(m)),
+    "mmdet_v1_boxes": mmdet_v1_boxes,
+    "mmseg_resize": lambda cfg, m: any(resizes_as(cfg, s, l) for s, l in [(1025, 2049), (1024, 2048), (512, 2048)]),
+    "mmseg_tta_scales": lambda cfg, m: cfg.dataloader.test.mapper.test_ratios is None,  # ms+flip: test_mmseg_rules.py
+    "sem_seg_miou": lambda cfg, m: MMSegSemSegEvaluator in evaluators(cfg),
+}
 CONFIG_VARIANTS = sorted({(m.config, m.config_overrides) for m in MANIFEST.models.values()})
 
 
 @pytest.mark.parametrize("config,overrides", CONFIG_VARIANTS, ids=[f"{Path(c).stem}{'+overrides' if o else ''}" for c, o in CONFIG_VARIANTS])
-def test_every_entry_config_instantiates(config, overrides):
-    name = next(n for n, m in MANIFEST.models.items() if (m.config, m.config_overrides) == (config, overrides))
-    cfg = zoo.get_config(name, trained=True)
-    assert cfg.train.init_checkpoint == f"gcnet://{name}"
+def test_every_entry_config_follows_its_rules(config, overrides):
+    """Each entry's config (with its overrides) instantiates and does what each of its upstream
+    test-time rules says; every rule of the manifest has its check."""
+    assert set(RULE_CHECKS) == set(MANIFEST.test_rules)
+    names = [n for n, m in MANIFEST.models.items() if (m.config, m.config_overrides) == (config, overrides)]
+    cfg = zoo.get_config(names[0], trained=True)
+    assert cfg.train.init_checkpoint == f"gcnet://{names[0]}"
     model = instantiate(cfg.model)
-    applied = dict(o.split("=", 1) for o in overrides)
-    if "model.roi_heads.box_pooler.sampling_ratio" in applied:  # mmdetection v1's RoIAlign
-        pooler = model.roi_heads.box_pooler.level_poolers[0]
-        assert pooler.aligned is False and pooler.sampling_ratio == 2
-    if "model.roi_heads.score_fusion" in applied:  # upstream's cascade rules
-        assert model.roi_heads.score_fusion == "mean_logits"
-        weights = model.roi_heads.box_predictor[2].box2box_transform.weights
-        assert weights == pytest.approx((1 / 0.033, 1 / 0.033, 1 / 0.067, 1 / 0.067))
-    assert set(applied) <= {
-        "model.roi_heads.box_pooler.pooler_type", "model.roi_heads.box_pooler.sampling_ratio",
-        "model.roi_heads.mask_pooler.pooler_type", "model.roi_heads.mask_pooler.sampling_ratio",
-        "model.roi_heads.score_fusion", "model.roi_heads.box_predictors.2.box2box_transform.weights",
-    }, applied  # fmt: skip
+    for name in names:
+        failed = [r for r in MANIFEST.model(name).test_rules if not RULE_CHECKS[r](cfg, model)]
+        assert not failed, f"{name} does not follow {failed}"
+
+
+@pytest.mark.parametrize("config", [
+    "configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_gc_r16_1x.py",
+    "configs/COCO-InstanceSegmentation/cascade_mask_rcnn_X_101_32x4d_FPN_syncbn_gc_r16_1x.py",
+    "configs/Cityscapes-SemanticSegmentation/gc_head_R_101_D8_769x769_60k.py",
+])  # fmt: skip
+def test_own_configs_keep_detectron2s_rules(config):
+    """The configs a zoo entry overrides are gcnet's own: without the overrides, detectron2's
+    model, box coder, resize and evaluator."""
+    cfg = LazyConfig.load(str(REPO_ROOT / config))
+    resizes = instantiate(cfg.dataloader.test.mapper.augmentations)
+    assert all(type(a) in (T.ResizeShortestEdge, T.Resize) for a in resizes)
+    if "COCO" in config:
+        assert cfg.model._target_ is GeneralizedRCNN
+        assert cfg.model.proposal_generator.box2box_transform._target_ is Box2BoxTransform
+    else:
+        assert evaluators(cfg)[0] is SemSegEvaluator and cfg.model.inference.output_resize == "probabilities"
 
 
 MINIMAL_ENTRY = dict(
@@ -101,6 +182,14 @@ FULL = "0123abcd" + "9" * 56
     [
         ({"test_rules": {"r": {"reproduced": "yes", "text": "t"}}}, "test rule 'r' must have reproduced (true or false) and text, got {'reproduced': 'yes', 'text': 't'}"),
         ({"test_rules": {}, "models": [dict(MINIMAL_ENTRY, test_rules=["nope"])]}, "entry 'test/model' refers to unknown test_rules ['nope']"),
+        (
+            {"models": [dict(MINIMAL_ENTRY, metrics={"mIoU": {"value": 1.0, "source": "s", "config_overrides": "a=1"}})]},
+            "entry 'test/model': config_overrides of metric 'mIoU' must be a list of key=value, got 'a=1'",
+        ),
+        (
+            {"models": [dict(MINIMAL_ENTRY, metrics={"mIoU": 41.5})]},
+            "entry 'test/model': metric 'mIoU' must have value and source, got 41.5",
+        ),
         # Digests: full or none, quoted, agreeing with the file name; plain http only when pinned.
         (
             {"models": [dict(MINIMAL_ENTRY, sha256="0123abcd")]},

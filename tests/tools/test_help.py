@@ -9,11 +9,11 @@ from detectron2.engine import default_argument_parser
 
 from gcnet.utils.argument_parser import default_argument_parser as gcnet_argument_parser
 
-from ..helpers import REPO_ROOT, load_tool, tool_env
+from ..helpers import REPO_ROOT, tool_env
 
 TOOLS = [
     "train_net", "demo", "web_demo", "prepare_datasets", "convert_checkpoint", "analyze_model", "export_model",
-    "labelme_to_coco", "benchmark", "triton_kernel_report",
+    "labelme_to_coco", "benchmark", "benchmark_predict", "triton_kernel_report", "predict", "submit",
 ]
 
 HELP_WITHOUT_TORCH = """

@@ -436,7 +436,8 @@ def test_refused_photos_and_blocks(tiny, shared_data, tmp_path):
 
 def test_semantic_segmentation_config(shared_data, tmp_path):
     Image.open(shared_data / "demo" / "park_bench.jpg").resize((160, 107)).save(tmp_path / "small.png")
-    predictor = Predictor(load_config(str(REPO_ROOT / SEM_SEG_CONFIG), ["train.init_checkpoint="]), device="cpu")
+    overrides = ["train.init_checkpoint=", "dataloader.test.mapper.augmentations=[]"]  # not fitted in 2048x1024
+    predictor = Predictor(load_config(str(REPO_ROOT / SEM_SEG_CONFIG), overrides), device="cpu")
     demo = WebDemo(predictor, max_pixels=1e6)
     assert not demo.detects_instances and demo.default_blocks == ["sem_seg_head.context"]
     drawn, gallery, summary = demo.run(str(tmp_path / "small.png"), 0.5, demo.default_blocks)
@@ -495,7 +496,8 @@ def test_zoo_model_without_network_is_one_line(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("web_demo: Could not download https://download.openmmlab.com/mmdetection/v2.0/gcnet/"), last
-    assert f"copy it to {tmp_path / 'cache'}" in last
+    assert "on another machine and run: python -m gcnet.model_zoo download mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco" in last
+    assert "train.init_checkpoint" not in last  # a way out for training, not for the demo
 
 
 def test_help_answers_without_the_heavy_imports():

@@ -47,7 +47,7 @@ dataloader.test = L(build_detection_test_loader)(
     dataset=L(get_detection_dataset_dicts)(
         names="gcnet_cityscapes_fine_sem_seg_val", filter_empty=False
     ),
-    mapper=L(SemSegDatasetMapper)(is_train=False, augmentations=[], image_format="RGB"),
+    mapper=L(SemSegDatasetMapper)(is_train=False, augmentations=[], image_format="RGB", test_ratios=None),
     num_workers=4,
 )
 

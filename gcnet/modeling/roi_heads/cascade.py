@@ -8,7 +8,6 @@ from torch import nn
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, CascadeROIHeads, build_mask_head
-from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 from detectron2.modeling.roi_heads.mask_head import mask_rcnn_inference
 from detectron2.modeling.roi_heads.roi_heads import select_foreground_proposals
 from detectron2.structures import Boxes, Instances, pairwise_iou
@@ -20,12 +19,13 @@ __all__ = ["MultiMaskCascadeROIHeads", "SCORE_FUSIONS"]
 SCORE_FUSIONS = ("mean_probabilities", "mean_logits")
 
 
-def _test_proposals(boxes: torch.Tensor, image_size) -> Instances:
-    """A later cascade stage's RoIs at test time: the boxes the stage before predicted, clipped
-    to the image, as detectron2's ``CascadeROIHeads`` makes them."""
+def _test_proposals(boxes: torch.Tensor, previous: Instances) -> Instances:
+    """A later cascade stage's RoIs at test time: the boxes the stage before predicted from the
+    RoIs ``previous``, clipped to the image, as detectron2's ``CascadeROIHeads`` makes them,
+    with the other fields of ``previous`` (what the first RoIs carry to the box predictors)."""
     proposal_boxes = Boxes(boxes.detach())
-    proposal_boxes.clip(image_size)
-    proposals = Instances(image_size)
+    proposal_boxes.clip(previous.image_size)
+    proposals = Instances(previous.image_size, **previous.get_fields())
     proposals.proposal_boxes = proposal_boxes
     return proposals
 
@@ -121,19 +121,16 @@ class MultiMaskCascadeROIHeads(CascadeROIHeads):
         boxes of the stage before, the class scores are the softmax of the mean of the stages'
         logits, and the boxes those of the last stage."""
         features = [features[f] for f in self.box_in_features]
-        image_sizes = [x.image_size for x in proposals]
         stage_logits = []
         for k in range(self.num_cascade_stages):
-            if k > 0:
-                proposals = [_test_proposals(b, size) for b, size in zip(boxes, image_sizes)]
             box_features = self.box_pooler(features, [x.proposal_boxes for x in proposals])
             predictions = self.box_predictor[k](self.box_head[k](box_features))
-            boxes = self.box_predictor[k].predict_boxes(predictions, proposals)
             stage_logits.append(predictions[0])
-        predictor = self.box_predictor[-1]
-        scores = predictor.predict_probs((sum(stage_logits) / len(stage_logits), None), proposals)
-        thresholds = (predictor.test_score_thresh, predictor.test_nms_thresh, predictor.test_topk_per_image)
-        return fast_rcnn_inference(boxes, scores, image_sizes, *thresholds)[0]
+            if k + 1 < self.num_cascade_stages:  # the next stage refines this stage's boxes
+                boxes = self.box_predictor[k].predict_boxes(predictions, proposals)
+                proposals = [_test_proposals(b, p) for b, p in zip(boxes, proposals)]
+        # The last stage's boxes and the mean logits, through the last predictor's own inference.
+        return self.box_predictor[-1].inference((sum(stage_logits) / len(stage_logits), predictions[1]), proposals)[0]
 
     def _forward_mask(self, features: Dict[str, torch.Tensor], instances: List[Instances]):
         features = [features[f] for f in self.mask_in_features]

@@ -16,7 +16,7 @@ from detectron2.structures import ImageList
 from ..defaults import options_from_yacs
 from .head import AUXILIARY_HEAD, AUXILIARY_YACS_KEYS, ContextHead
 
-__all__ = ["ContextSegmentor", "INFERENCE_MODES", "OUTPUT_RESIZES", "INFERENCE", "YACS_KEYS"]
+__all__ = ["ContextSegmentor", "INFERENCE_MODES", "OUTPUT_RESIZES", "INFERENCE", "MULTI_SCALE_IMAGES", "YACS_KEYS"]
 
 INFERENCE_MODES = ("whole", "slide")
 # What is resized to the output size at test time: the class probabilities (averaged over the
@@ -26,6 +26,9 @@ OUTPUT_RESIZES = ("probabilities", "logits")
 INFERENCE = MappingProxyType(
     dict(mode="whole", crop_size=(769, 769), stride=(513, 513), scales=(1.0,), flip=False, output_resize="probabilities")
 )
+# The key of a model input that holds its image resized for each test scale
+# (``gcnet.data.SemSegDatasetMapper``'s ``test_ratios``).
+MULTI_SCALE_IMAGES = "multi_scale_images"
 # MODEL.GCNET_SEG.<KEY> -> the ContextSegmentor option it sets.
 YACS_KEYS = {
     "INFERENCE_MODE": "inference.mode",
@@ -47,8 +50,10 @@ class ContextSegmentor(nn.Module):
         pixel_mean, pixel_std: input normalization.
         inference: over :data:`INFERENCE`, ``mode`` "whole" (the whole image at once) or
             "slide" (``crop_size`` windows every ``stride`` pixels, logits averaged where they
-            overlap); ``scales`` and ``flip`` for test-time augmentation (class probabilities
-            averaged over all scale and flip combinations); ``output_resize``, one of
+            overlap); ``scales`` (the input image resized in the model; or the images of an
+            input's ``MULTI_SCALE_IMAGES``, resized from the original as mmsegmentation does)
+            and ``flip`` for test-time augmentation (class probabilities averaged over all scale
+            and flip combinations); ``output_resize``, one of
             :data:`OUTPUT_RESIZES`: "probabilities" resizes the averaged probabilities from the
             input size to the output size, "logits" resizes each augmentation's logits to the
             output size before its softmax, as mmsegmentation (``EncoderDecoder``, v0.x and 1.x)
@@ -116,13 +121,23 @@ class ContextSegmentor(nn.Module):
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        """A (C, H, W) input image on the model's device, less the pixel mean, over the std."""
+        return (image.to(self.device) - self.pixel_mean) / self.pixel_std
+
     def forward(self, batched_inputs: List[Dict]):
-        images = [(x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs]
+        """Training: the losses. Inference: per input, the class probabilities at its "height"
+        and "width"; an input with ``MULTI_SCALE_IMAGES`` (the image resized from the original
+        for each test scale, as mmsegmentation does) is predicted from those images."""
+        images = [self.normalize(x["image"]) for x in batched_inputs]
         if not self.training:
-            return [
-                {"sem_seg": self.predict(image, x.get("height", image.shape[1]), x.get("width", image.shape[2]))}
-                for image, x in zip(images, batched_inputs)
-            ]
+            outputs = []
+            for image, x in zip(images, batched_inputs):
+                scaled = x.get(MULTI_SCALE_IMAGES)
+                scaled = [self.normalize(i) for i in scaled] if scaled is not None else None
+                height, width = x.get("height", image.shape[1]), x.get("width", image.shape[2])
+                outputs.append({"sem_seg": self.predict(image, height, width, scaled_images=scaled)})
+            return outputs
         images = ImageList.from_tensors(images, pad_value=0.0)
         targets = ImageList.from_tensors(
             [x["sem_seg"].to(self.device) for x in batched_inputs],
@@ -139,16 +154,28 @@ class ContextSegmentor(nn.Module):
         logits = self.sem_seg_head.layers(self.backbone(images))
         return self._resize(logits, images.shape[-2:])
 
-    def predict(self, image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    def predict(
+        self, image: torch.Tensor, height: int, width: int, scaled_images: Optional[Sequence[torch.Tensor]] = None
+    ) -> torch.Tensor:
         """(K, height, width) class probabilities of one normalized (C, H, W) image, averaged
-        over the test scales and flips (resized to the output size as ``output_resize`` says)."""
+        over the test scales and flips (resized to the output size as ``output_resize`` says).
+
+        Args:
+            scaled_images: the normalized image already resized for each test scale (resized
+                from the original image, as mmsegmentation's ``MultiScaleFlipAug``); then
+                ``inference.scales`` must be (1.0,), and ``image`` only sets the size the
+                probabilities are averaged at when ``output_resize`` is "probabilities".
+        """
+        if scaled_images is not None and self.scales != (1.0,):
+            raise ValueError(
+                "the input holds images for its own test scales; inference.scales must be [1.0], "
+                f"got {list(self.scales)}"
+            )
+        views = [x[None] for x in scaled_images] if scaled_images is not None else self._scaled(image)
         size = (height, width) if self.output_resize == "logits" else tuple(image.shape[-2:])
         probabilities = 0
-        augmentations = list(itertools.product(self.scales, (False, True) if self.flip else (False,)))
-        for scale, flip in augmentations:
-            x = image[None]
-            if scale != 1:
-                x = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=self.sem_seg_head.align_corners)
+        augmentations = list(itertools.product(views, (False, True) if self.flip else (False,)))
+        for x, flip in augmentations:
             if flip:
                 x = x.flip(-1)
             logits = self._slide(x) if self.mode == "slide" else self.logits(x)
@@ -157,6 +184,15 @@ class ContextSegmentor(nn.Module):
             probabilities = probabilities + self._resize(logits, size).softmax(dim=1)
         probabilities = self._resize(probabilities / len(augmentations), (height, width))
         return probabilities[0]
+
+    def _scaled(self, image: torch.Tensor) -> List[torch.Tensor]:
+        """The (1, C, H, W) image at each of ``inference.scales``, resized in the model."""
+        align_corners = self.sem_seg_head.align_corners
+        return [
+            image[None] if scale == 1 else
+            F.interpolate(image[None], scale_factor=scale, mode="bilinear", align_corners=align_corners)
+            for scale in self.scales
+        ]  # fmt: skip
 
     def _slide(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of ``x`` from ``crop_size`` windows every ``stride`` pixels, averaged where
