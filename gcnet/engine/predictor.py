@@ -3,7 +3,7 @@
 (:mod:`.inference`)."""
 import copy
 import logging
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -136,18 +136,24 @@ class Predictor:
         """The model's output for one preprocessed input (:meth:`preprocess`), with a
         detector's instances below ``score_threshold`` dropped before their masks are pasted;
         in float32, also under bfloat16 autocast."""
-        with self.setup.autocast():
-            return self._predict(self.model, inputs)
+        return self.predict_batch([inputs])[0]
 
-    def _predict(self, model: torch.nn.Module, inputs: Dict) -> Dict:
-        if not isinstance(model, GeneralizedRCNN):
-            return {k: v.float() for k, v in model([inputs])[0].items()}
-        instances = _float32(model.inference([inputs], do_postprocess=False)[0])
+    def predict_batch(self, inputs: List[Dict]) -> List[Dict]:
+        """:meth:`predict` for a batch of preprocessed inputs (padded to the largest one, as a
+        test loader's batch is)."""
+        for x in inputs:
+            x["image"] = x["image"].to(self.device, non_blocking=True)
+        with self.setup.autocast():
+            if not isinstance(self.model, GeneralizedRCNN):
+                return [{k: v.float() for k, v in output.items()} for output in self.model(inputs)]
+            batch = self.model.inference(inputs, do_postprocess=False)
+        return [self._postprocess(_float32(instances), x) for instances, x in zip(batch, inputs)]
+
+    def _postprocess(self, instances: Instances, inputs: Dict) -> Dict:
         instances = instances[instances.scores >= self.score_threshold]
-        with torch.autocast(self.device.type, enabled=False):
-            if hasattr(model, "postprocess"):  # a detector with its own rules (gcnet.modeling.MMDetRCNN)
-                return {"instances": model.postprocess(instances, inputs)}
-            return {"instances": detector_postprocess(instances, inputs["height"], inputs["width"])}
+        if hasattr(self.model, "postprocess"):  # a detector with its own rules (gcnet.modeling.MMDetRCNN)
+            return {"instances": self.model.postprocess(instances, inputs)}
+        return {"instances": detector_postprocess(instances, inputs["height"], inputs["width"])}
 
     @torch.no_grad()
     def __call__(self, original_image: np.ndarray, output_size: Optional[Tuple[int, int]] = None) -> Dict:

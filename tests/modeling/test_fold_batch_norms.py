@@ -27,6 +27,8 @@ REPRESENTATIVES = [
     "gcnet-v1/mask_rcnn_r16_gcb_c3-c5_r50_fpn_1x",
     "gcnet-v1/mask_rcnn_r16_gcb_c3-c5_x101_32x4d_fpn_syncbn_1x",
     "gcnet-v1/cascade_mask_rcnn_r16_gcb_dconv_c3-c5_x101_32x4d_fpn_syncbn_1x",
+    "mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco",
+    "mmdet/cascade_mask_rcnn_x101_32x4d_fpn_syncbn-backbone_dconv_c3-c5_r16_gcb_c3-c5_1x_coco",
     "mmseg/gcnet_r50-d8_512x1024_40k_cityscapes",
 ]
 FIXED_NORMS = (FrozenBatchNorm2d, nn.BatchNorm2d)  # SyncBN (gcnet's, detectron2's) is a BatchNorm2d
