@@ -137,7 +137,7 @@ def test_export_and_check(shared_data, tmp_path):
     )
     assert ok
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "model.onnx"]
-    assert lines[0] == "Exporting with 56 BatchNorms folded into their convs"
+    assert lines[0] == "Exporting with 59 BatchNorms folded into their convs"
     assert lines[1].startswith(f"Wrote {tmp_path / 'model.onnx'} (") and lines[1].endswith(" s CPU)")
     assert lines[2].startswith("onnx: largest difference from the eager model on the traced input: ")
     assert "BatchNormalization" not in {node.op_type for node in onnx.load(str(tmp_path / "model.onnx")).graph.node}
