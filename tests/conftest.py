@@ -42,6 +42,22 @@ def pytest_collection_modifyitems(session, config, items):
             pytest.exit(str(e), returncode=pytest.ExitCode.USAGE_ERROR)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def calibration_file(tmp_path_factory) -> Path:
+    """The choices of "auto" inference options (gcnet.engine.calibration) in a file of this
+    session's, not in the user's cache; tools run as subprocesses inherit it."""
+    import os
+
+    path = tmp_path_factory.mktemp("calibration") / "calibration.json"
+    previous = os.environ.get("GCNET_CALIBRATION_FILE")
+    os.environ["GCNET_CALIBRATION_FILE"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("GCNET_CALIBRATION_FILE", None)
+    else:
+        os.environ["GCNET_CALIBRATION_FILE"] = previous
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real datasets and photos of the tests (``find_test_data``; never copied into the

@@ -51,6 +51,33 @@ def randomize_(module: nn.Module, seed: int = 0, scale: float = 0.5) -> nn.Modul
     return module
 
 
+def randomize_norms_(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random statistics and affine parameters for every BatchNorm (frozen, or a BatchNorm2d
+    such as SyncBN), scaled so that features stay of order 1-100 through the depth of a random
+    ResNet; small random weights for the parts that start at zero (GC blocks' last convs, DCN
+    offset convs); and every detection kept, whatever its score."""
+    from detectron2.layers import FrozenBatchNorm2d
+    from detectron2.modeling.roi_heads import FastRCNNOutputLayers
+
+    from gcnet.layers import ContextBlock
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, (FrozenBatchNorm2d, nn.BatchNorm2d)):
+                c = module.num_features
+                module.weight.copy_(torch.rand(c, generator=g) * 0.4 + 0.3)
+                module.bias.copy_(torch.randn(c, generator=g) * 0.1)
+                module.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
+                module.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+            elif isinstance(module, ContextBlock) or name.endswith("conv2_offset"):
+                for p in module.parameters():
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+            elif isinstance(module, FastRCNNOutputLayers):
+                module.test_score_thresh = 0.0
+    return model
+
+
 def num_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 

@@ -15,6 +15,7 @@ heatmap over the image: <name>_gc_<block><ext>. The demo itself is gcnet.apps.ru
 import argparse
 import sys
 
+from gcnet.utils.argument_parser import add_inference_arguments, inference_overrides
 from gcnet.utils.known_warnings import filter_known_warnings
 
 
@@ -44,6 +45,7 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the config's train.device, else cuda if any)")
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
+    add_inference_arguments(parser)
     return parser
 
 
@@ -67,6 +69,7 @@ def main(argv=None) -> int:
             show_context=args.show_context,
             context_blocks=args.context_blocks,
             device=args.device,
+            inference_overrides=inference_overrides(args),
         )
     except (ValueError, OSError) as e:  # bad input, a missing file, a download that cannot be made
         print(f"demo: {e}", file=sys.stderr)

@@ -13,13 +13,15 @@ traced on the image of --sample-image (resized as the test loader does) or a ran
 a detector). The export is then run on the traced input: a detector's detections must match the
 eager model's (gcnet.export.DetectionTolerance, also on every --check-images image, at its own
 size), other models' outputs must not differ by more than --tolerance. --benchmark N times the
-exported and the eager model on the traced input. <output>/config.yaml is the config of the
+exported and the eager model on the traced input. The exports carry each fixed BatchNorm folded
+into its conv (--no-fold-norm: as the model has them). <output>/config.yaml is the config of the
 export (with --opts): its test loader makes the exported model's input (README.md, Export).
 The export itself is gcnet.apps.export_and_check.
 """
 import argparse
 import sys
 
+from gcnet.utils.argument_parser import add_inference_arguments
 from gcnet.utils.known_warnings import filter_known_warnings
 
 
@@ -50,6 +52,7 @@ def get_parser() -> argparse.ArgumentParser:
         help="time the exported and eager models N times on the traced input",
     )
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
+    add_inference_arguments(parser, runtime=False)
     return parser
 
 
@@ -74,6 +77,7 @@ def main(argv=None) -> int:
             input_size=None if args.sample_image else tuple(args.input_size),
             check_images=args.check_images,
             benchmark_repeats=args.benchmark,
+            fold_norm=args.fold_norm,
         )
     except (ValueError, OSError) as e:  # bad input, an unwritable output, a download that cannot be made
         print(f"export_model: {e}", file=sys.stderr)

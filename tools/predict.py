@@ -20,7 +20,13 @@ the results an uninterrupted run writes. Several processes (--num-gpus) and mach
 (--num-machines, --machine-rank, --dist-url, as train_net.py) share the shards; the output
 folder must then be one that all machines see.
 """
-from gcnet.utils.argument_parser import DEFAULT_SHARD_SIZE, add_launch_arguments, one_line_parser
+from gcnet.utils.argument_parser import (
+    DEFAULT_SHARD_SIZE,
+    add_inference_arguments,
+    add_launch_arguments,
+    inference_overrides,
+    one_line_parser,
+)
 from gcnet.utils.known_warnings import filter_known_warnings
 
 
@@ -57,6 +63,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("--device", help="cpu, cuda ... (default: the config's train.device, cuda if available)")
     add_launch_arguments(parser)
+    add_inference_arguments(parser)
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
     args = parser.parse_args(argv)
     if args.num_workers is not None and args.num_workers < 0:
@@ -73,7 +80,7 @@ import sys
 import tempfile
 
 from gcnet.apps import model_config
-from gcnet.engine import exit_on_bad_input, exit_on_stop, launch_from_args
+from gcnet.engine import InferenceOptions, exit_on_bad_input, exit_on_stop, launch_from_args
 from gcnet.engine.prediction import PredictionOptions, PredictionRun, plan_run, shard_state
 from gcnet.engine.run_setup import setup_console
 
@@ -82,9 +89,12 @@ TOOL = "predict"
 
 def main(args, plan, images_file):
     setup_console()
-    options = PredictionOptions(args.output, args.device, args.num_workers, shlex.join(["python", *sys.argv]))
+    command = shlex.join(["python", *sys.argv])
     with exit_on_bad_input(TOOL):  # a checkpoint that does not fit, a folder the machines do not see
-        run = PredictionRun(model_config(args.model, args.config_file, args.opts), plan, images_file, options)
+        cfg = model_config(args.model, args.config_file, args.opts)
+        inference = InferenceOptions.from_config(cfg, **inference_overrides(args))
+        options = PredictionOptions(args.output, args.device, args.num_workers, command, inference)
+        run = PredictionRun(cfg, plan, images_file, options)
         run.start()
     with exit_on_stop(TOOL, "prediction", state=shard_state(args.output, plan)):
         run.predict()
@@ -96,8 +106,10 @@ if __name__ == "__main__":
     setup_console()
     with exit_on_stop(TOOL, "start-up"), exit_on_bad_input(TOOL), tempfile.TemporaryDirectory(prefix="gcnet-predict-") as tmp:
         images_file = f"{tmp}/images.jsonl"
+        cfg = model_config(ARGS.model, ARGS.config_file, ARGS.opts)
+        InferenceOptions.from_config(cfg, **inference_overrides(ARGS))  # checked before the images are listed
         plan, complete = plan_run(
-            model_config(ARGS.model, ARGS.config_file, ARGS.opts), ARGS.input, ARGS.output, images_file,
+            cfg, ARGS.input, ARGS.output, images_file,
             image_root=ARGS.image_root, shard_size=ARGS.shard_size, batch_size=ARGS.batch_size,
             confidence_threshold=ARGS.confidence_threshold,
         )  # fmt: skip

@@ -59,6 +59,7 @@ from gcnet.engine.defaults import (
     evaluate,
     load_evaluated_checkpoint,
     load_training_checkpoint,
+    prepare_for_evaluation,
     wrap_ddp,
     writer_hooks,
 )
@@ -90,8 +91,9 @@ def do_eval(args, cfg):
     with exit_on_bad_input(TOOL):
         model = build_model(cfg)
         describe_model(model)
-        model = wrap_ddp(model, cfg)
         load_evaluated_checkpoint(args, cfg, model)
+        prepare_for_evaluation(cfg, model)
+        model = wrap_ddp(model, cfg)
     start_run(cfg, args, verbose=args.verbose)
     with exit_on_stop(TOOL, "evaluation", state=lambda: "no results were written; run the command again"):
         return do_test(cfg, model)

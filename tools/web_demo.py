@@ -20,6 +20,7 @@ to each browser its own uploads and results, nothing else (gcnet.apps.web_demo).
 import argparse
 import sys
 
+from gcnet.utils.argument_parser import add_inference_arguments, inference_overrides
 from gcnet.utils.known_warnings import filter_known_warnings
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7860
@@ -48,6 +49,7 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max-upload-mb", type=float, default=MAX_UPLOAD_MB, help="the largest upload accepted, in MB")
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
+    add_inference_arguments(parser)
     return parser
 
 
@@ -70,6 +72,7 @@ def main(argv=None) -> int:
             port=args.port,
             max_pixels=args.max_megapixels * 1e6,
             device=args.device,
+            inference_overrides=inference_overrides(args),
         )
         serve(web_demo, examples, title, args.host, args.port, args.max_upload_mb)
     except (ValueError, OSError) as e:  # bad input, a missing file, a download that cannot be made

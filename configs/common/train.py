@@ -2,6 +2,7 @@
 max_iter, amp, ddp, checkpointer, eval_period, log_period, device) for the 1x schedule, plus
 the options ``tools/train_net.py`` adds."""
 from gcnet.engine.config import default_device, get_detectron2_config
+from gcnet.engine.inference import InferenceOptions
 
 train = get_detectron2_config("common/train.py").train
 train.max_iter = 90000
@@ -26,3 +27,7 @@ train.seed = -1
 # channels_last memory format (faster convolutions on tensor-core GPUs, with train.amp).
 train.cudnn_benchmark = False
 train.channels_last = False
+# Inference (the predictor, demos, export, --eval-only; README "Performance"): fold each fixed
+# BatchNorm into its conv; channels_last and torch.compile True, False or "auto" (measured once on
+# the device); bfloat16 autocast (opt-in).
+train.inference = InferenceOptions().to_dict()

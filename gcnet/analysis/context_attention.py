@@ -96,7 +96,16 @@ class ContextAttentionRecorder(ForwardHooks):
 
     def __enter__(self) -> "ContextAttentionRecorder":
         self.maps = {}
+        # Each recorded block runs as a module on its input (no inference fusion into its conv).
+        self._fused = {name: block.fuse_into_producer for name, block in self.blocks.items()}
+        for block in self.blocks.values():
+            block.fuse_into_producer = False
         return super().__enter__()
+
+    def __exit__(self, *exc) -> None:
+        super().__exit__(*exc)
+        for name, block in self.blocks.items():
+            block.fuse_into_producer = self._fused[name]
 
 
 def predict_with_attention(

@@ -16,7 +16,7 @@ import math
 import os
 import re
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -33,7 +33,7 @@ from gcnet.analysis import (
     short_block_name,
 )
 from gcnet.data import list_images, read_image, write_image
-from gcnet.engine import Predictor
+from gcnet.engine import InferenceOptions, Predictor
 from gcnet.utils.file_io import atomic_path
 
 from .outputs import plan_image_outputs, plan_video_output
@@ -246,6 +246,7 @@ def run_demo(
     show_context: bool = False,
     context_blocks: Optional[Sequence[str]] = None,
     device: Optional[str] = None,
+    inference_overrides: Optional[Mapping[str, object]] = None,
 ) -> int:
     """What ``tools/demo.py`` does: draw the predictions of the model of ``cfg`` on the images
     that ``inputs`` name (files, folders, globs), or on the frames of ``video_input``, or of the
@@ -256,6 +257,8 @@ def run_demo(
         confidence_threshold: the lowest score of a drawn instance.
         show_context: also draw the attention maps of GC blocks (images only): those whose
             names match the globs ``context_blocks``, by default the last of each stage.
+        inference_overrides: keys of the config's ``train.inference`` to override (None
+            values are not given; :class:`~gcnet.engine.InferenceOptions`).
 
     Returns:
         the exit code: 0, or 1 when no input could be read.
@@ -264,6 +267,7 @@ def run_demo(
         ValueError: bad input, an output that would replace an input or cannot be written, no
             window to show the drawings in; all of them before the model is built.
     """
+    inference = InferenceOptions.from_config(cfg, **(inference_overrides or {}))
     if show_context and not inputs:
         raise ValueError("--show-context draws heatmaps on images: use it with --input")
     if inputs:
@@ -274,7 +278,7 @@ def run_demo(
     problem = None if output else window_problem()
     if problem:
         raise ValueError(f"--output is required: without it the drawings are shown in a window, and {problem}")
-    predictor = Predictor(cfg, device=device, score_threshold=confidence_threshold)
+    predictor = Predictor(cfg, device=device, score_threshold=confidence_threshold, inference=inference)
     blocks = None
     if show_context:
         model = predictor.model

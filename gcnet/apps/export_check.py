@@ -8,6 +8,7 @@ and the config beside them, and run the exports against the eager model::
 Every argument is checked, and the output folder written to, before the model is built.
 Errors name the options of ``tools/export_model.py`` whose values they are about.
 """
+import copy
 import glob
 import os
 import statistics
@@ -23,7 +24,7 @@ from detectron2.utils.registry import locate
 
 from gcnet.data import read_image
 from gcnet.data.image_io import IMAGE_EXTENSIONS
-from gcnet.engine import GCNetCheckpointer, TestPreprocessor
+from gcnet.engine import GCNetCheckpointer, InferenceOptions, TestPreprocessor
 from gcnet.export import (
     compare_detections,
     detections_from_outputs,
@@ -35,12 +36,20 @@ from gcnet.export import (
     trace_model,
     tracing_adapter,
 )
-from gcnet.modeling import ContextSegmentor
+from gcnet.modeling import ContextSegmentor, fold_batch_norms
 from gcnet.utils.file_io import atomic_path
 
 from .outputs import check_writable_folder
 
-__all__ = ["FILE_NAMES", "CONFIG_NAME", "export_and_check", "write_exports", "check_detector", "check_outputs"]
+__all__ = [
+    "FILE_NAMES",
+    "CONFIG_NAME",
+    "export_and_check",
+    "folded_copy",
+    "write_exports",
+    "check_detector",
+    "check_outputs",
+]
 
 FILE_NAMES = {"torchscript": "model.ts", "onnx": "model.onnx"}
 # The config of the export, beside it: what an exported model's input is made with.
@@ -73,6 +82,17 @@ def build_model(cfg, what: str) -> torch.nn.Module:
         return model
     backbone = model.backbone
     return getattr(backbone, "bottom_up", backbone).eval()
+
+
+def folded_copy(model: torch.nn.Module, fold_norm: bool, report: Report = print) -> torch.nn.Module:
+    """What is exported of ``model``: a copy with each fixed BatchNorm folded into its conv
+    where ``fold_norm``, else ``model`` itself."""
+    if not fold_norm:
+        report("Exporting without folding the BatchNorms")
+        return model
+    exported = copy.deepcopy(model)
+    report(f"Exporting with {fold_batch_norms(exported)} BatchNorms folded into their convs")
+    return exported
 
 
 def _normalize(cfg, image: torch.Tensor) -> torch.Tensor:
@@ -222,13 +242,16 @@ def export_and_check(
     input_size: Optional[Tuple[int, int]] = None,
     check_images: Sequence[str] = (),
     benchmark_repeats: int = 0,
+    fold_norm: Optional[bool] = None,
     report: Report = print,
 ) -> bool:
     """Export the model of ``cfg`` (``what``: "model" or "backbone") in ``formats`` into the
     folder ``output``, with ``config.yaml`` (``cfg``) beside it, traced on ``sample_image`` or
     a random image of ``input_size``; check the exports against the eager model (detectors on
     ``check_images`` too, others within ``tolerance``) and time them ``benchmark_repeats``
-    times. Returns True when the exports match.
+    times. Returns True when the exports match. The exports carry folded BatchNorms unless
+    ``fold_norm`` (default: the config's ``train.inference.fold_norm``) is False; the eager
+    model they are checked against is the unfolded one either way.
 
     Raises:
         ValueError: bad arguments and an output folder that cannot be written, before the
@@ -242,10 +265,12 @@ def export_and_check(
     images = list_check_images(check_images) if check_images else []
     if images and not detector:
         raise ValueError("--check-images compares detectors only; other exports are checked on the traced input")
+    fold_norm = InferenceOptions.from_config(cfg, fold_norm=fold_norm).fold_norm
     check_writable_folder(output)
     model = build_model(cfg, what)
+    exported = folded_copy(model, fold_norm, report)
     sample = model_input(cfg, model, sample_image) if sample_image else random_input(cfg, model, *input_size)
-    paths = write_exports(model, sample["image"], list(dict.fromkeys(formats)), output, report)
+    paths = write_exports(exported, sample["image"], list(dict.fromkeys(formats)), output, report)
     _save_config(cfg, output)
     runners = {fmt: load_exported(fmt, path) for fmt, path in paths.items()}
     if isinstance(model, GeneralizedRCNN):
@@ -254,5 +279,5 @@ def export_and_check(
     else:
         ok = check_outputs(model, runners, sample["image"], tolerance, report)
     if benchmark_repeats:
-        benchmark(model, runners, sample["image"], benchmark_repeats, report)
+        benchmark(exported, runners, sample["image"], benchmark_repeats, report)
     return ok

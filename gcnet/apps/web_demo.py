@@ -21,7 +21,7 @@ import socket
 import tempfile
 import threading
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from PIL import Image
 from starlette.middleware import Middleware
@@ -36,7 +36,7 @@ from gcnet.analysis import (
     summarize_attention,
 )
 from gcnet.data import list_images, read_image
-from gcnet.engine import Predictor
+from gcnet.engine import InferenceOptions, Predictor
 
 from .demo import Demo
 from .model_config import model_config, model_title
@@ -280,12 +280,15 @@ def prepare_web_demo(
     port: int,
     max_pixels: float,
     device: Optional[str] = None,
+    inference_overrides: Optional[Mapping[str, object]] = None,
 ) -> Tuple[WebDemo, List[str], str]:
     """The :class:`WebDemo` of zoo model ``model`` or of ``config_file`` (with ``opts``), its
     first ``num_examples`` examples (``examples``: files, folders, globs; default: the test
     dataset's images, when on disk) and its title (:func:`~gcnet.apps.model_title`): what
     :func:`serve` takes. The address ``host``:``port``, the config and the examples are checked
     before the model is built, which takes a while (and may download its weights).
+    ``inference_overrides`` override keys of the config's ``train.inference`` (None values are
+    not given).
 
     Raises:
         ValueError, OSError: one line for any of them (a download that cannot be made is an
@@ -293,9 +296,10 @@ def prepare_web_demo(
     """
     check_port(host, port)
     cfg = model_config(model, config_file, opts)
+    inference = InferenceOptions.from_config(cfg, **(inference_overrides or {}))
     chosen = list_examples(examples, num_examples) if examples else None
     start = time.perf_counter()
-    predictor = Predictor(cfg, device=device)
+    predictor = Predictor(cfg, device=device, inference=inference)
     logger.info(f"Built the model on {predictor.device} in {time.perf_counter() - start:.1f} s")
     if chosen is None:
         chosen = default_examples(predictor.metadata, num_examples)

@@ -9,6 +9,7 @@ from .config import INFERENCE_KEYS, TRAINING_KEYS, apply_overrides, config_keys,
 from .faults import checkpoint_state, exit_on_bad_input, exit_on_stop  # noqa: E402
 from .hooks import BestCheckpointer, EvalHook, GuardedPeriodicCheckpointer, PeriodicCheckpointer  # noqa: E402
 from .interruption import Interrupted, interrupted, stop_on_signals  # noqa: E402
+from .inference import InferenceOptions, InferenceSetup, prepare_for_inference  # noqa: E402
 from .launch import RendezvousError, WorkerFailed, launch, launch_from_args  # noqa: E402
 from .predictor import Predictor, TestPreprocessor  # noqa: E402
 from .trainer import GCNetTrainer, LossGuard  # noqa: E402

@@ -17,10 +17,12 @@ from detectron2.utils import comm
 from detectron2.utils.events import JSONWriter, TensorboardXWriter
 
 from gcnet.data import ImageNamingMapper
+from gcnet.modeling import fold_batch_norms
 from gcnet.utils.download import DownloadError
 
 from .checkpoint import GCNetCheckpointer
 from .hooks import BestCheckpointer, EvalHook, GuardedPeriodicCheckpointer
+from .inference import InferenceOptions
 from .interruption import stoppable
 from .run_setup import check_output_dir
 from .trainer import GCNetTrainer, LossGuard
@@ -35,6 +37,7 @@ __all__ = [
     "default_hooks",
     "writer_hooks",
     "evaluate",
+    "prepare_for_evaluation",
     "dataset_names",
     "check_before_building",
     "load_training_checkpoint",
@@ -146,6 +149,19 @@ def writer_hooks(cfg, start_iter: int) -> list:
     printer = ProgressPrinter(train.max_iter, progress_period(train.max_iter, train.log_period))
     files = [JSONWriter(os.path.join(train.output_dir, "metrics.json")), TensorboardXWriter(train.output_dir)]
     return [hooks.PeriodicWriter([printer], period=1), hooks.PeriodicWriter(files, period=train.log_period)]
+
+
+def prepare_for_evaluation(cfg, model: torch.nn.Module) -> int:
+    """Put a model whose weights are loaded in eval mode and, unless
+    ``train.inference.fold_norm`` is False, fold each fixed BatchNorm into its conv (exact;
+    README "Performance"); before it is wrapped for distributed evaluation. Returns the number
+    of BatchNorms folded."""
+    model.eval()
+    if not InferenceOptions.from_config(cfg).fold_norm:
+        return 0
+    folded = fold_batch_norms(model)
+    logger.info(f"Folded {folded} BatchNorms into their convs (train.inference.fold_norm=False keeps them)")
+    return folded
 
 
 def evaluate(cfg, model) -> dict:

@@ -1,7 +1,9 @@
 """Single-image inference from a LazyConfig, the counterpart of detectron2's
-``DefaultPredictor`` (which takes yacs configs only)."""
+``DefaultPredictor`` (which takes yacs configs only), on the inference fast path
+(:mod:`.inference`)."""
 import copy
-from typing import Dict, Optional, Tuple
+import logging
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -11,11 +13,18 @@ from detectron2.config import instantiate
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import GeneralizedRCNN
 from detectron2.modeling.postprocessing import detector_postprocess
+from detectron2.structures import Instances
 
 from .checkpoint import GCNetCheckpointer
 from .config import default_device
+from .inference import InferenceOptions, prepare_for_inference
 
-__all__ = ["TestPreprocessor", "Predictor"]
+__all__ = ["CALIBRATION_SIZE", "TestPreprocessor", "Predictor"]
+
+logger = logging.getLogger(__name__)
+
+# The (height, width) of the synthetic image on which "auto" inference options are measured.
+CALIBRATION_SIZE = (384, 576)
 
 
 class TestPreprocessor:
@@ -65,16 +74,29 @@ class Predictor:
         score_threshold: a detector keeps only the instances that score at least this, before
             their masks are pasted at the image's size: the memory of the pasting grows with
             the kept instances, not with the detector's limit (100 per image) times the area.
+        inference: the fast path (folded norms, layout, compilation, bfloat16); default: the
+            config's ``train.inference`` (:meth:`InferenceOptions.from_config`). Options left
+            "auto" are measured once per device and model architecture (on a synthetic image
+            of :data:`CALIBRATION_SIZE`), and the choice kept (:mod:`gcnet.engine.calibration`).
 
     Attributes:
-        model: the model, in eval mode.
+        model: the model, in eval mode, with its BatchNorms folded unless ``inference`` says not
+            to (its state dict then lacks them: load weights into a model of the config).
+        setup: what the fast path did (:class:`~gcnet.engine.inference.InferenceSetup`).
         metadata: the ``MetadataCatalog`` entry of the first test dataset (class names and
             colours for visualisation).
     """
 
-    def __init__(self, cfg, device: Optional[str] = None, score_threshold: float = 0.0):
+    def __init__(
+        self,
+        cfg,
+        device: Optional[str] = None,
+        score_threshold: float = 0.0,
+        inference: Optional[InferenceOptions] = None,
+    ):
         self.cfg = copy.deepcopy(cfg)
         self.score_threshold = score_threshold
+        self.inference = inference or InferenceOptions.from_config(self.cfg)
         self.preprocessor = TestPreprocessor(self.cfg)
         names = instantiate(self.cfg.dataloader.test.dataset.names)  # a LazyCall may register them
         self.metadata = MetadataCatalog.get(names if isinstance(names, str) else names[0])
@@ -84,6 +106,17 @@ class Predictor:
         if self.cfg.train.init_checkpoint:
             way_out = "give the weights of a model trained with this config (train.init_checkpoint=...)"
             GCNetCheckpointer(self.model).load(self.cfg.train.init_checkpoint, fit="all", way_out=way_out)
+        self.setup = prepare_for_inference(self.model, self.inference, self.device, run=self._calibration_run)
+        logger.info(self.setup.describe())
+
+    def _calibration_run(self, model: torch.nn.Module):
+        """The model on a synthetic image of :data:`CALIBRATION_SIZE`, without the pasting of a
+        detector's masks (which the layout does not change)."""
+        height, width = CALIBRATION_SIZE
+        generator = torch.Generator().manual_seed(0)
+        image = torch.randint(0, 256, (3, height, width), generator=generator).float().to(self.device)
+        inputs = [{"image": image, "height": height, "width": width}]
+        return model.inference(inputs, do_postprocess=False) if isinstance(model, GeneralizedRCNN) else model(inputs)
 
     def preprocess(self, original_image: np.ndarray, output_size: Optional[Tuple[int, int]] = None) -> Dict:
         """The model input of one (H, W, 3) BGR uint8 image, on the model's device.
@@ -101,10 +134,22 @@ class Predictor:
 
     def predict(self, inputs: Dict) -> Dict:
         """The model's output for one preprocessed input (:meth:`preprocess`), with a
-        detector's instances below ``score_threshold`` dropped before their masks are pasted."""
-        if not isinstance(self.model, GeneralizedRCNN):
-            return self.model([inputs])[0]
-        instances = self.model.inference([inputs], do_postprocess=False)[0]
+        detector's instances below ``score_threshold`` dropped before their masks are pasted;
+        in float32, also under bfloat16 autocast."""
+        return self.predict_batch([inputs])[0]
+
+    def predict_batch(self, inputs: List[Dict]) -> List[Dict]:
+        """:meth:`predict` for a batch of preprocessed inputs (padded to the largest one, as a
+        test loader's batch is)."""
+        for x in inputs:
+            x["image"] = x["image"].to(self.device, non_blocking=True)
+        with self.setup.autocast():
+            if not isinstance(self.model, GeneralizedRCNN):
+                return [{k: v.float() for k, v in output.items()} for output in self.model(inputs)]
+            batch = self.model.inference(inputs, do_postprocess=False)
+        return [self._postprocess(_float32(instances), x) for instances, x in zip(batch, inputs)]
+
+    def _postprocess(self, instances: Instances, inputs: Dict) -> Dict:
         instances = instances[instances.scores >= self.score_threshold]
         if hasattr(self.model, "postprocess"):  # a detector with its own rules (gcnet.modeling.MMDetRCNN)
             return {"instances": self.model.postprocess(instances, inputs)}
@@ -116,3 +161,12 @@ class Predictor:
         :func:`gcnet.data.read_image` return), at its original size or ``output_size``
         (:meth:`preprocess`)."""
         return self.predict(self.preprocess(original_image, output_size))
+
+
+def _float32(instances: Instances) -> Instances:
+    """The instances with every floating-point field (boxes included) in float32."""
+    for name, value in instances.get_fields().items():
+        tensor = getattr(value, "tensor", value)
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and tensor.dtype != torch.float32:
+            instances.set(name, type(value)(tensor.float()) if tensor is not value else tensor.float())
+    return instances

@@ -21,4 +21,4 @@ from .exporters import (  # noqa: E402
     trace_model,
     tracing_adapter,
 )
-from .runtime import load_exported  # noqa: E402
+from .runtime import load_exported, onnx_session_options  # noqa: E402

@@ -66,8 +66,9 @@ def detection_output_names(model: nn.Module) -> List[str]:
 def detections_from_outputs(outputs: Sequence, names: Sequence[str], height: int, width: int) -> Instances:
     """The exported (or eager, flattened) outputs as detectron2 ``Instances`` at the original
     image size ``height`` x ``width``: boxes rescaled, masks pasted (threshold 0.5), by
-    detectron2's ``detector_postprocess``."""
-    values = {name: torch.as_tensor(np.asarray(value)) for name, value in zip(names, outputs)}
+    detectron2's ``detector_postprocess``. ``outputs`` are left as they are (they are copied:
+    the postprocessing scales and clips boxes in place)."""
+    values = {name: torch.tensor(np.asarray(value)) for name, value in zip(names, outputs)}
     image_size = tuple(int(v) for v in values.pop("image_size"))
     instances = Instances(image_size)
     for name, value in values.items():

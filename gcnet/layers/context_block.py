@@ -126,6 +126,10 @@ class ContextBlock(nn.Module):
         self.pooling_type = pooling_type
         self.fusion_types: Tuple[str, ...] = tuple(fusion_types)
         self.transform = transform
+        # Whether a residual block may compute this block from the input of the 1x1 conv that
+        # makes x, at inference (see gcnet.modeling.backbone.blocks): this module is then not
+        # called. Hooks that read the block's input turn it off (ContextAttentionRecorder does).
+        self.fuse_into_producer = True
 
         self.conv_mask: Optional[nn.Conv2d] = nn.Conv2d(in_channels, 1, kernel_size=1) if pooling_type == "att" else None
         self.channel_add_conv: Optional[nn.Sequential] = (
@@ -164,6 +168,25 @@ class ContextBlock(nn.Module):
                 return attention_pool(x, self.conv_mask(x))
             return conv_attention_pool(x, self.conv_mask.weight, self.conv_mask.bias, source)
         return x.mean(dim=(2, 3), keepdim=True)
+
+    def pool_from_source(self, source: AffineSource) -> torch.Tensor:
+        """The context sum_j alpha_j x_j of Eq. 4, shape (N, C, 1, 1), of the ``x`` that
+        ``source`` describes (x = scale * P h + shift), from h alone, x never read: the logits
+        W_k x_j = (W_k * scale) P h_j + (W_k shift + b), and, the weights summing to 1,
+        sum_j alpha_j x_j = scale * P (sum_j alpha_j h_j) + shift. Where h is narrower than x
+        (the input of a bottleneck's last 1x1 conv: C/4 channels), it reads a quarter of the
+        bytes, and x need not exist yet (:meth:`forward` computes the same)."""
+        features, projection, scale, shift = source
+        projection = projection.reshape(projection.shape[0], -1)
+        if self.conv_mask is None:
+            pooled = features.mean(dim=(2, 3), keepdim=True)
+        else:
+            w_k = self.conv_mask.weight.reshape(-1)
+            weight = ((w_k * scale) @ projection).reshape(1, -1, 1, 1)
+            bias = (w_k @ shift).reshape(1) + self.conv_mask.bias
+            pooled = conv_attention_pool(features, weight, bias)
+        context = (pooled.flatten(1) @ projection.t()) * scale + shift
+        return context.reshape(*context.shape, 1, 1)
 
     def fusion_terms(self, context: torch.Tensor) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         """The transform delta(.) of Eq. 4 of the pooled ``context``, as the (N, C, 1, 1) factor

@@ -22,6 +22,7 @@ from .config import add_gcnet_config  # noqa: E402
 from .defaults import option_defaults  # noqa: E402
 from .sem_seg import ContextHead, ContextSegmentor  # noqa: E402
 from .deform_conv import DeformConv2d  # noqa: E402
+from .fold_norm import fold_batch_norms  # noqa: E402
 from .norm import SyncBatchNorm, get_norm, resolve_norm  # noqa: E402
 from .roi_heads import MultiMaskCascadeROIHeads  # noqa: E402
 from .mmdet import (  # noqa: E402

@@ -16,6 +16,9 @@ __all__ = [
     "LAUNCH_OPTIONS",
     "DEFAULT_RENDEZVOUS_TIMEOUT",
     "DEFAULT_SHARD_SIZE",
+    "INFERENCE_SWITCHES",
+    "add_inference_arguments",
+    "inference_overrides",
 ]
 
 # Seconds the machines of a multi-machine run wait for each other to start.
@@ -25,6 +28,10 @@ DEFAULT_RENDEZVOUS_TIMEOUT = 600.0
 DEFAULT_SHARD_SIZE = 500
 # The options that say where the processes of a run are (a scheduler sets them for each node).
 LAUNCH_OPTIONS = ("--num-gpus", "--num-machines", "--machine-rank", "--dist-url")
+
+
+# The values of --channels-last and --compile, as the keys of train.inference take them.
+INFERENCE_SWITCHES = {"on": True, "off": False, "auto": "auto"}
 
 
 class _OneLineErrors(argparse.ArgumentParser):
@@ -130,3 +137,48 @@ def default_argument_parser(epilog: str = "") -> argparse.ArgumentParser:
     add_launch_arguments(parser)
     parser.add_argument("opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides: path.key=value")
     return parser
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser, runtime: bool = True) -> None:
+    """The flags of the inference fast path, each a key of the config's ``train.inference``
+    (``gcnet.engine.InferenceOptions``), which holds when a flag is not given: ``--fold-norm``,
+    and with ``runtime`` (not for an export) ``--channels-last``, ``--compile`` and ``--bf16``."""
+    group = parser.add_argument_group("inference", "the fast path; a flag not given takes the config's train.inference")
+    group.add_argument(
+        "--fold-norm",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fold each fixed BatchNorm into the conv before it (exact; on by default)",
+    )
+    if not runtime:
+        return
+    switches = list(INFERENCE_SWITCHES)
+    group.add_argument(
+        "--channels-last",
+        choices=switches,
+        default=None,
+        help="the channels_last memory format (by default auto: measured once on this device)",
+    )
+    group.add_argument(
+        "--compile",
+        choices=switches,
+        default=None,
+        help="torch.compile the backbone and heads (by default auto: measured on GPUs, off on CPUs)",
+    )
+    group.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bfloat16 autocast (opt-in: GPUs with bf16, CPUs with AVX512-BF16 or AMX; results change slightly)",
+    )
+
+
+def inference_overrides(args: argparse.Namespace) -> dict:
+    """The ``train.inference`` keys that the flags of :func:`add_inference_arguments` set, None
+    for a flag not given."""
+    return {
+        "fold_norm": args.fold_norm,
+        "channels_last": INFERENCE_SWITCHES.get(getattr(args, "channels_last", None)),
+        "compile": INFERENCE_SWITCHES.get(getattr(args, "compile", None)),
+        "bfloat16": getattr(args, "bf16", None),
+    }

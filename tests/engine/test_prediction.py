@@ -173,7 +173,7 @@ def test_weights_that_are_not_the_models_are_refused(tmp_path):
     without_masks = {k: v for k, v in weights.items() if not k.startswith("roi_heads.mask_head")}
     torch.save({"model": without_masks}, tmp_path / "part.pth")
     cfg.train.init_checkpoint = str(tmp_path / "part.pth")
-    with pytest.raises(CheckpointMismatchError, match=r"mask_head.* is missing.*give the checkpoint of the config's"):
+    with pytest.raises(CheckpointMismatchError, match=r"mask_head.* is missing.*give the weights of a model trained with this config"):
         build_prediction_model(cfg, device="cpu")
 
 

@@ -9,7 +9,7 @@ from detectron2.config import LazyConfig, instantiate
 from detectron2.layers import mask_ops
 
 from gcnet.data import read_image
-from gcnet.engine import GCNetCheckpointer, Predictor
+from gcnet.engine import GCNetCheckpointer, InferenceOptions, Predictor
 
 from ..helpers import CONFIGS, TINY_CONFIG, randomize_
 
@@ -107,7 +107,8 @@ def test_loads_the_config_checkpoint(photo, tmp_path):
     trained = randomize_(instantiate(cfg.model), scale=0.05)
     GCNetCheckpointer(trained, save_dir=str(tmp_path)).save("trained")
     cfg.train.init_checkpoint = str(tmp_path / "trained.pth")
-    predictor = Predictor(cfg, device="cpu")
+    as_trained = InferenceOptions(fold_norm=False, channels_last=False, compile=False)
+    predictor = Predictor(cfg, device="cpu", inference=as_trained)
     for name, value in trained.state_dict().items():
         assert torch.equal(predictor.model.state_dict()[name], value), name
 

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 
 from gcnet.analysis import ContextAttentionRecorder
 from gcnet.layers import create_context
-from gcnet.modeling import GCBottleneckBlock, build_gcnet_resnet
+from gcnet.modeling import GCBottleneckBlock, build_gcnet_resnet, fold_batch_norms
 
-from ..helpers import randomize_
+from ..helpers import randomize_, randomize_norms_
 
 POOLINGS = ("att", "avg")
 FUSIONS = (("channel_add",), ("channel_mul",), ("channel_mul", "channel_add"))
@@ -96,3 +96,26 @@ def test_a_watched_block_runs_in_place_as_a_module(position):
     assert (pre, post) == ("pre", "post") and output_ptr == input_ptr
     torch.testing.assert_close(seen_input, gc_input)
     torch.testing.assert_close(output, expected)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("pooling,fusion", list(itertools.product(POOLINGS, FUSIONS)))
+def test_a_folded_block_computes_its_gc_block_from_the_last_convs_input(pooling, fusion, batch):
+    """With the BatchNorm after the last 1x1 conv folded into it, inference computes the
+    "after1x1" GC block from that conv's input (Eq. 4 through the conv's weights; one image:
+    the fusion folded into the conv too) and equals the block run as a module on the branch."""
+    torch.manual_seed(0)
+    gc = partial(create_context, "gc", ratio=1 / 4, pooling_type=pooling, fusion_types=fusion)
+    block = GCBottleneckBlock(64, 64, bottleneck_channels=16, norm="FrozenBN", context=gc)
+    randomize_norms_(randomize_(block, scale=0.2)).eval()
+    fold_batch_norms(block)
+    x = torch.randn(batch, 64, 7, 9)
+    with torch.no_grad():
+        fused = block.context_before_conv3(F.relu(block.conv2(F.relu(block.conv1(x)))))
+        found = block(x)
+        block.context_block.fuse_into_producer = False
+        expected = block(x)
+    assert fused is not None and block.conv3.norm is None
+    torch.testing.assert_close(found, expected, rtol=1e-5, atol=1e-5)
+    with torch.enable_grad():  # training and recorded gradients take the module
+        assert block.context_before_conv3(torch.randn(batch, 16, 7, 9)) is None

@@ -4,6 +4,7 @@ allows, at others."""
 import os
 
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
 import torch
@@ -136,8 +137,10 @@ def test_export_and_check(shared_data, tmp_path):
     )
     assert ok
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "model.onnx"]
-    assert lines[0].startswith(f"Wrote {tmp_path / 'model.onnx'} (") and lines[0].endswith(" s CPU)")
-    assert lines[1].startswith("onnx: largest difference from the eager model on the traced input: ")
+    assert lines[0] == "Exporting with 59 BatchNorms folded into their convs"
+    assert lines[1].startswith(f"Wrote {tmp_path / 'model.onnx'} (") and lines[1].endswith(" s CPU)")
+    assert lines[2].startswith("onnx: largest difference from the eager model on the traced input: ")
+    assert "BatchNormalization" not in {node.op_type for node in onnx.load(str(tmp_path / "model.onnx")).graph.node}
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == ["sem_seg"]
     exported_cfg = LazyConfig.load(str(tmp_path / "config.yaml"))  # the config of the export, --opts included

@@ -67,11 +67,12 @@ def exported(shared_data, tmp_path_factory):
 def test_tool_exports_both_formats_and_reports_matches(exported):
     assert exported["returncode"] == 0, exported["stdout"] + exported["stderr"][-3000:]
     lines = exported["stdout"].splitlines()
-    assert lines[0].startswith("Traced the model on a 3x160x") and [line.split(" (")[0] for line in lines[1:3]] == [
+    assert lines[0] == "Exporting with 20 BatchNorms folded into their convs"
+    assert lines[1].startswith("Traced the model on a 3x160x") and [line.split(" (")[0] for line in lines[2:4]] == [
         f"Wrote {exported['folder'] / 'model.ts'}",
         f"Wrote {exported['folder'] / 'model.onnx'}",
     ]
-    checks = lines[3:]
+    checks = lines[4:]
     assert len(checks) == 2 * VAL_IMAGES
     for fmt, path, line in zip(["torchscript", "onnx"] * VAL_IMAGES, [p for p in exported["images"] for _ in range(2)], checks):
         assert line.startswith(f"{fmt} on {path} (") and ": match: 100/100 detections paired; largest |Δbox| " in line
@@ -80,6 +81,16 @@ def test_tool_exports_both_formats_and_reports_matches(exported):
     assert [i.name for i in session.get_inputs()] == ["image"]
     assert session.get_inputs()[0].shape == [3, "height", "width"]  # dynamic input size
     assert [o.name for o in session.get_outputs()] == list(DETECTION_OUTPUTS)
+
+
+def test_exports_carry_the_folded_weights(exported):
+    """No BatchNorm left in either file; the convs that had one now have its bias."""
+    operators = {node.op_type for node in onnx.load(str(exported["folder"] / "model.onnx")).graph.node}
+    assert "Conv" in operators and "BatchNormalization" not in operators
+    graph = str(torch.jit.load(str(exported["folder"] / "model.ts")).inlined_graph)
+    assert "aten::_convolution" in graph and "aten::batch_norm" not in graph
+    stem = torch.jit.trace(exported["model"].backbone.bottom_up.stem, torch.zeros(1, 3, 64, 64))
+    assert "aten::batch_norm" in str(stem.inlined_graph)  # what an unfolded export holds
 
 
 @pytest.fixture(scope="module")

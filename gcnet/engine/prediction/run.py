@@ -16,13 +16,12 @@ import torch
 import tqdm
 
 from detectron2.modeling import GeneralizedRCNN
-from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.utils import comm
 
 from gcnet.data.image_sources import collect_images
 
-from ..checkpoint import GCNetCheckpointer
 from ..interruption import check_interrupted
+from ..inference import InferenceOptions
 from ..predictor import Predictor
 from .folder import INDEX, RESULTS, UNREADABLE, PredictionFolder
 from .loader import ImageFileDataset, build_image_loader, shard_batches
@@ -48,41 +47,29 @@ LOG_PROGRESS_INTERVAL = 60.0
 class PredictionOptions:
     """How a run predicts: into ``output``, on ``device`` (default: the config's
     ``train.device``), with ``num_workers`` decoding processes per process (default: the
-    config's ``dataloader.test.num_workers``), and ``command``, the command line that
-    started it (kept in ``run.json``)."""
+    config's ``dataloader.test.num_workers``), ``command``, the command line that started it
+    (kept in ``run.json``), and ``inference``, the fast path (default: the config's
+    ``train.inference``)."""
 
     output: str
     device: Optional[str] = None
     num_workers: Optional[int] = None
     command: str = ""
+    inference: Optional[InferenceOptions] = None
 
 
-def build_prediction_model(cfg, device: Optional[str] = None, score_threshold: float = 0.0) -> Predictor:
+def build_prediction_model(
+    cfg, device: Optional[str] = None, score_threshold: float = 0.0, inference: Optional[InferenceOptions] = None
+) -> Predictor:
     """A :class:`~gcnet.engine.Predictor` of ``cfg`` whose checkpoint (``train.init_checkpoint``)
     must fill the whole model: predictions of a model that is partly random are refused."""
-    weights = cfg.train.init_checkpoint
-    cfg = copy.deepcopy(cfg)
-    cfg.train.init_checkpoint = ""
-    predictor = Predictor(cfg, device=device, score_threshold=score_threshold)
-    way_out = "give the checkpoint of the config's model, or the config it was trained with"
-    GCNetCheckpointer(predictor.model).load(weights, fit="all", way_out=way_out)
-    return predictor
+    return Predictor(cfg, device=device, score_threshold=score_threshold, inference=inference)
 
 
 @torch.no_grad()
 def predict_batch(predictor: Predictor, inputs: List[Dict]) -> List[Dict]:
-    """The outputs of :meth:`Predictor.predict` for a batch of preprocessed inputs (padded to
-    the largest one, as a test loader's batch is)."""
-    for x in inputs:
-        x["image"] = x["image"].to(predictor.device, non_blocking=True)
-    model = predictor.model
-    if not isinstance(model, GeneralizedRCNN):
-        return model(inputs)
-    outputs = []
-    for instances, x in zip(model.inference(inputs, do_postprocess=False), inputs):
-        instances = instances[instances.scores >= predictor.score_threshold]
-        outputs.append({"instances": detector_postprocess(instances, x["height"], x["width"])})
-    return outputs
+    """:meth:`Predictor.predict_batch`, without gradients."""
+    return predictor.predict_batch(inputs)
 
 
 def _share_cpu_threads(device: torch.device) -> None:
@@ -246,7 +233,7 @@ class PredictionRun:
 
     def __init__(self, cfg, plan: PredictionPlan, images_file: str, options: PredictionOptions):
         self.cfg, self.plan, self.images_file, self.options = cfg, plan, images_file, options
-        self.predictor = build_prediction_model(cfg, options.device, plan.confidence_threshold)
+        self.predictor = build_prediction_model(cfg, options.device, plan.confidence_threshold, options.inference)
         _share_cpu_threads(self.predictor.device)
         self.task = "instances" if isinstance(self.predictor.model, GeneralizedRCNN) else "sem_seg"
         self.category_ids = dataset_category_ids(self.predictor.metadata) if self.task == "instances" else []

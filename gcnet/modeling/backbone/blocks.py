@@ -20,7 +20,11 @@ A GC block (:class:`gcnet.layers.ContextBlock`) in the residual slot runs on the
 branch: the block asks for its output in place (written into the branch wherever no gradient
 needs it), and in training, where the branch is a 1x1 conv followed by a frozen BatchNorm, says
 so (:func:`frozen_conv_source`): the pooling's backward then reads that conv's input, which the
-conv keeps anyway, and a GC-ResNet trains in the memory of its baseline.
+conv keeps anyway, and a GC-ResNet trains in the memory of its baseline. At inference, where that
+conv has no norm left after it (its BatchNorm folded, :func:`gcnet.modeling.fold_batch_norms`),
+the block is computed before the conv, from the conv's input (a quarter of the channels), and
+its fusion goes into the conv's weights and bias (one image) or follows it in place: the GC
+block then reads no full-width tensor at all (:meth:`GCBottleneckBlock.context_before_conv3`).
 """
 from typing import Optional
 
@@ -83,11 +87,14 @@ class _ContextSlot:
         source = frozen_conv_source(self.conv3, last_conv_input) if train_1x1 else None
         return self.context_block(out, source, inplace=True)
 
-    def _add_residual(self, out: torch.Tensor, x: torch.Tensor, last_conv_input=None) -> torch.Tensor:
+    def _add_residual(
+        self, out: torch.Tensor, x: torch.Tensor, last_conv_input: Optional[torch.Tensor] = None, fused: bool = False
+    ) -> torch.Tensor:
         """relu(shortcut(x) + out) with the context modules in their places; ``out`` is the
-        residual branch after its last conv + norm, ``last_conv_input`` that conv's input where
-        the conv is ``self.conv3`` (a 1x1 conv)."""
-        if self.context_block is not None and self.context_position == "after1x1":
+        residual branch after its last conv + norm (and the "after1x1" context module where
+        ``fused``), ``last_conv_input`` that conv's input where the conv is ``self.conv3`` (a
+        1x1 conv)."""
+        if self.context_block is not None and self.context_position == "after1x1" and not fused:
             out = self._apply_context(out, last_conv_input)
         out += self.shortcut(x) if self.shortcut is not None else x
         out = F.relu_(out)
@@ -202,7 +209,34 @@ class GCBottleneckBlock(_ContextSlot, BottleneckBlock):
             return self.conv2(x, offset, mask)
         return self.conv2(x, offset)
 
+    def context_before_conv3(self, out: torch.Tensor) -> Optional[torch.Tensor]:
+        """conv3(out) with the "after1x1" GC block applied, computed at inference from ``out``
+        (the conv's input) alone where ``conv3`` is a plain 1x1 conv with no norm after it
+        (:meth:`ContextBlock.pool_from_source`): for one image, the fusion x * s + t goes into
+        the conv's weights and bias (W s, b s + t); else it follows the conv, in place. None
+        where this does not apply: in training or when gradients are recorded, with a norm
+        after the conv, or when the block's ``fuse_into_producer`` is off (a hook reads it)."""
+        block, conv = self.context_block, self.conv3
+        if not (isinstance(block, ContextBlock) and block.fuse_into_producer and self.context_position == "after1x1"):
+            return None
+        if block.training or torch.is_grad_enabled() or conv.norm is not None or torch.jit.is_scripting():
+            return None
+        source = frozen_conv_source(conv, out)
+        if source is None:
+            return None
+        context = block.pool_from_source(source)
+        if out.shape[0] > 1 or torch.jit.is_tracing() or torch.compiler.is_compiling():  # terms per image
+            return block.fuse(conv(out), context, inplace=True)
+        scale, shift = block.fusion_terms(context)
+        weight, bias = conv.weight, source.shift
+        if scale is not None:
+            weight, bias = weight * scale.reshape(-1, 1, 1, 1), bias * scale.flatten()
+        return F.conv2d(out, weight, bias if shift is None else bias + shift.flatten())
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu_(self.conv1(x))
         out = F.relu_(self._conv2(out))
+        fused = self.context_before_conv3(out)
+        if fused is not None:
+            return self._add_residual(fused, x, fused=True)
         return self._add_residual(self.conv3(out), x, last_conv_input=out)
