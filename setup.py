@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """Installs the ``gcnet`` package. detectron2 is a prerequisite installed beforehand (README.md)."""
+
 import re
 from pathlib import Path
 
@@ -79,9 +80,21 @@ setup(
         # mmengine's real MessageHub and HistoryBuffer (mmcv-lite and mmengine installed apart,
         # see MMCV_DEPS)
         "dev": [
-            "pytest>=7", "onnx", "onnxscript", "onnxruntime", *MMCV_DEPS, "scipy", "timm>=0.9", "submitit>=1.5",
+            "pytest>=7",
+            "ruff==0.17.6",
+            "onnx",
+            "onnxscript",
+            "onnxruntime",
+            *MMCV_DEPS,
+            "scipy",
+            "timm>=0.9",
+            "submitit>=1.5",
             "triton; platform_system == 'Linux'",
-            "gradio>=6,<7", "selenium>=4.10", "nbclient>=0.10", "nbformat>=5", "ipykernel>=6",
+            "gradio>=6,<7",
+            "selenium>=4.10",
+            "nbclient>=0.10",
+            "nbformat>=5",
+            "ipykernel>=6",
             # selenium's trio: 0.35 declares a hypothesis plugin it no longer has, which stops
             # pytest wherever hypothesis is installed
             "trio<0.35",

@@ -3,6 +3,7 @@
 ``gcnet.layers`` needs PyTorch alone. Every other package of gcnet builds on detectron2, which
 is not on PyPI, and calls :func:`require_detectron2` before importing it.
 """
+
 import importlib
 import warnings
 

@@ -1,5 +1,6 @@
 """Learning-rate multipliers for detectron2's ``LRScheduler`` hook, beside those of
 ``detectron2.solver`` (fvcore's ``ParamScheduler`` family): the Cityscapes recipes' "poly"."""
+
 from fvcore.common.param_scheduler import ParamScheduler
 
 __all__ = ["PolyParamScheduler"]

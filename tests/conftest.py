@@ -93,7 +93,10 @@ def isolated_loggers():
     """Tools called in-process set up loggers (detectron2's ``setup_logger``) whose handlers
     write to this test's captured output; put the loggers back as they were afterwards."""
     names = ("gcnet", "fvcore", "detectron2")
-    saved = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate, logging.getLogger(n).level) for n in names}
+    saved = {
+        n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate, logging.getLogger(n).level)
+        for n in names
+    }
     yield
     for name, (handlers, propagate, level) in saved.items():
         logger = logging.getLogger(name)

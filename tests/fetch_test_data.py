@@ -9,6 +9,7 @@ writes them to a folder in the layout the tests expect (default: ``$GCNET_TEST_D
 ``datasets/gcnet-test-data`` in the checkout), each file atomically; a file already there with
 the right digest is kept, so a second run downloads nothing.
 """
+
 import argparse
 import json
 import logging
@@ -61,7 +62,9 @@ def downloads(manifest: Mapping, name: str = MANIFEST.name) -> Iterator[Tuple[st
     file ``name``)."""
     for folder, dataset in manifest["datasets"].items():
         for relative, entry in dataset["files"].items():
-            url, sha256 = (entry["url"], entry["sha256"]) if isinstance(entry, dict) else (dataset["url"] + relative, entry)
+            url, sha256 = (
+                (entry["url"], entry["sha256"]) if isinstance(entry, dict) else (dataset["url"] + relative, entry)
+            )
             yield f"{folder}/{relative}", url, _checked_sha256(sha256, f"{name}: {folder}/{relative}")
 
 

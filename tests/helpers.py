@@ -1,4 +1,5 @@
 """Helpers shared by the test modules."""
+
 import contextlib
 import functools
 import http.server

@@ -1,5 +1,6 @@
 """HTTP servers on 127.0.0.1 that misbehave as real ones do: accept and send nothing, send part
 of a body and stall, close early, lie about Content-Length, redirect in a loop."""
+
 import contextlib
 import socket
 import threading

@@ -1,6 +1,7 @@
 """``python -m tests.fetch_test_data``: the test suite's files from their sources, verified,
 atomic and idempotent (against a loopback mirror of raw.githubusercontent.com). The fetcher
 lives with the tests, outside the gcnet package, since only they need it."""
+
 import hashlib
 import subprocess
 import sys
@@ -110,9 +111,12 @@ def test_the_fetcher_is_not_in_the_package():
 def test_tests_without_data_stop_at_collection_with_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "tests/data/test_balloon.py", "-q", "-p", "no:cacheprovider"],
-        cwd=REPO_ROOT, env=tool_env({"GCNET_TEST_DATA": str(tmp_path / "none")}),
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        env=tool_env({"GCNET_TEST_DATA": str(tmp_path / "none")}),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == pytest.ExitCode.USAGE_ERROR
     message = f"No test data in $GCNET_TEST_DATA={tmp_path / 'none'}: download it with `{TEST_DATA_COMMAND}`"
     assert f"! _pytest.outcomes.Exit: {message} !" in result.stdout.splitlines()

@@ -1,5 +1,6 @@
 """``tools/install.sh``: a second run changes nothing, and a failing step is one line naming it
 and what to do."""
+
 import json
 import os
 import subprocess
@@ -11,8 +12,12 @@ from .helpers import REPO_ROOT
 def install(*args, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["bash", "tools/install.sh", *args],
-        cwd=REPO_ROOT, env=dict(os.environ, **(env or {})), capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        env=dict(os.environ, **(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def installed_detectron2_source() -> str:
@@ -57,5 +62,7 @@ def test_one_opencv_build_without_a_gui():
     import cv2
 
     names = {d.metadata["Name"].lower() for d in metadata.distributions()}
-    assert "opencv-python" not in names, "opencv-python is installed beside opencv-python-headless: run tools/install.sh"
+    assert "opencv-python" not in names, (
+        "opencv-python is installed beside opencv-python-headless: run tools/install.sh"
+    )
     assert re.search(r"^\s*GUI:\s*NONE", cv2.getBuildInformation(), re.MULTILINE)

@@ -6,6 +6,7 @@ tests that build every COCO and Cityscapes config's model (``tests/modeling``) b
 without it. Here, every config file of ``configs/`` loads in a fresh process where it fails
 too, and none of them imports ``detectron2.model_zoo``.
 """
+
 import subprocess
 import sys
 import textwrap
@@ -32,8 +33,12 @@ LOAD_EVERY_CONFIG = textwrap.dedent(
 def test_every_config_loads_without_pkg_resources():
     result = subprocess.run(
         [sys.executable, "-c", LOAD_EVERY_CONFIG, str(CONFIGS)],
-        cwd=REPO_ROOT, env=tool_env(), capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == f"loaded {len(list(CONFIGS.rglob('*.py')))} configs"
 

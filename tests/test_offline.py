@@ -6,6 +6,7 @@ lines).
 "No network" is a proxy on a closed loopback port, which every download goes through (urllib
 reads https_proxy/http_proxy), and an empty download cache.
 """
+
 import socket
 
 import pytest
@@ -31,15 +32,18 @@ def assert_one_line(result, prefix: str, url: str, way_out: str):
 
 def test_train_net_without_network(offline, datasets_root, tmp_path):
     result = run_tool(
-        "tools/train_net.py", "--config-file", "configs/quick_schedules/mask_rcnn_R_50_FPN_gc_r16_balloon.py",
+        "tools/train_net.py",
+        "--config-file",
+        "configs/quick_schedules/mask_rcnn_R_50_FPN_gc_r16_balloon.py",
         f"train.output_dir={tmp_path / 'out'}",
         env=dict(offline, DETECTRON2_DATASETS=str(datasets_root)),
-    )  # fmt: skip
+    )
     assert_one_line(
         result,
         "train_net",
         "https://dl.fbaipublicfiles.com/detectron2/ImageNetPretrained/torchvision/R-50.pkl",
-        'pass its path (train.init_checkpoint=/path/to/R-50.pkl); to train without these weights: train.init_checkpoint=""',
+        "pass its path (train.init_checkpoint=/path/to/R-50.pkl); "
+        'to train without these weights: train.init_checkpoint=""',
     )
 
 
@@ -50,10 +54,15 @@ ZOO_URL = f"https://download.openmmlab.com/mmdetection/v2.0/gcnet/mask_rcnn_r50_
 
 def test_demo_without_network(offline, shared_data, tmp_path):
     result = run_tool(
-        "tools/demo.py", "--model", ZOO_MODEL,
-        "--input", shared_data / "demo" / "park_bench.jpg", "--output", tmp_path / "out",
+        "tools/demo.py",
+        "--model",
+        ZOO_MODEL,
+        "--input",
+        shared_data / "demo" / "park_bench.jpg",
+        "--output",
+        tmp_path / "out",
         env=offline,
-    )  # fmt: skip
+    )
     way_out = f"on another machine and run: python -m gcnet.model_zoo download {ZOO_MODEL} --file /path/to/{ZOO_FILE}"
     assert_one_line(result, "demo", ZOO_URL, way_out)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
@@ -63,13 +72,16 @@ def test_fine_tuning_from_the_zoo_without_network(offline, shared_data, tmp_path
     """README "Train on your own dataset": the zoo weights, or none (train.init_checkpoint="")."""
     balloon = shared_data / "balloon"
     result = run_tool(
-        "tools/train_net.py", "--config-file", "configs/quick_schedules/mask_rcnn_R_50_FPN_gc_r16_finetune.py",
+        "tools/train_net.py",
+        "--config-file",
+        "configs/quick_schedules/mask_rcnn_R_50_FPN_gc_r16_finetune.py",
         f"dataset.train.json_file={balloon / 'annotations' / 'balloon_instances_train.json'}",
         f"dataset.train.image_root={balloon / 'train'}",
         f"dataset.val.json_file={balloon / 'annotations' / 'balloon_instances_val.json'}",
-        f"dataset.val.image_root={balloon / 'val'}", f"train.output_dir={tmp_path / 'out'}",
+        f"dataset.val.image_root={balloon / 'val'}",
+        f"train.output_dir={tmp_path / 'out'}",
         env=offline,
-    )  # fmt: skip
+    )
     way_out = (
         f"python -m gcnet.model_zoo download {ZOO_MODEL} --file /path/to/{ZOO_FILE}; "
         'to train without these weights: train.init_checkpoint=""'

@@ -1,4 +1,5 @@
 """Packaging: what setup.py installs, and how gcnet behaves without detectron2."""
+
 import ast
 import pkgutil
 import shutil
@@ -28,9 +29,7 @@ sys.meta_path.insert(0, HideDetectron2())
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
 
 
 # What works without detectron2: the blocks, the file helpers they share nothing with, and the
@@ -75,10 +74,22 @@ def test_wheel_contents_and_metadata(tmp_path):
     for name in ("gcnet", "configs", "model_zoo"):
         shutil.copytree(REPO_ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "resources"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path / "dist"), str(source)],
-        check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = (tmp_path / "dist").glob("gcnet-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
@@ -98,9 +109,18 @@ def test_wheel_contents_and_metadata(tmp_path):
     ]
     runtime = {r.name for r in requirements if r.marker is None}
     assert runtime == {
-        "torch", "torchvision", "fvcore", "iopath", "omegaconf", "hydra-core", "pycocotools",
-        "opencv-python-headless", "cityscapesscripts", "tqdm", "pyyaml",
-    }  # fmt: skip
+        "torch",
+        "torchvision",
+        "fvcore",
+        "iopath",
+        "omegaconf",
+        "hydra-core",
+        "pycocotools",
+        "opencv-python-headless",
+        "cityscapesscripts",
+        "tqdm",
+        "pyyaml",
+    }
     assert "Provides-Extra: dev" in metadata
     assert {r.name for r in requirements if r.marker is not None} >= {"pytest", "onnxruntime"}
 
@@ -108,9 +128,19 @@ def test_wheel_contents_and_metadata(tmp_path):
 # How low each package of gcnet sits: a module imports only from packages below its own, or
 # from its own package (layers <- modeling <- data <- evaluation/engine <- model_zoo <- apps <- tools).
 LAYER_RANKS = {
-    "_detectron2": 0, "utils": 0, "layers": 1, "modeling": 2, "solver": 2, "data": 3,
-    "evaluation": 4, "engine": 4, "analysis": 4, "export": 4, "model_zoo": 5, "apps": 6,
-}  # fmt: skip
+    "_detectron2": 0,
+    "utils": 0,
+    "layers": 1,
+    "modeling": 2,
+    "solver": 2,
+    "data": 3,
+    "evaluation": 4,
+    "engine": 4,
+    "analysis": 4,
+    "export": 4,
+    "model_zoo": 5,
+    "apps": 6,
+}
 
 
 def gcnet_imports(path: Path):
@@ -206,7 +236,7 @@ def import_cycles(repo: Path, folders=CODE):
     def visit(node, stack, on_stack):
         for target in graph.get(node, ()):
             if target in on_stack:
-                cycle = stack[stack.index(target):]
+                cycle = stack[stack.index(target) :]
                 start = cycle.index(min(cycle))
                 cycles.add(tuple(str(p.relative_to(repo)) for p in cycle[start:] + cycle[:start]))
             elif target not in done:

@@ -4,6 +4,7 @@ any package of gcnet. Underscored names that their libraries document as public 
 public: detectron2's ROI heads' ``_init_*`` / ``_forward_*`` methods (extension points that its
 own projects override), the methods an iopath ``PathHandler`` implements for its protocol,
 LazyConfig's ``_target_`` key and the methods of named tuples."""
+
 import ast
 import importlib
 import inspect

@@ -1,4 +1,5 @@
 """gcnet.solver: the "poly" learning-rate multiplier of the Cityscapes recipes."""
+
 import pytest
 
 from gcnet.solver import PolyParamScheduler

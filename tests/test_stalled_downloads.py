@@ -3,6 +3,7 @@ project within the read timeout ($GCNET_DOWNLOAD_TIMEOUT), in one line that name
 the way out for that entry point, with nothing left behind: the zoo's gcnet:// handler and its
 command line, an initial checkpoint of train_net (the checkpointer), a remote image, and
 prepare_datasets."""
+
 import pytest
 import torch
 import yaml

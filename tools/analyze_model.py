@@ -10,6 +10,7 @@ the first config. FLOPs are fvcore's (a fused multiply-add is one FLOP; BatchNor
 element; additions and activations are not counted), on a fixed workload per input size:
 see gcnet.analysis.complexity, which counts them.
 """
+
 import argparse
 import os
 import sys

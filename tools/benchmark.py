@@ -27,6 +27,7 @@ On Linux the script runs with malloc settings that keep freed memory (as a CUDA 
 jemalloc/tcmalloc would); --system-malloc measures with glibc's defaults. The measurements are
 gcnet.analysis.benchmark's; tools/README.md gives figures.
 """
+
 import argparse
 import logging
 import os
@@ -49,35 +50,85 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="{blocks,models}")
     blocks = commands.add_parser("blocks", help="the GC block and its peers, at the c2-c5 shapes")
-    blocks.add_argument("--dtypes", nargs="+", choices=["float32", "bfloat16", "float16"], default=["float32"],
-                        help="dtypes of the inputs and blocks (default: float32)")
-    blocks.add_argument("--layouts", nargs="+", choices=["contiguous", "channels_last"], default=["contiguous"],
-                        help="memory formats of the inputs (default: contiguous)")
-    blocks.add_argument("--min-run-time", type=float, default=1.0, metavar="SECONDS",
-                        help="seconds of timing per measurement (default: 1)")
-    blocks.add_argument("--max-attention-gb", type=float, default=4.0, metavar="GB",
-                        help="skip the NL block where its N_p x N_p attention is larger (default: 4)")
+    blocks.add_argument(
+        "--dtypes",
+        nargs="+",
+        choices=["float32", "bfloat16", "float16"],
+        default=["float32"],
+        help="dtypes of the inputs and blocks (default: float32)",
+    )
+    blocks.add_argument(
+        "--layouts",
+        nargs="+",
+        choices=["contiguous", "channels_last"],
+        default=["contiguous"],
+        help="memory formats of the inputs (default: contiguous)",
+    )
+    blocks.add_argument(
+        "--min-run-time",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds of timing per measurement (default: 1)",
+    )
+    blocks.add_argument(
+        "--max-attention-gb",
+        type=float,
+        default=4.0,
+        metavar="GB",
+        help="skip the NL block where its N_p x N_p attention is larger (default: 4)",
+    )
     models = commands.add_parser("models", help="GCNet models against their baselines")
-    models.add_argument("--pairs", nargs="+", choices=sorted(MODEL_PAIRS), default=sorted(MODEL_PAIRS),
-                        help="the model pairs: mask_rcnn (R50-FPN, GC r16 c3-c5), cityscapes (FCN, GC head)")
-    models.add_argument("--modes", nargs="+", choices=["inference", "train"], default=["inference", "train"],
-                        help="inference (1 image, no gradients) and/or train (2 images, SGD step)")
+    models.add_argument(
+        "--pairs",
+        nargs="+",
+        choices=sorted(MODEL_PAIRS),
+        default=sorted(MODEL_PAIRS),
+        help="the model pairs: mask_rcnn (R50-FPN, GC r16 c3-c5), cityscapes (FCN, GC head)",
+    )
+    models.add_argument(
+        "--modes",
+        nargs="+",
+        choices=["inference", "train"],
+        default=["inference", "train"],
+        help="inference (1 image, no gradients) and/or train (2 images, SGD step)",
+    )
     models.add_argument("--iters", type=int, default=10, help="measured iterations, after one warm-up (default: 10)")
-    models.add_argument("--det-size", nargs=2, type=int, default=[800, 1216], metavar=("H", "W"),
-                        help="input size of the mask_rcnn pair (default: 800 1216)")
-    models.add_argument("--seg-size", nargs=2, type=int, default=[769, 769], metavar=("H", "W"),
-                        help="input size of the cityscapes pair (default: 769 769)")
+    models.add_argument(
+        "--det-size",
+        nargs=2,
+        type=int,
+        default=[800, 1216],
+        metavar=("H", "W"),
+        help="input size of the mask_rcnn pair (default: 800 1216)",
+    )
+    models.add_argument(
+        "--seg-size",
+        nargs=2,
+        type=int,
+        default=[769, 769],
+        metavar=("H", "W"),
+        help="input size of the cityscapes pair (default: 769 769)",
+    )
     models.add_argument("--channels-last", action="store_true", help="models in channels_last memory format")
     inference = commands.add_parser("inference", help="a whole detector before and after the fast path, exported")
     inference.add_argument("--image", required=True, metavar="FILE", help="the photo (resized as the test loader does)")
     inference.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="CPU thread counts (default: 1 2)")
-    inference.add_argument("--rounds", type=int, default=3,
-                           help="interleaved timed rounds, the fastest kept (default: 3)")
-    inference.add_argument("--ways", nargs="+", metavar="WAY", help="a subset of the ways, the first the reference "
-                           "(default: all, from 'before: eager')")  # fmt: skip
-    inference.add_argument("--exports", default="output/inference_benchmark", metavar="DIR",
-                           help="folder for the exported models, reused when there "
-                           "(default: output/inference_benchmark)")
+    inference.add_argument(
+        "--rounds", type=int, default=3, help="interleaved timed rounds, the fastest kept (default: 3)"
+    )
+    inference.add_argument(
+        "--ways",
+        nargs="+",
+        metavar="WAY",
+        help="a subset of the ways, the first the reference (default: all, from 'before: eager')",
+    )
+    inference.add_argument(
+        "--exports",
+        default="output/inference_benchmark",
+        metavar="DIR",
+        help="folder for the exported models, reused when there (default: output/inference_benchmark)",
+    )
     precision = commands.add_parser("precision", help="bfloat16 inference against float32, on photos")
     precision.add_argument("--image", nargs="+", required=True, metavar="FILE", help="photos")
     precision.add_argument("--config-file", default=MODEL_PAIRS["mask_rcnn"][1], metavar="FILE")

@@ -9,6 +9,7 @@ Rows, each run in a fresh process on the first --images images of --input: the d
 and 4 (--num-workers decoding processes) and with 2 processes (--num-gpus 2: on the CPU, two
 processes over gloo that share the cores). gcnet.apps.prediction_benchmark says what is timed.
 """
+
 import argparse
 import os
 import sys

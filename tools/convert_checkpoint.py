@@ -11,6 +11,7 @@ torchvision_resnet, mmcv_resnet_v1c, deep_base_resnet. Every upstream key must f
 with --config, the result must also fill every parameter of the config's model exactly. Nothing
 is written when either fails.
 """
+
 import argparse
 import sys
 

@@ -12,6 +12,7 @@ drawn with detectron2's Visualizer; each output has its input's size, up to 9.4 
 image, the attention map of chosen GC blocks (softmax_j(W_k x_j), Fig. 5 of the paper) as a
 heatmap over the image: <name>_gc_<block><ext>. The demo itself is gcnet.apps.run_demo.
 """
+
 import argparse
 import sys
 

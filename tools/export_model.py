@@ -18,6 +18,7 @@ into its conv (--no-fold-norm: as the model has them). <output>/config.yaml is t
 export (with --opts): its test loader makes the exported model's input (README.md, Export).
 The export itself is gcnet.apps.export_and_check.
 """
+
 import argparse
 import sys
 

@@ -9,6 +9,7 @@ instance); lines and points are skipped with a warning, and so are shapes labell
 __ignore__ or _background_ (labelme's placeholders, not classes). Categories are numbered
 1..K in label order; image paths are relative to the folder, which is the dataset's image_root.
 """
+
 import argparse
 import sys
 

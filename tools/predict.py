@@ -20,6 +20,7 @@ the results an uninterrupted run writes. Several processes (--num-gpus) and mach
 (--num-machines, --machine-rank, --dist-url, as train_net.py) share the shards; the output
 folder must then be one that all machines see.
 """
+
 from gcnet.utils.argument_parser import (
     DEFAULT_SHARD_SIZE,
     add_inference_arguments,
@@ -104,15 +105,24 @@ def main(args, plan, images_file):
 
 if __name__ == "__main__":
     setup_console()
-    with exit_on_stop(TOOL, "start-up"), exit_on_bad_input(TOOL), tempfile.TemporaryDirectory(prefix="gcnet-predict-") as tmp:
+    with (
+        exit_on_stop(TOOL, "start-up"),
+        exit_on_bad_input(TOOL),
+        tempfile.TemporaryDirectory(prefix="gcnet-predict-") as tmp,
+    ):
         images_file = f"{tmp}/images.jsonl"
         cfg = model_config(ARGS.model, ARGS.config_file, ARGS.opts)
         InferenceOptions.from_config(cfg, **inference_overrides(ARGS))  # checked before the images are listed
         plan, complete = plan_run(
-            cfg, ARGS.input, ARGS.output, images_file,
-            image_root=ARGS.image_root, shard_size=ARGS.shard_size, batch_size=ARGS.batch_size,
+            cfg,
+            ARGS.input,
+            ARGS.output,
+            images_file,
+            image_root=ARGS.image_root,
+            shard_size=ARGS.shard_size,
+            batch_size=ARGS.batch_size,
             confidence_threshold=ARGS.confidence_threshold,
-        )  # fmt: skip
+        )
         if complete:
             print(f"{TOOL}: nothing to do: the {plan.images} images of --input are predicted in {ARGS.output}")
             sys.exit(0)

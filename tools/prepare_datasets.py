@@ -23,6 +23,7 @@
 Downloads time out after $GCNET_DOWNLOAD_TIMEOUT seconds (CONNECT,READ; default 10,60).
 The test suite's files come from `python -m tests.fetch_test_data` (DEVELOPERS.md).
 """
+
 import argparse
 import logging
 import os

@@ -14,6 +14,7 @@ job's tasks are <job dir>/<job id>_<task>_log.out and .err (--job-dir, default s
 id> in the current folder, which, as the run's output, must be on a file system the nodes
 share). --cluster local runs the job on this machine (one node), to try it.
 """
+
 import argparse
 
 from gcnet.utils.argument_parser import one_line_parser
@@ -43,7 +44,11 @@ def parse_args(argv=None):
     for name in ("partition", "account", "qos", "constraint", "comment"):
         parser.add_argument(f"--{name}", help=f"SLURM's --{name}")
     parser.add_argument(
-        "--slurm", action="append", default=[], metavar="KEY=VALUE", help="another sbatch option (mail-type=END), repeated"
+        "--slurm",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another sbatch option (mail-type=END), repeated",
     )
     parser.add_argument("--name", help="the job's name (default: the tool's)")
     parser.add_argument(

@@ -2,7 +2,8 @@
 """Train or evaluate a GCNet LazyConfig with detectron2.
 
 Train (8 GPUs):
-    python tools/train_net.py --config-file configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_syncbn_gc_r16_1x.py --num-gpus 8
+    python tools/train_net.py --num-gpus 8 \\
+        --config-file configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_syncbn_gc_r16_1x.py
 
 Evaluate a run's last checkpoint (in train.output_dir), or any checkpoint:
     python tools/train_net.py --config-file <config> --eval-only
@@ -17,6 +18,7 @@ Two machines (run on each, with its --machine-rank):
 
 Any config key can be changed with key=value arguments, before or after the options.
 """
+
 from gcnet.utils.argument_parser import default_argument_parser
 from gcnet.utils.known_warnings import filter_known_warnings
 

@@ -10,6 +10,7 @@ make is specialised and compiled as Triton's launcher does, each distinct varian
 target (gcnet.analysis.kernel_report). A Markdown table follows, then the number of variants
 that multi-scale COCO training compiles per stage. The exit status is 1 when a variant spills.
 """
+
 import argparse
 import json
 import sys
@@ -20,13 +21,30 @@ DTYPE_NAMES = ("float32", "bfloat16", "float16")
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--archs", nargs="+", type=int, default=[80, 90], help="compute capabilities (80: A100, 90: H100)")
-    parser.add_argument("--dtypes", nargs="+", choices=sorted(DTYPE_NAMES), default=list(DTYPE_NAMES),
-                        help="dtypes of the pooled input (default: all)")
-    parser.add_argument("--layouts", nargs="+", choices=["channels_last", "contiguous"],
-                        default=["channels_last", "contiguous"], help="memory formats of the input (default: both)")
-    parser.add_argument("--shapes", nargs="+", choices=SHAPE_NAMES, default=list(SHAPE_NAMES),
-                        help="c2-c5: of an 800x1216 COCO image; d8-*: of a 769x769 crop at output stride 8")
+    parser.add_argument(
+        "--archs", nargs="+", type=int, default=[80, 90], help="compute capabilities (80: A100, 90: H100)"
+    )
+    parser.add_argument(
+        "--dtypes",
+        nargs="+",
+        choices=sorted(DTYPE_NAMES),
+        default=list(DTYPE_NAMES),
+        help="dtypes of the pooled input (default: all)",
+    )
+    parser.add_argument(
+        "--layouts",
+        nargs="+",
+        choices=["channels_last", "contiguous"],
+        default=["channels_last", "contiguous"],
+        help="memory formats of the input (default: both)",
+    )
+    parser.add_argument(
+        "--shapes",
+        nargs="+",
+        choices=SHAPE_NAMES,
+        default=list(SHAPE_NAMES),
+        help="c2-c5: of an 800x1216 COCO image; d8-*: of a 769x769 crop at output stride 8",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the rows to this JSON file")
     return parser
 

@@ -17,6 +17,7 @@ The server listens on 127.0.0.1 only: --host 0.0.0.0 makes it reachable from oth
 (anyone who can reach the port can then use it). It serves the page, the example images and
 to each browser its own uploads and results, nothing else (gcnet.apps.web_demo).
 """
+
 import argparse
 import sys
 

@@ -1,4 +1,5 @@
 """mmsegmentation's gcnet_r101-d8_512x512_80k_ade20k: ResNet-101-V1c."""
+
 from .mmseg_gcnet_R_50_D8_512x512_80k import dataloader, lr_multiplier, model, optimizer, train
 
 model.backbone.depth = 101

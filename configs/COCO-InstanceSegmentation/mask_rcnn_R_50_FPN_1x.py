@@ -1,4 +1,5 @@
 """Mask R-CNN, ResNet-50-FPN, fixed BN, 1x: the baseline of Tables 6(a) and 7(a)."""
+
 from ..common.coco_schedule import lr_multiplier_1x as lr_multiplier
 from ..common.data.coco import dataloader
 from ..common.models.mask_rcnn_gcnet_fpn import model

@@ -1,4 +1,5 @@
 """Mask R-CNN, ResNet-50-FPN, fixed BN, GC blocks (r16) in c3-c5, 1x."""
+
 from .mask_rcnn_R_50_FPN_1x import dataloader, lr_multiplier, model, optimizer, train
 
 model.backbone.bottom_up.context = "gc"

@@ -1,4 +1,5 @@
 """Mask R-CNN, ResNet-50-FPN, SyncBN in the backbone, GC blocks (r16) in c3-c5, 2x (Table 6(b))."""
+
 from ..common.coco_schedule import lr_multiplier_2x as lr_multiplier
 from .mask_rcnn_R_50_FPN_syncbn_gc_r16_1x import dataloader, model, optimizer, train
 

@@ -1,4 +1,5 @@
 """Mask R-CNN, ResNeXt-101-32x4d-FPN, fixed BN, 1x."""
+
 from .mask_rcnn_R_101_FPN_1x import dataloader, lr_multiplier, model, optimizer, train
 
 model.backbone.bottom_up.num_groups = 32

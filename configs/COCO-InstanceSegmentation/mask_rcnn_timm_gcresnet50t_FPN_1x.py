@@ -6,6 +6,7 @@ hub (cached by timm). Offline, give a local file of the timm model's state dict:
     python tools/train_net.py --config-file configs/COCO-InstanceSegmentation/mask_rcnn_timm_gcresnet50t_FPN_1x.py \\
         model.backbone.bottom_up.pretrained_file=/path/to/gcresnet50t.safetensors
 """
+
 from ..common.models.mask_rcnn_timm_fpn import model
 from .mask_rcnn_R_50_FPN_1x import dataloader, lr_multiplier, optimizer, train
 

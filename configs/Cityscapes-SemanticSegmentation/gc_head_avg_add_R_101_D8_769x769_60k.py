@@ -1,4 +1,5 @@
 """Table 12(b) "avg+add": the GC head with average pooling and additive fusion."""
+
 from .gc_head_R_101_D8_769x769_60k import dataloader, lr_multiplier, model, optimizer, train
 
 model.sem_seg_head.gc.pooling_type = "avg"

@@ -2,6 +2,7 @@
 (``../common/models/mmseg_gcnet.py``) and schedule, 512x1024 crops, 8 images per batch, 40k
 iterations; its test-time resize (OpenCV, to fit 2048x1024: the Cityscapes images stay as they
 are) and mIoU."""
+
 from detectron2.config import LazyCall as L
 
 from gcnet.data import OpenCVResizeShortestEdge

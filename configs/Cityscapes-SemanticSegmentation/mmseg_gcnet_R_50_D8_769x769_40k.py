@@ -1,6 +1,7 @@
 """mmsegmentation's gcnet_r50-d8_769x769_40k_cityscapes: as the 512x1024 model, with images
 scaled to 2049x1025 (in training; at test time resized to fit it, as mmsegmentation does),
 769x769 crops, align_corners=True and sliding-window evaluation (769x769 windows, stride 513)."""
+
 from .mmseg_gcnet_R_50_D8_512x1024_40k import (
     dataloader,
     lr_multiplier,

@@ -1,5 +1,6 @@
 """The "poly" learning-rate policy of the Cityscapes recipes: lr x (1 - iter / max_iter)^0.9
 (Section 5.4), no warm-up."""
+
 from detectron2.config import LazyCall as L
 
 from gcnet.solver import PolyParamScheduler

@@ -6,6 +6,7 @@ from 1/3 of the learning rate, as the reference implementation.
 Milestones are relative to the schedule's length, so overriding ``train.max_iter`` scales
 the whole schedule.
 """
+
 from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 from detectron2.config import LazyCall as L
@@ -14,9 +15,7 @@ from detectron2.solver import WarmupParamScheduler
 
 def multistep_schedule(max_iter, steps, warmup_iters=500, warmup_factor=1.0 / 3):
     return L(WarmupParamScheduler)(
-        scheduler=L(MultiStepParamScheduler)(
-            values=[1.0, 0.1, 0.01], milestones=[*steps, max_iter]
-        ),
+        scheduler=L(MultiStepParamScheduler)(values=[1.0, 0.1, 0.01], milestones=[*steps, max_iter]),
         warmup_length=warmup_iters / max_iter,
         warmup_method="linear",
         warmup_factor=warmup_factor,

@@ -2,6 +2,7 @@
 with its ResNet-V1c start: SGD lr 0.01 (momentum 0.9, weight decay 5e-4 on every parameter),
 poly decay (power 0.9) to lr 1e-4, no warm-up, from ``open-mmlab://resnet50_v1c``; the
 configs set ``train.max_iter``."""
+
 from .cityscapes_schedule import lr_multiplier_poly as lr_multiplier
 from .optim import SGD as optimizer
 from .train import train

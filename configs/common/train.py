@@ -1,6 +1,7 @@
 """Training settings: detectron2's LazyConfig ``train`` dict (output_dir, init_checkpoint,
 max_iter, amp, ddp, checkpointer, eval_period, log_period, device) for the 1x schedule, plus
 the options ``tools/train_net.py`` adds."""
+
 from gcnet.engine.config import default_device, get_detectron2_config
 from gcnet.engine.inference import InferenceOptions
 

@@ -7,6 +7,7 @@ writes output/balloon_gc_r16/model_final.pth (model_best.pth is a hard link to i
     python tools/prepare_datasets.py balloon
     python tools/train_net.py --config-file configs/quick_schedules/mask_rcnn_R_50_FPN_gc_r16_balloon.py
 """
+
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 

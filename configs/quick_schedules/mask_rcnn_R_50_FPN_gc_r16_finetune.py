@@ -12,6 +12,7 @@ read from the training file:
 Start with about 20 epochs (train.max_iter = 10 x #train images, at least 300): the learning
 rate is divided by 10 at 70% and 90% of train.max_iter, whatever its value.
 """
+
 from detectron2.config import LazyCall as L
 
 from gcnet.data import custom_dataset_num_classes, register_custom_dataset

@@ -1,5 +1,6 @@
 """Looking into GCNet models: the GC blocks' attention maps, heatmap overlays, and the
 parameter/FLOPs/activation counts of the paper's tables."""
+
 from gcnet._detectron2 import require_detectron2
 
 require_detectron2(__name__)

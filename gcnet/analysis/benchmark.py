@@ -18,6 +18,7 @@ depends on the allocation history and hides the computation being measured:
 :data:`CACHING_MALLOC` keeps freed memory in the process, as PyTorch's CUDA allocator and
 jemalloc/tcmalloc do (:func:`restart_with_caching_malloc`).
 """
+
 import concurrent.futures
 import contextlib
 import json

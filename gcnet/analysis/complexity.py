@@ -18,6 +18,7 @@ mmsegmentation's ``get_flops``):
 A deformable convolution counts as the regular convolution of its shape (its bilinear
 sampling is not counted), plus its offset convolution.
 """
+
 from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
@@ -91,7 +92,9 @@ class _RCNNProxy(nn.Module):
         mask_rois = Boxes(box_rois.tensor[: self.num_mask_rois])
         box_features = heads.box_pooler([features[f] for f in heads.box_in_features], [box_rois])
         box_heads = heads.box_head if isinstance(heads.box_head, nn.ModuleList) else [heads.box_head]
-        box_predictors = heads.box_predictor if isinstance(heads.box_predictor, nn.ModuleList) else [heads.box_predictor]
+        box_predictors = (
+            heads.box_predictor if isinstance(heads.box_predictor, nn.ModuleList) else [heads.box_predictor]
+        )
         for box_head, box_predictor in zip(box_heads, box_predictors):
             outputs += list(box_predictor(box_head(box_features)))
         if getattr(heads, "mask_on", False):

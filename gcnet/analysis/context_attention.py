@@ -1,5 +1,6 @@
 """The attention maps of GC blocks (the softmax of ``conv_mask``, Fig. 5), recorded as a model
 runs, and what they say in two numbers (entropy and peak)."""
+
 import fnmatch
 import math
 import re
@@ -159,7 +160,9 @@ def summarize_attention(weights: torch.Tensor, image_size: Sequence[int]) -> Att
     (H, W); the map is renormalised to sum to 1 (a cropped map may not)."""
     weights = torch.as_tensor(weights, dtype=torch.float64)
     if weights.ndim != 2 or weights.numel() == 0 or (weights < 0).any() or weights.sum() <= 0:
-        raise ValueError(f"summarize_attention: expected non-negative (h, w) weights with a positive sum, got {tuple(weights.shape)}")
+        raise ValueError(
+            f"summarize_attention: expected non-negative (h, w) weights with a positive sum, got {tuple(weights.shape)}"
+        )
     p = (weights / weights.sum()).flatten()
     p = p[p > 0]
     entropy = max(0.0, float(-(p * p.log()).sum() / math.log(weights.numel()))) if weights.numel() > 1 else 0.0

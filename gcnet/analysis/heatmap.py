@@ -1,6 +1,7 @@
 """Heatmaps of spatial weights drawn over an image: min-max scaled, with a colour bar and a
 title for the attention maps of GC blocks (the pictures of ``tools/demo.py`` and
 ``tools/web_demo.py``)."""
+
 from typing import Sequence, Tuple
 
 import cv2
@@ -27,7 +28,9 @@ def crop_to_image(weights: torch.Tensor, size: Sequence[int], padded_size: Seque
 
 
 def _as_weights(weights) -> np.ndarray:
-    weights = weights.detach().float().cpu().numpy() if isinstance(weights, torch.Tensor) else np.asarray(weights, np.float32)
+    weights = (
+        weights.detach().float().cpu().numpy() if isinstance(weights, torch.Tensor) else np.asarray(weights, np.float32)
+    )
     if weights.ndim != 2 or weights.size == 0 or (weights < 0).any():
         raise ValueError(f"expected non-negative (h, w) weights, got shape {weights.shape}")
     return weights.astype(np.float32)
@@ -94,7 +97,9 @@ def _put_label(canvas: np.ndarray, text: str, x: int, y: int, anchor_right: bool
     box = canvas[y : y + box_h, x : x + box_w]
     box[:] = box // 3  # darken what is behind the text
     white = (255, 255, 255)
-    cv2.putText(canvas, text, (x + pad, y + pad + text_h), cv2.FONT_HERSHEY_SIMPLEX, scale, white, thickness, cv2.LINE_AA)
+    cv2.putText(
+        canvas, text, (x + pad, y + pad + text_h), cv2.FONT_HERSHEY_SIMPLEX, scale, white, thickness, cv2.LINE_AA
+    )
 
 
 COLOUR_BAR_TITLE = "attention weight"

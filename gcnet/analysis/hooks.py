@@ -1,4 +1,5 @@
 """Forward hooks on named modules, on for the duration of a ``with`` block."""
+
 import contextlib
 from typing import Callable, Dict
 

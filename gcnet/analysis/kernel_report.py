@@ -11,6 +11,7 @@ multi-scale COCO training compiles per stage (padded image sizes 640-800 x 480-1
 pixels). Triton's launcher helpers used here carry no leading underscore; checked with Triton
 3.8.
 """
+
 import os
 import re
 import subprocess

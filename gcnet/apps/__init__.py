@@ -6,6 +6,7 @@
 
 It sits above :mod:`gcnet.model_zoo`: a demo takes a zoo name as readily as a config.
 """
+
 from gcnet._detectron2 import require_detectron2
 
 require_detectron2(__name__)

@@ -10,6 +10,7 @@ scaled down to that many pixels, with the predictions made at the canvas's size.
 ``Visualizer`` takes about 70 bytes a pixel of the canvas, and 2 more per drawn instance (its
 mask, pasted, and a copy): an 8000x8000 photo drawn at its size could take 15 GB.
 """
+
 import contextlib
 import logging
 import math

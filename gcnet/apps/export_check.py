@@ -8,6 +8,7 @@ and the config beside them, and run the exports against the eager model::
 Every argument is checked, and the output folder written to, before the model is built.
 Errors name the options of ``tools/export_model.py`` whose values they are about.
 """
+
 import copy
 import glob
 import os
@@ -77,7 +78,9 @@ def build_model(cfg, what: str) -> torch.nn.Module:
     model = instantiate(cfg.model).eval()
     if cfg.train.init_checkpoint:  # a backbone may be exported with the ImageNet weights of its config
         way_out = "give the weights of a model trained with this config (train.init_checkpoint=...)"
-        GCNetCheckpointer(model).load(cfg.train.init_checkpoint, fit="all" if what == "model" else "init", way_out=way_out)
+        GCNetCheckpointer(model).load(
+            cfg.train.init_checkpoint, fit="all" if what == "model" else "init", way_out=way_out
+        )
     if what == "model":
         return model
     backbone = model.backbone

@@ -16,6 +16,7 @@ paired with the float32 ones (same class, box IoU at least 0.5, by descending sc
 the share paired, the smallest box IoU and the largest score difference of the pairs, and the
 smallest IoU of their pasted masks.
 """
+
 import contextlib
 import copy
 import dataclasses
@@ -74,7 +75,7 @@ def _eager(model: nn.Module, image: torch.Tensor, setup=None) -> Runner:
     adapter = tracing_adapter(model, image)
 
     def run(x: torch.Tensor):
-        with torch.no_grad(), (setup.autocast() if setup else contextlib.nullcontext()):
+        with torch.no_grad(), setup.autocast() if setup else contextlib.nullcontext():
             return [t.float() if t.is_floating_point() else t for t in adapter(x)]
 
     return run

@@ -1,5 +1,6 @@
 """The model a demo runs, named either way the tools take it: a model zoo name (with its trained
 weights) or a LazyConfig file (a config of this project, or a run's ``config.yaml``)."""
+
 import os
 from typing import Optional, Sequence
 

@@ -4,6 +4,7 @@ written, and demo outputs that never replace an input.
 Errors name the options of ``tools/demo.py`` and ``tools/export_model.py`` (``--output``,
 ``--input``, ``--video-input``) whose values they are about.
 """
+
 import os
 import tempfile
 from typing import List, Optional, Sequence, Tuple

@@ -9,8 +9,8 @@ loop (from the first image to the last result written); "wall s" the whole comma
 for every row: a random detector keeps as many instances as it may (100 an image), the most
 mask pasting and encoding.
 """
+
 import concurrent.futures
-import json
 import multiprocessing
 import os
 import re
@@ -106,5 +106,7 @@ def prediction_rows(
 def prediction_table(rows: Sequence[Tuple[str, Dict[str, float]]]) -> str:
     """The rows of :func:`prediction_rows` as a Markdown table."""
     lines = ["| run | images/s | loop s | wall s |", "|---|---|---|---|"]
-    lines += [f"| {label} | {r['images'] / r['seconds']:.2f} | {r['seconds']:.1f} | {r['wall']:.1f} |" for label, r in rows]
+    lines += [
+        f"| {label} | {r['images'] / r['seconds']:.2f} | {r['seconds']:.1f} | {r['wall']:.1f} |" for label, r in rows
+    ]
     return "\n".join(lines)

@@ -12,6 +12,7 @@ it, :class:`SessionFiles` answers a request for a file only with
 Anything else asked of a file route (a neighbour, a subfolder, a path outside the folder, an
 encoded or ``..`` variant that leads elsewhere, a URL) is answered 404 before gradio sees it.
 """
+
 import json
 import os
 import re

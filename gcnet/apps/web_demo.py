@@ -13,6 +13,7 @@ its own uploads and the pictures drawn for it (:class:`~gcnet.apps.session_files
 all from a folder of its own that it removes when it stops. The examples are copied there when
 the page is built; nothing else of the folders they come from is ever reachable.
 """
+
 import contextlib
 import logging
 import os
@@ -173,7 +174,8 @@ def _page_function(web_demo: WebDemo) -> Callable:
     """What the page calls when the photo, the threshold or the blocks change: a bad photo's
     message is shown on the page."""
 
-    def run(photo: Optional[dict], threshold: float, blocks: List[str], progress=gr.Progress()):
+    # A gr.Progress() default is how gradio hands a function its progress tracker.
+    def run(photo: Optional[dict], threshold: float, blocks: List[str], progress=gr.Progress()):  # noqa: B008
         if photo is None:
             return None, [], ""
         try:  # photo is gradio's record of the upload: its path in the upload folder, its name

@@ -6,14 +6,15 @@ config (and labelme files converted to one), a checked semantic segmentation map
 reading for inference, the images a prediction run reads (folders, globs, lists, COCO
 JSON), the OpenMMLab releases' test-time resize (OpenCV, mmcv's rounding), and the preparation
 of the datasets' files (``prepare_dataset``)."""
+
 from gcnet._detectron2 import require_detectron2
 
 require_detectron2(__name__)
 
 from . import builtin  # noqa: E402,F401  (registers the builtin datasets)
-from .builtin import require_datasets  # noqa: E402
 from .ade20k import prepare_ade20k_labels  # noqa: E402
 from .balloon import check_balloon, prepare_balloon, via_to_coco  # noqa: E402
+from .builtin import require_datasets  # noqa: E402
 from .cityscapes import create_train_id_labels, load_checked_cityscapes_semantic  # noqa: E402
 from .coco import load_coco_instances, register_checked_coco_instances  # noqa: E402
 from .custom_dataset import custom_dataset_num_classes, register_custom_dataset  # noqa: E402

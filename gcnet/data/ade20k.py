@@ -4,6 +4,7 @@ and the label maps of ``annotations_detectron2/``: this module writes those from
 challenge's ``annotations/`` as detectron2's ``datasets/prepare_ade20k_sem_seg.py`` does
 (mmsegmentation's ``reduce_zero_label``: "other" (0) becomes the ignore value 255, the classes
 1..150 become 0..149)."""
+
 import glob
 import logging
 import os

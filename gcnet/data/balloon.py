@@ -1,5 +1,6 @@
 """The balloon instance-segmentation set of detectron2's tutorial (one class, 61 train and
 13 val images), converted from its VIA annotations to COCO JSON."""
+
 import json
 import logging
 import os
@@ -71,7 +72,7 @@ ARCHIVE_WAY_OUT = (
 
 def _find_release_root(folder: str, archive: str) -> str:
     """The folder of the extracted release that holds train/ and val/."""
-    for dirpath, dirnames, _ in os.walk(folder):
+    for dirpath, _, _ in os.walk(folder):
         if "__MACOSX" in dirpath:
             continue
         if all(os.path.isfile(os.path.join(dirpath, s, "via_region_data.json")) for s in SPLITS):

@@ -1,5 +1,6 @@
 """Datasets registered by name under ``$DETECTRON2_DATASETS`` (default ``./datasets``), as
 detectron2 registers its builtin ones."""
+
 import os
 from typing import Sequence, Union
 

@@ -1,6 +1,7 @@
 """Cityscapes semantic segmentation with checks that name the file and what was expected
 (``gcnet_cityscapes_fine_sem_seg_{train,val}``, beside detectron2's
 ``cityscapes_fine_sem_seg_{train,val}``), and the creation of the train-id label maps."""
+
 import glob
 import logging
 import os
@@ -29,7 +30,9 @@ logger = logging.getLogger(__name__)
 # gcnet's name -> (detectron2's name of the same split, its image and label folders).
 CITYSCAPES_SEM_SEG_SPLITS = {
     f"gcnet_cityscapes_fine_sem_seg_{split}": (
-        f"cityscapes_fine_sem_seg_{split}", f"cityscapes/leftImg8bit/{split}", f"cityscapes/gtFine/{split}"
+        f"cityscapes_fine_sem_seg_{split}",
+        f"cityscapes/leftImg8bit/{split}",
+        f"cityscapes/gtFine/{split}",
     )
     for split in ("train", "val")
 }
@@ -38,7 +41,9 @@ LABEL_ID_SUFFIX = "_gtFine_labelIds.png"
 TRAIN_ID_SUFFIX = "_gtFine_labelTrainIds.png"
 CREATE_TRAIN_IDS = "python tools/prepare_datasets.py cityscapes"
 # cityscapesscripts' label id -> train id (255: ignored in training and evaluation).
-ID_TO_TRAIN_ID = {label.id: (label.trainId if 0 <= label.trainId < 255 else 255) for label in CITYSCAPES_LABELS if label.id >= 0}
+ID_TO_TRAIN_ID = {
+    label.id: (label.trainId if 0 <= label.trainId < 255 else 255) for label in CITYSCAPES_LABELS if label.id >= 0
+}
 
 
 def _layout_hint(root_hint: str) -> str:
@@ -98,21 +103,23 @@ def create_train_id_labels(gt_root: str) -> int:
     written = 0
     found = sorted(glob.glob(os.path.join(gt_root, "**", "*" + LABEL_ID_SUFFIX), recursive=True))
     if not found:
-        raise ValueError(f"{gt_root} holds no *{LABEL_ID_SUFFIX} file: unpack Cityscapes' gtFine_trainvaltest.zip there")
+        raise ValueError(
+            f"{gt_root} holds no *{LABEL_ID_SUFFIX} file: unpack Cityscapes' gtFine_trainvaltest.zip there"
+        )
     for label_ids in found:
         target = label_ids[: -len(LABEL_ID_SUFFIX)] + TRAIN_ID_SUFFIX
         if os.path.exists(target):
             continue
         with Image.open(label_ids) as opened:
             if opened.mode not in ("L", "P", "I", "I;16"):
-                raise ValueError(f"{label_ids}: a {opened.mode} image; Cityscapes' label maps have one channel of label ids")
+                raise ValueError(
+                    f"{label_ids}: a {opened.mode} image; Cityscapes' label maps have one channel of label ids"
+                )
             ids = np.asarray(opened).astype(np.int64)
         train_ids = np.where((ids >= 0) & (ids < 256), lut[np.clip(ids, 0, 255)], -1)
         if (train_ids < 0).any():
             bad = sorted(int(v) for v in np.unique(ids[train_ids < 0]))
-            raise ValueError(
-                f"{label_ids}: values {bad} are not Cityscapes label ids ({sorted(ID_TO_TRAIN_ID)})"
-            )
+            raise ValueError(f"{label_ids}: values {bad} are not Cityscapes label ids ({sorted(ID_TO_TRAIN_ID)})")
         with atomic_path(target) as tmp:
             Image.fromarray(train_ids.astype(np.uint8)).save(tmp, format="PNG")
         written += 1

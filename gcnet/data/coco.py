@@ -6,6 +6,7 @@ count. :func:`load_coco_instances` reads the file once, checks it and its images
 every annotation it skips or clips by its id, and returns the records ``load_coco_json`` makes
 (with each annotation's ``id``), setting the same metadata.
 """
+
 import collections
 import json
 import logging

@@ -13,6 +13,7 @@ detectron2's ``load_coco_json`` does) and back for evaluation. Category entries 
 classes (labelme's ``__ignore__`` and ``_background_``, :data:`gcnet.data.coco.PLACEHOLDER_CATEGORIES`)
 are left out, with their annotations.
 """
+
 import collections
 import functools
 import json

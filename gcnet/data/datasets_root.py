@@ -1,4 +1,5 @@
 """Where the datasets live: ``$DETECTRON2_DATASETS``, else ``./datasets`` (detectron2's rule)."""
+
 import os
 
 __all__ = ["datasets_root", "datasets_root_hint"]

@@ -1,5 +1,6 @@
 """Finding image files, reading any common image as the 8-bit array a detectron2 model takes,
 and writing drawn images."""
+
 import glob
 import os
 from typing import Dict, List, Sequence, Tuple

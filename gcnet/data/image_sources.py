@@ -1,6 +1,7 @@
 """The images a prediction run reads, from what its ``--input`` names: image files, folders
 (searched recursively), globs, text files of paths (one a line) or a COCO JSON (its
 ``images``), each with the image id its predictions are written under."""
+
 import json
 import os
 from typing import List, NamedTuple, Optional, Sequence

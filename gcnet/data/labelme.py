@@ -8,6 +8,7 @@ are not instances of a class and are dropped, with one warning that counts them.
 whose labelme file has no shape is kept as an image without annotations; images without a
 labelme file are left out.
 """
+
 import collections
 import json
 import logging
@@ -42,8 +43,14 @@ def _polygon(shape: Dict, where: str) -> Optional[List[float]]:
     if kind == "circle" and len(points) == 2:
         center, radius = points[0], float(np.linalg.norm(points[1] - points[0]))
         angles = np.linspace(0, 2 * math.pi, CIRCLE_POINTS, endpoint=False)
-        return np.stack([center[0] + radius * np.cos(angles), center[1] + radius * np.sin(angles)], axis=1).ravel().tolist()
-    logger.warning(f"{where}: skipped a '{kind}' shape labelled {shape.get('label')!r} with {len(points)} points (no area)")
+        return (
+            np.stack([center[0] + radius * np.cos(angles), center[1] + radius * np.sin(angles)], axis=1)
+            .ravel()
+            .tolist()
+        )
+    logger.warning(
+        f"{where}: skipped a '{kind}' shape labelled {shape.get('label')!r} with {len(points)} points (no area)"
+    )
     return None
 
 
@@ -124,7 +131,14 @@ def labelme_to_coco(folder: str) -> Dict:
             image = os.path.normpath(os.path.join(root, data["imagePath"]))
             if not os.path.isfile(image):
                 raise ValueError(f"{path}: its image {data['imagePath']} is not at {image}")
-            records.append((os.path.relpath(image, folder), int(data["imageWidth"]), int(data["imageHeight"]), _instances(data, path)))
+            records.append(
+                (
+                    os.path.relpath(image, folder),
+                    int(data["imageWidth"]),
+                    int(data["imageHeight"]),
+                    _instances(data, path),
+                )
+            )
     if not records:
         raise ValueError(f"{folder}: no labelme file (a .json file with 'shapes' and 'imagePath') in the folder")
     records = _without_placeholders(records, folder)

@@ -4,6 +4,7 @@
 from SBD: 1464 + 9118 = 10582 images) and ``voc_2012_sem_seg_val`` (VOC's 1449 ``val.txt``
 images), under ``$DETECTRON2_DATASETS/VOC2012`` beside detectron2's ``voc_2012_*`` detection
 sets."""
+
 import glob
 import logging
 import os

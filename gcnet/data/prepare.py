@@ -1,5 +1,6 @@
 """Datasets prepared in the layout gcnet's and detectron2's builtin registrations read: what
 ``tools/prepare_datasets.py`` runs."""
+
 import os
 
 from .ade20k import prepare_ade20k_labels

@@ -1,4 +1,5 @@
 """Dataset mapper for semantic segmentation that checks each image against its label map."""
+
 import copy
 from typing import Dict, List, Optional, Sequence
 

@@ -2,6 +2,7 @@
 ``mmcv.image.rescale_size``, the pixels resampled by OpenCV's bilinear filter) in place of
 detectron2's ``ResizeShortestEdge`` (its own rounding, PIL's filter, which also smooths when it
 shrinks)."""
+
 import sys
 from typing import Tuple
 

@@ -10,6 +10,7 @@ each keeps its fastest run. A candidate other than the default is chosen only wh
 least ``margin`` faster than the default: differences within the noise of a shared machine keep
 the default.
 """
+
 import hashlib
 import json
 import logging

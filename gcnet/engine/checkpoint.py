@@ -1,5 +1,6 @@
 """Checkpoints that are complete or absent whenever the process is killed, loaded only from
 sources that cannot run code, and loaded into a model only when they fit it."""
+
 import os
 import re
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
@@ -116,7 +117,10 @@ def _mismatch(model, weights, fit: CheckpointFit, rule: str) -> Optional[str]:
     own = {k: v for k, v in model.state_dict().items() if not NOT_WEIGHTS.search(k)}
     if rule == "all" and (fit.missing_keys or shapes):
         details += [f"{k} is missing" for k in fit.missing_keys]
-        what = f"{len(fit.missing_keys) + len(shapes)} of its {len(own)} parameters and buffers are missing or of another shape in it"
+        what = (
+            f"{len(fit.missing_keys) + len(shapes)} of its {len(own)} parameters and buffers are missing or of "
+            "another shape in it"
+        )
     elif rule == "init" and shapes:
         what = f"{len(shapes)} of its {len(own)} parameters and buffers are of another shape in it"
     elif rule == "init" and not _filled(model, fit):
@@ -284,7 +288,9 @@ class GCNetCheckpointer(DetectionCheckpointer):
         self.fit = checkpoint_fit(self.model, weights)
         problem = _mismatch(self.model, weights, self.fit, fit)
         if problem:
-            raise CheckpointMismatchError(f"{path} does not fit the model of the config: {problem}; {way_out}".rstrip("; "))
+            raise CheckpointMismatchError(
+                f"{path} does not fit the model of the config: {problem}; {way_out}".rstrip("; ")
+            )
         self._load_weights(path, weights)
         for key in self.checkpointables if checkpointables is None else checkpointables:
             if key in checkpoint:

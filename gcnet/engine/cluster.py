@@ -12,6 +12,7 @@ command plus what resumes it (``--resume`` for training; prediction resumes by i
 submitit writes each task's output to ``<job dir>/<job id>_<task>_log.out`` and ``.err``,
 where a requeued job appends.
 """
+
 import dataclasses
 import os
 import signal

@@ -1,5 +1,6 @@
 """Loading LazyConfigs, with overrides that refuse unknown keys, and detectron2's own config
 files."""
+
 import difflib
 import importlib.util
 import os

@@ -2,6 +2,7 @@
 ``tools/lazyconfig_train_net.py`` builds them, with gcnet's additions: a trainer with its loss
 guard and checkpointer, hooks that survive interruptions, checks of the input before anything
 is built, and checkpoints that must fit the model they are loaded into."""
+
 import logging
 import os
 from typing import Callable, List
@@ -145,7 +146,9 @@ def writer_hooks(cfg, start_iter: int) -> list:
     train = cfg.train
     removed = trim_metrics(train.output_dir, start_iter - 1)
     if removed:
-        logger.info(f"metrics.json: removed {removed} entries past iteration {start_iter - 1}, written again by this run")
+        logger.info(
+            f"metrics.json: removed {removed} entries past iteration {start_iter - 1}, written again by this run"
+        )
     printer = ProgressPrinter(train.max_iter, progress_period(train.max_iter, train.log_period))
     files = [JSONWriter(os.path.join(train.output_dir, "metrics.json")), TensorboardXWriter(train.output_dir)]
     return [hooks.PeriodicWriter([printer], period=1), hooks.PeriodicWriter(files, period=train.log_period)]
@@ -249,9 +252,12 @@ def load_training_checkpoint(args, cfg, checkpointer: GCNetCheckpointer) -> int:
         try:
             checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume, fit=fit, way_out=way_out)
         except DownloadError as e:
-            raise e.with_way_out(f'{e.way_out.rstrip(".")}; to train without these weights: train.init_checkpoint=""')
+            raise e.with_way_out(
+                f'{e.way_out.rstrip(".")}; to train without these weights: train.init_checkpoint=""'
+            ) from e
         return 0
-    way_out = f"resume with the config of that run ({os.path.join(output_dir, 'config.yaml')}), or train in another train.output_dir"
+    config = os.path.join(output_dir, "config.yaml")
+    way_out = f"resume with the config of that run ({config}), or train in another train.output_dir"
     if args.restart_schedule:  # the weights only
         checkpointer.load(checkpointer.get_checkpoint_file(), checkpointables=[], fit="all", way_out=way_out)
         return 0

@@ -6,6 +6,7 @@ download); :func:`exit_on_stop` a run that has started (a full disk, an image th
 decoded, a loss guard that gives up, SIGINT or SIGTERM), saying what was interrupted, the last
 complete checkpoint and the command that resumes from it.
 """
+
 import contextlib
 import errno
 import logging

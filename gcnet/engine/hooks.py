@@ -3,6 +3,7 @@ copy of the final weights (``model_best`` of the final evaluation is a hard link
 ``model_final``), ``max_to_keep`` held for the output folder whoever wrote its checkpoints, the
 best score carried across resumes, no checkpoint of weights that made the loss guard refuse
 steps, and no evaluation after an interruption."""
+
 import logging
 import operator
 import os

@@ -12,6 +12,7 @@
 
 The options are the keys of ``train.inference`` in the configs (:class:`InferenceOptions`).
 """
+
 import contextlib
 import copy
 import dataclasses
@@ -190,7 +191,9 @@ def prepare_for_inference(
         if device.type == "cuda":
             name = torch.cuda.get_device_name(device)
             raise ValueError(f"train.inference.bfloat16: {name} does not support bfloat16")
-        warnings.warn("bfloat16 inference on a CPU without AVX512-BF16 or AMX is emulated, and slower than float32")
+        warnings.warn(
+            "bfloat16 inference on a CPU without AVX512-BF16 or AMX is emulated, and slower than float32", stacklevel=2
+        )
     if options.fold_norm:
         setup.folded_norms = fold_batch_norms(model)
     if AUTO in (options.channels_last, options.compile):

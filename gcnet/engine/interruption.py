@@ -3,10 +3,12 @@ with a sentence, instead of a traceback (SIGINT) or no word at all (SIGTERM).
 
 Within :func:`stop_on_signals`, either signal raises :class:`Interrupted` where the main thread
 is, and again at the next check point (:func:`check_interrupted`) where Python swallowed it;
-the hooks of :mod:`gcnet.engine.hooks` start no evaluation or checkpoint after it. :class:`Interrupted` is a ``KeyboardInterrupt``, so that detectron2's
-training loop does not log it as a failure and PyTorch's data loader workers, which inherit
-the handler when they fork, end quietly.
+the hooks of :mod:`gcnet.engine.hooks` start no evaluation or checkpoint after it.
+:class:`Interrupted` is a ``KeyboardInterrupt``, so that detectron2's training loop does not
+log it as a failure and PyTorch's data loader workers, which inherit the handler when they
+fork, end quietly.
 """
+
 import contextlib
 import os
 import signal

@@ -1,5 +1,6 @@
 """detectron2's ``launch``, with a bounded rendezvous of the machines, workers that shut their
 process group down when they finish, and a worker's death reported in one line."""
+
 import datetime
 import sys
 import time
@@ -52,13 +53,19 @@ def meet_machines(dist_url: str, num_machines: int, machine_rank: int, timeout: 
     url = urlparse(dist_url)
     if url.scheme != "tcp" or num_machines == 1:
         return
-    print(f"Machine {machine_rank} of {num_machines}: waiting up to {timeout:g} s for the others at {dist_url}", file=sys.stderr)
+    print(
+        f"Machine {machine_rank} of {num_machines}: waiting up to {timeout:g} s for the others at {dist_url}",
+        file=sys.stderr,
+    )
     deadline = time.monotonic() + timeout
     try:
         store = dist.TCPStore(
-            url.hostname, url.port, is_master=machine_rank == 0,
-            timeout=datetime.timedelta(seconds=timeout), wait_for_workers=False,
-        )  # fmt: skip
+            url.hostname,
+            url.port,
+            is_master=machine_rank == 0,
+            timeout=datetime.timedelta(seconds=timeout),
+            wait_for_workers=False,
+        )
     except (RuntimeError, OSError) as e:
         reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         if machine_rank == 0:
@@ -76,7 +83,9 @@ def meet_machines(dist_url: str, num_machines: int, machine_rank: int, timeout: 
         raise RendezvousError(problem)
 
 
-def _meet(store: dist.TCPStore, dist_url: str, num_machines: int, machine_rank: int, deadline: float, timeout: float) -> str:
+def _meet(
+    store: dist.TCPStore, dist_url: str, num_machines: int, machine_rank: int, deadline: float, timeout: float
+) -> str:
     """Count this machine in and wait for the others: what went wrong, or ""."""
     if store.add(f"rank{machine_rank}", 1) > 1:
         return f"--machine-rank {machine_rank} was given to two machines: give each its own, 0..{num_machines - 1}"
@@ -140,7 +149,9 @@ def launch(
         raise WorkerFailed(f"interrupted by {e.signal_name}", e.exit_code, True) from None
     except mp.ProcessExitedException as e:
         if e.signal_name:
-            raise WorkerFailed(f"worker process {e.error_index} was killed by {e.signal_name}; the others were stopped", 1, False) from None
+            raise WorkerFailed(
+                f"worker process {e.error_index} was killed by {e.signal_name}; the others were stopped", 1, False
+            ) from None
         raise WorkerFailed(f"worker process {e.error_index} exited with {e.exit_code}", e.exit_code, True) from None
 
 

@@ -1,6 +1,7 @@
 """Single-image inference from a LazyConfig, the counterpart of detectron2's
 ``DefaultPredictor`` (which takes yacs configs only), on the inference fast path
 (:mod:`.inference`)."""
+
 import copy
 import logging
 from typing import Dict, List, Optional, Tuple
@@ -39,9 +40,7 @@ class TestPreprocessor:
         mapper = cfg.dataloader.test.mapper
         self.input_format = mapper.image_format
         if self.input_format not in ("RGB", "BGR"):
-            raise ValueError(
-                f"dataloader.test.mapper.image_format must be 'RGB' or 'BGR', got {self.input_format!r}"
-            )
+            raise ValueError(f"dataloader.test.mapper.image_format must be 'RGB' or 'BGR', got {self.input_format!r}")
         self.augmentations = T.AugmentationList(list(instantiate(mapper.augmentations)))
 
     def __call__(self, original_image: np.ndarray) -> Dict:

@@ -8,6 +8,7 @@ checkpoint checked) does :func:`start_run` create the output folder, take its lo
 kept lines and what follows to ``log.txt``, and the environment, the full config and the model
 to ``env.txt``, ``config.yaml`` and ``model.txt``. A run refused before it writes nothing there.
 """
+
 import errno
 import logging
 import logging.handlers
@@ -85,7 +86,11 @@ def check_output_dir(output_dir: str, lock: bool) -> None:
     if not os.path.isdir(existing):
         problem = "cannot be created: " + os.strerror(errno.ENOTDIR)
     elif not os.access(existing, os.W_OK | os.X_OK):
-        problem = "is not writable" if existing == os.path.abspath(output_dir) else "cannot be created: " + os.strerror(errno.EACCES)
+        problem = (
+            "is not writable"
+            if existing == os.path.abspath(output_dir)
+            else "cannot be created: " + os.strerror(errno.EACCES)
+        )
     else:
         problem = ""
     if problem:

@@ -5,6 +5,7 @@ non-finite or spiking losses.
 Users of the original GCNet code report SyncBN training whose loss (and then mAP) collapses
 late in training. :class:`LossGuard` catches such a step before it reaches the weights.
 """
+
 import collections
 import logging
 import os
@@ -200,7 +201,9 @@ class GCNetTrainer(AMPTrainer):
         if guard.consecutive == 1:  # a streak of failing steps begins: what was written before it
             self._streak = {"before": self._checkpoints(), "reloaded": []}
         if guard.consecutive >= guard.max_consecutive:
-            raise FloatingPointError(f"Iteration {self.iter}: {problem}; {guard.consecutive} bad steps in a row, stopping. {self._advice()}")
+            raise FloatingPointError(
+                f"Iteration {self.iter}: {problem}; {guard.consecutive} bad steps in a row, stopping. {self._advice()}"
+            )
         self.optimizer.zero_grad()
         if guard.action == "reload":
             path = self._checkpoint_before_streak()
@@ -235,7 +238,11 @@ class GCNetTrainer(AMPTrainer):
     def _advice(self) -> str:
         """The last good checkpoint, and what to try."""
         good = [p for p in self._streak["before"] if os.path.isfile(p)]
-        where = f"The last checkpoint written before the failures is {good[0]}" if good else "No checkpoint was written before the failures"
+        where = (
+            f"The last checkpoint written before the failures is {good[0]}"
+            if good
+            else "No checkpoint was written before the failures"
+        )
         return (
             f"{where}. Try a lower learning rate (optimizer.lr), gradient clipping (train.clip_grad.enabled=True), "
             "or a longer warm-up"

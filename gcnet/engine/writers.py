@@ -1,5 +1,6 @@
 """What a training run writes about itself: a progress line a person can follow on the
 console, and a ``metrics.json`` that a resume continues instead of repeating."""
+
 import datetime
 import json
 import logging
@@ -29,7 +30,7 @@ class ProgressPrinter(EventWriter):
     """One progress line every ``period`` iterations, at least every :data:`MAX_SILENCE`
     seconds, and at the last iteration, within :data:`LINE_WIDTH` columns::
 
-        iter 40/200  loss 1.52 (cls 0.31 box_reg 0.27 mask 0.66 rpn_cls 0.2 rpn_loc 0.08)  lr 0.01  2.3 s/it  eta 0:06:08
+        iter 40/200  loss 1.52 (cls 0.31 box_reg 0.27 mask 0.66 rpn_cls 0.2 rpn_loc 0.1)  lr 0.01  2.3 s/it  eta 0:06:08
 
     The total loss and the losses are medians over the last ``window`` iterations. Every loss
     is shown: those that do not fit the line follow on the next lines of the message, after "+". Call
@@ -80,7 +81,9 @@ class ProgressPrinter(EventWriter):
         eta = self.eta(storage)
         if eta:
             tail += f"  eta {eta}"
-        losses = [f"{name[len('loss_'):]} {self.median(storage, name):.2g}" for name in histories if name.startswith("loss_")]
+        losses = [
+            f"{name[len('loss_') :]} {self.median(storage, name):.2g}" for name in histories if name.startswith("loss_")
+        ]
         shown = len(losses)
         while shown and len(f"{head} ({' '.join(losses[:shown])}){tail}") > self.width:
             shown -= 1

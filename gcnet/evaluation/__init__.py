@@ -1,5 +1,6 @@
 """Evaluators: Cityscapes semantic segmentation with the official cityscapesscripts, and the
 semantic segmentation metrics of mmsegmentation."""
+
 from gcnet._detectron2 import require_detectron2
 
 require_detectron2(__name__)

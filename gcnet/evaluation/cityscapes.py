@@ -8,14 +8,15 @@ pair loop exits the process on bad input and calls ``np.in1d``, which NumPy 2.4 
 Workers encode their predictions as PNG in memory and the main process gathers them, so it
 works in multi-process (also multi-machine) inference and on CPU.
 """
+
 import io
 import logging
 import os
 from collections import OrderedDict
 from typing import Dict, List, Tuple
 
-import numpy as np
 import cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling as cityscapes_eval
+import numpy as np
 from cityscapesscripts.helpers.labels import category2labels, id2label, name2label, trainId2label
 from PIL import Image
 

@@ -1,4 +1,5 @@
 """Semantic segmentation metrics as mmsegmentation computes them."""
+
 import itertools
 import json
 import os
@@ -33,8 +34,9 @@ def iou_metrics(confusion: np.ndarray) -> dict:
         mean_accuracy=np.nanmean(accuracy) if np.any(in_ground_truth) else np.nan,
         pixel_accuracy=tp.sum() / labelled.sum() if labelled.sum() else np.nan,
         frequency_weighted_iou=np.nansum(iou[in_ground_truth] * labelled[in_ground_truth]) / labelled.sum()
-        if labelled.sum() else np.nan,
-    )  # fmt: skip
+        if labelled.sum()
+        else np.nan,
+    )
 
 
 class MMSegSemSegEvaluator(SemSegEvaluator):

@@ -1,5 +1,6 @@
 """TorchScript and ONNX export of GC-ResNet backbones, semantic segmentation models and
 detectors (Mask R-CNN), and the check of an exported detector against the eager model."""
+
 from gcnet._detectron2 import require_detectron2
 
 require_detectron2(__name__)

@@ -19,6 +19,7 @@ formats) and returns, in this order (:data:`DETECTION_OUTPUTS` for Mask R-CNN):
 The final resize to the original image and the pasting of the masks into it are left out, as
 in detectron2's export; :func:`detections_from_outputs` does them (``detector_postprocess``).
 """
+
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
@@ -106,10 +107,16 @@ class DetectionComparison:
 
     @property
     def matches(self) -> bool:
-        return self.paired == self.eager == self.exported and self.max_mask_probability <= self.tolerance.mask_probability
+        return (
+            self.paired == self.eager == self.exported and self.max_mask_probability <= self.tolerance.mask_probability
+        )
 
     def summary(self) -> str:
-        unpaired = f" ({self.eager - self.paired} eager and {self.exported - self.paired} exported unpaired)" if self.paired < max(self.eager, self.exported) else ""
+        unpaired = (
+            f" ({self.eager - self.paired} eager and {self.exported - self.paired} exported unpaired)"
+            if self.paired < max(self.eager, self.exported)
+            else ""
+        )
         return (
             f"{self.paired}/{self.eager} detections paired{unpaired}; largest |Δbox| {self.max_box_px:.2g} px, "
             f"|Δscore| {self.max_score:.2g}, |Δmask probability| {self.max_mask_probability:.2g}; "
@@ -173,7 +180,23 @@ def register_onnx_deform_conv() -> None:
     from torch.onnx.symbolic_helper import parse_args
 
     @parse_args("v", "v", "v", "v", "v", "i", "i", "i", "i", "i", "i", "i", "i", "b")
-    def deform_conv2d(g, x, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups, offset_groups, use_mask):
+    def deform_conv2d(
+        g,
+        x,
+        weight,
+        offset,
+        mask,
+        bias,
+        stride_h,
+        stride_w,
+        pad_h,
+        pad_w,
+        dilation_h,
+        dilation_w,
+        groups,
+        offset_groups,
+        use_mask,
+    ):
         inputs = [x, weight, offset, bias] + ([mask] if use_mask else [])
         return g.op(
             "DeformConv",

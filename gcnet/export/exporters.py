@@ -17,6 +17,7 @@ the TorchScript trace, see :mod:`gcnet.export.detection`):
 The graph accepts other input sizes than the traced one where the computation does not
 depend on the size (:func:`size_independent`); otherwise it is fixed to the traced size.
 """
+
 import contextlib
 import os
 import warnings
@@ -59,13 +60,18 @@ def tracing_adapter(model: nn.Module, example: torch.Tensor) -> TracingAdapter:
     if isinstance(model, ContextSegmentor):
         if example.dim() != 3:
             raise ValueError(f"A segmentation model exports with a (3, H, W) image, got shape {list(example.shape)}")
-        adapter = TracingAdapter(model, ([{"image": example}],), inference_func=lambda m, inputs: m(inputs)[0]["sem_seg"])
+        adapter = TracingAdapter(
+            model, ([{"image": example}],), inference_func=lambda m, inputs: m(inputs)[0]["sem_seg"]
+        )
     elif isinstance(model, Backbone):
         if example.dim() != 4:
             raise ValueError(f"A backbone exports with an (N, 3, H, W) tensor, got shape {list(example.shape)}")
         adapter = TracingAdapter(model, example)
     else:
-        raise ValueError(f"Export supports detectron2 backbones, GeneralizedRCNN detectors and ContextSegmentor models, got {type(model).__name__}")
+        raise ValueError(
+            f"Export supports detectron2 backbones, GeneralizedRCNN detectors and ContextSegmentor models, got "
+            f"{type(model).__name__}"
+        )
     return adapter.eval()
 
 
@@ -116,7 +122,9 @@ def trace_model(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModu
         return torch.jit.trace(adapter, adapter.flattened_inputs)
 
 
-def export_torchscript(model: nn.Module, example: torch.Tensor, path: str, traced: Optional[torch.jit.ScriptModule] = None) -> torch.jit.ScriptModule:
+def export_torchscript(
+    model: nn.Module, example: torch.Tensor, path: str, traced: Optional[torch.jit.ScriptModule] = None
+) -> torch.jit.ScriptModule:
     """Trace ``model`` on ``example`` (or take its trace ``traced``, from :func:`trace_model`)
     and save the TorchScript module to ``path`` (atomically). The module returns a tuple of
     tensors (:func:`output_names`)."""
@@ -126,7 +134,9 @@ def export_torchscript(model: nn.Module, example: torch.Tensor, path: str, trace
     return traced
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, path: str, traced: Optional[torch.jit.ScriptModule] = None) -> Tuple[str, ...]:
+def export_onnx(
+    model: nn.Module, example: torch.Tensor, path: str, traced: Optional[torch.jit.ScriptModule] = None
+) -> Tuple[str, ...]:
     """Export ``model`` traced on ``example`` to an ONNX file at ``path`` (atomically): the
     input "image" and the outputs of :func:`output_names`; batch (backbones), height and width
     are dynamic when :func:`size_independent`. Detectors go through their TorchScript trace
@@ -140,7 +150,11 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str, traced: Opti
     adapter = tracing_adapter(model, example)
     dynamic_shapes = None
     if size_independent(model):
-        spatial = {0: Dim("batch"), 2: Dim("height"), 3: Dim("width")} if example.dim() == 4 else {1: Dim("height"), 2: Dim("width")}
+        spatial = (
+            {0: Dim("batch"), 2: Dim("height"), 3: Dim("width")}
+            if example.dim() == 4
+            else {1: Dim("height"), 2: Dim("width")}
+        )
         dynamic_shapes = ((spatial,),)  # TracingAdapter.forward(*flattened_inputs)
     with _tracing():
         program = torch.onnx.export(
@@ -158,7 +172,9 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str, traced: Opti
     return outputs
 
 
-def export_onnx_from_trace(traced: torch.jit.ScriptModule, example: torch.Tensor, path: str, outputs: Sequence[str]) -> None:
+def export_onnx_from_trace(
+    traced: torch.jit.ScriptModule, example: torch.Tensor, path: str, outputs: Sequence[str]
+) -> None:
     """A trace (of a detector, taking one (3, H, W) image) to an ONNX file at ``path``
     (atomically) with PyTorch's TorchScript-based exporter, as detectron2's deployment tools
     do: detectron2's proposal selection and RoI pooling index tensors by their values, which

@@ -7,6 +7,7 @@ convolutions), one model call at a time, and as many intra-op threads as PyTorch
 eager model are compared on the same cores. Left to itself, onnxruntime takes one thread per
 physical core and spins them between operators.
 """
+
 from typing import Callable, List, Optional
 
 import numpy as np

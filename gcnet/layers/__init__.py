@@ -1,8 +1,9 @@
 """The paper's block family as plain PyTorch modules (no detectron2 needed)."""
+
 from .attention_pool import AffineSource, attention_pool, conv_attention_pool
 from .context_block import ContextBlock
-from .fold_norm import BATCH_NORMS, fixed_norm_affine, fold_affine_into_conv, fold_norm_into_conv
 from .create_context import CONTEXT_TYPES, ContextSpec, context_options, context_spec, create_context
+from .fold_norm import BATCH_NORMS, fixed_norm_affine, fold_affine_into_conv, fold_norm_into_conv
 from .non_local import NON_LOCAL_MODES, NonLocalBlock, SimplifiedNonLocalBlock
 
 __all__ = [

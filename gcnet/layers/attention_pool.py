@@ -23,6 +23,7 @@ over positions stay in fp32 (fp64 for fp64 inputs), and only the products that r
 (or write its gradient) run in ``x``'s dtype. All paths agree to float32 rounding, outputs and
 gradients, and in fp16 and bf16 are as accurate as the definition (``tests/layers``).
 """
+
 import functools
 import importlib.util
 import os

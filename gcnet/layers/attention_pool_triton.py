@@ -20,6 +20,7 @@ how the test suite checks it against the definition on a machine without a GPU. 
 imports Triton: :func:`.attention_pool.triton_supports` says when to import it, and
 :mod:`.kernel_inputs` which inputs the kernel takes.
 """
+
 import contextlib
 from typing import Any, NamedTuple, Optional, Tuple
 
@@ -45,10 +46,27 @@ _PROGRAMS_PER_SM = 4
 
 @triton.jit(do_not_specialize=["positions", "width", "tiles_per_split", "num_splits", "stride_h"])
 def _partial_pool_kernel(
-    x_ptr, weight_ptr, bias_ptr, logits_ptr, split_max_ptr, split_sum_ptr, split_context_ptr,
-    channels, positions, width, tiles_per_split, num_splits, stride_n, stride_c, stride_h, stride_w,
-    HAS_BIAS: tl.constexpr, FLAT: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
-):  # fmt: skip
+    x_ptr,
+    weight_ptr,
+    bias_ptr,
+    logits_ptr,
+    split_max_ptr,
+    split_sum_ptr,
+    split_context_ptr,
+    channels,
+    positions,
+    width,
+    tiles_per_split,
+    num_splits,
+    stride_n,
+    stride_c,
+    stride_h,
+    stride_w,
+    HAS_BIAS: tl.constexpr,
+    FLAT: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+):
     # Program (image, split): the attention logits W_k x_j + b of the split's positions, and the
     # running max, sum of exp and exp-weighted sum of x_j over them (Eq. 5, online softmax).
     image = tl.program_id(0).to(tl.int64)

@@ -26,6 +26,7 @@ Sub-module names (``conv_mask``, ``channel_add_conv``, ``channel_mul_conv``) are
 reference implementation (the original GCNet repository and mmcv), so released checkpoints
 load without renaming.
 """
+
 from collections import abc
 from typing import Optional, Sequence, Tuple
 
@@ -45,12 +46,12 @@ TRANSFORM_TYPES = ("linear", "bottleneck", "bottleneck_relu", "bottleneck_ln_rel
 def check_feature_map(x: torch.Tensor, in_channels: int, owner: str) -> None:
     """Raise a ValueError unless ``x`` is a 4D (N, in_channels, H, W) tensor."""
     if x.dim() != 4 or x.shape[1] != in_channels:
-        raise ValueError(
-            f"{owner}: input x must have shape (N, {in_channels}, H, W), got {list(x.shape)}"
-        )
+        raise ValueError(f"{owner}: input x must have shape (N, {in_channels}, H, W), got {list(x.shape)}")
 
 
-def _check_options(in_channels: int, ratio: float, pooling_type: str, fusion_types: Sequence[str], transform: str) -> int:
+def _check_options(
+    in_channels: int, ratio: float, pooling_type: str, fusion_types: Sequence[str], transform: str
+) -> int:
     """The bottleneck width int(in_channels * ratio), after checking every option of
     :class:`ContextBlock`; a bad one raises a ValueError naming it and what it must be."""
     if not isinstance(in_channels, int) or in_channels < 1:
@@ -58,7 +59,9 @@ def _check_options(in_channels: int, ratio: float, pooling_type: str, fusion_typ
     if pooling_type not in POOLING_TYPES:
         raise ValueError(f"ContextBlock: pooling_type must be one of {POOLING_TYPES}, got {pooling_type!r}")
     if isinstance(fusion_types, str) or not isinstance(fusion_types, abc.Sequence):
-        raise ValueError(f"ContextBlock: fusion_types must be a sequence drawn from {FUSION_TYPES}, got {fusion_types!r}")
+        raise ValueError(
+            f"ContextBlock: fusion_types must be a sequence drawn from {FUSION_TYPES}, got {fusion_types!r}"
+        )
     if len(fusion_types) == 0:
         raise ValueError(f"ContextBlock: fusion_types must not be empty; choose from {FUSION_TYPES}")
     unknown = [f for f in fusion_types if f not in FUSION_TYPES]
@@ -70,9 +73,8 @@ def _check_options(in_channels: int, ratio: float, pooling_type: str, fusion_typ
         raise ValueError(f"ContextBlock: ratio must be in (0, 1] (e.g. 1/16 for the paper's r16), got {ratio!r}")
     planes = int(in_channels * ratio)
     if planes < 1:
-        raise ValueError(
-            f"ContextBlock: in_channels * ratio must be >= 1 channel, got {in_channels} * {ratio} = {in_channels * ratio}"
-        )
+        product = f"{in_channels} * {ratio} = {in_channels * ratio}"
+        raise ValueError(f"ContextBlock: in_channels * ratio must be >= 1 channel, got {product}")
     return planes
 
 
@@ -131,7 +133,9 @@ class ContextBlock(nn.Module):
         # called. Hooks that read the block's input turn it off (ContextAttentionRecorder does).
         self.fuse_into_producer = True
 
-        self.conv_mask: Optional[nn.Conv2d] = nn.Conv2d(in_channels, 1, kernel_size=1) if pooling_type == "att" else None
+        self.conv_mask: Optional[nn.Conv2d] = (
+            nn.Conv2d(in_channels, 1, kernel_size=1) if pooling_type == "att" else None
+        )
         self.channel_add_conv: Optional[nn.Sequential] = (
             _make_transform(in_channels, planes, transform) if "channel_add" in self.fusion_types else None
         )

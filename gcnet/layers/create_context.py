@@ -7,6 +7,7 @@ channels -> module. gcnet's configs give a slot its kind (``context="gc"``) and 
 options under the kind's name (``gc=dict(ratio=1 / 4)``, ``nl=dict(mode="gaussian")``), so that
 changing the kind is one key; :func:`context_spec` binds the slot's kind to its options.
 """
+
 import functools
 import inspect
 from typing import Any, Callable, Dict, Mapping, Optional, Union

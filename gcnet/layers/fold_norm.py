@@ -14,6 +14,7 @@ Nothing here folds a BatchNorm that trains (its statistics come from the batch),
 running statistics, or anything but a BatchNorm (the GC block's LayerNorm normalises each
 sample by its own statistics and stays as it is).
 """
+
 from typing import Optional, Tuple
 
 import torch

@@ -2,6 +2,7 @@
 (:mod:`.attention_pool_triton`) agree on, importable without Triton: which inputs the kernel
 takes, and that both compute outside autocast.
 """
+
 import contextlib
 import os
 

@@ -8,6 +8,7 @@ The four instantiations of the pairwise weights omega_ij follow the non-local ne
 * "dot_product":        omega_ij = <W_q x_i, W_k x_j> / N_p
 * "concat":             omega_ij = ReLU(w_f^T [W_q x_i, W_k x_j]) / N_p
 """
+
 from typing import Callable, Optional
 
 import torch

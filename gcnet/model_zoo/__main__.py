@@ -1,4 +1,5 @@
 """python -m gcnet.model_zoo {list,show,download,verify,markdown} ..."""
+
 import argparse
 import sys
 
@@ -46,7 +47,11 @@ def main(argv=None) -> int:
                     print(f"{name}  [{metrics}]")
         elif args.command == "show":
             model = manifest.model(args.name)
-            print(yaml.safe_dump({"name": model.name, **{k: v for k, v in vars(model).items() if k != "name"}}, sort_keys=False))
+            print(
+                yaml.safe_dump(
+                    {"name": model.name, **{k: v for k, v in vars(model).items() if k != "name"}}, sort_keys=False
+                )
+            )
         elif args.command == "download":
             handler, path = GCNetHandler(manifest.sources()), GCNetHandler.PREFIX + args.name
             upstream = handler.import_upstream(path, args.file) if args.file else handler.download(path)

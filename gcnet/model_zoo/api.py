@@ -1,4 +1,5 @@
 """The model zoo by name: configs, checkpoint URLs and models, as ``detectron2.model_zoo``."""
+
 from typing import List, Optional
 
 import torch

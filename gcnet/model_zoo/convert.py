@@ -1,5 +1,6 @@
 """An upstream checkpoint file converted to a gcnet checkpoint file: what
 ``tools/convert_checkpoint.py`` runs."""
+
 import os
 from typing import Sequence
 

@@ -1,4 +1,5 @@
 """Whether a converted checkpoint fills a model exactly."""
+
 from typing import List
 
 from torch import nn

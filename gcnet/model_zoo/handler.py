@@ -1,5 +1,6 @@
 """The ``gcnet://`` path handler: checkpoints of the manifest by name, downloaded, verified and
 converted to gcnet's format on first use (both cached)."""
+
 import json
 import logging
 import os
@@ -119,7 +120,9 @@ class GCNetHandler(PathHandler):
                     logger.warning(f"Converting {source.name} again: {converted} {problem}")
                 upstream = self.download(path)
                 save_checkpoint(convert_upstream_file(source.converter, upstream), converted)
-                record = dict(self._conversion_key(source), source_sha256=sha256sum(upstream), sha256=sha256sum(converted))
+                record = dict(
+                    self._conversion_key(source), source_sha256=sha256sum(upstream), sha256=sha256sum(converted)
+                )
                 atomic_write(converted + ".json", lambda f: f.write(json.dumps(record, indent=1).encode()))
         return converted
 

@@ -1,4 +1,5 @@
 """The model zoo manifest (``model_zoo/manifest.yaml``): every checkpoint gcnet:// resolves."""
+
 import difflib
 import functools
 import os
@@ -135,7 +136,9 @@ def _check(path: Path, entry: Mapping, required: Tuple[str, ...]) -> None:
     if missing:
         raise ValueError(f"{path}: entry {entry.get('name', '?')!r} lacks {missing}")
     if entry["converter"] not in CONVERTERS:
-        raise ValueError(f"{path}: entry {entry['name']!r} has unknown converter {entry['converter']!r}; known: {sorted(CONVERTERS)}")
+        raise ValueError(
+            f"{path}: entry {entry['name']!r} has unknown converter {entry['converter']!r}; known: {sorted(CONVERTERS)}"
+        )
     _check_digest(path, entry)
 
 
@@ -233,7 +236,9 @@ def load_manifest(path: Optional[Path] = None) -> Manifest:
         }
         models[entry["name"]] = ZooModel(**entry)
     duplicated = set(imagenet) & set(models)
-    if duplicated or len(imagenet) + len(models) != len(data.get("imagenet_backbones", [])) + len(data.get("models", [])):
+    if duplicated or len(imagenet) + len(models) != len(data.get("imagenet_backbones", [])) + len(
+        data.get("models", [])
+    ):
         raise ValueError(f"{path}: names must be unique; repeated: {sorted(duplicated) or 'within a list'}")
     return Manifest(
         notes=notes, imagenet=imagenet, models=models, test_rules=test_rules, repositories=data.get("repositories", {})

@@ -1,4 +1,5 @@
 """``model_zoo/MODEL_ZOO.md``, generated from the manifest alone."""
+
 import re
 from typing import Dict, List, Mapping, Tuple
 
@@ -81,9 +82,7 @@ def _overrides(models: List[ZooModel]) -> List[str]:
     for m in models:
         if m.config_overrides:
             groups.setdefault(m.config_overrides, []).append(m.name)
-    return [
-        f"* `{' '.join(overrides)}`: {', '.join(f'`{n}`' for n in names)}" for overrides, names in groups.items()
-    ]
+    return [f"* `{' '.join(overrides)}`: {', '.join(f'`{n}`' for n in names)}" for overrides, names in groups.items()]
 
 
 def _metric_overrides(models: List[ZooModel]) -> List[str]:
@@ -139,9 +138,9 @@ def model_zoo_markdown(manifest: Manifest) -> str:
         "its full sha256 (checked on every use), and converts it to the gcnet model of the linked",
         "config: every upstream weight, nothing missing or left over (`python -m gcnet.model_zoo verify",
         "NAME` checks it). Offline, `python -m gcnet.model_zoo download NAME --file FILE` takes a",
-        "copy of the upstream file made on another machine. The column \"upstream test-time rules\"",
+        'copy of the upstream file made on another machine. The column "upstream test-time rules"',
         "says, per model, which rules of the upstream inference the config reproduces and which it",
-        "does not ([all rules](#upstream-test-time-rules)), so that \"reproduces upstream\" has a",
+        'does not ([all rules](#upstream-test-time-rules)), so that "reproduces upstream" has a',
         "precise meaning.",
         "",
         "```python",
@@ -153,7 +152,7 @@ def model_zoo_markdown(manifest: Manifest) -> str:
         "or, in any config: `train.init_checkpoint=gcnet://<name>`. `python -m gcnet.model_zoo list`,",
         "`show NAME`, `download NAME` and `verify NAME` work from the command line.",
         "",
-        "Metrics are those published upstream (\"reported by ...\"), on the datasets named below;",
+        'Metrics are those published upstream ("reported by ..."), on the datasets named below;',
         "memory is the training memory per GPU that upstream reports.",
         "",
         "## Evaluate a zoo model yourself",

@@ -1,4 +1,5 @@
 """yacs config keys of gcnet."""
+
 from detectron2.config import CfgNode as CN
 
 from .backbone.resnet import RENAMED_YACS_KEYS, YACS_KEYS, gcnet_resnet_defaults

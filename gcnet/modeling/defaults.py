@@ -8,6 +8,7 @@ defaults from the same place through tables of ``KEY: "option.path"`` (:func:`ya
 :func:`options_from_yacs`). An option or yacs key that was renamed keeps working under its old
 name, which says its new name once (:func:`deprecated_keywords`, :func:`options_from_yacs`).
 """
+
 import functools
 import inspect
 import warnings

@@ -3,6 +3,7 @@
 detectron2's ``DeformConv`` has no CPU backward; torchvision's operator has forward and
 backward on CPU and GPU, and takes the DCNv2 modulation mask.
 """
+
 from typing import Optional
 
 import torch
@@ -26,9 +27,7 @@ class DeformConv2d(_TorchvisionDeformConv2d):
         super().__init__(*args, **kwargs)
         self.norm = norm
 
-    def forward(
-        self, x: torch.Tensor, offset: torch.Tensor, mask: Optional[torch.Tensor] = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, offset: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         out = super().forward(x, offset, mask)
         return self.norm(out) if self.norm is not None else out
 

@@ -11,6 +11,7 @@ BatchNorm, SyncBatchNorm and detectron2's ``NaiveSyncBatchNorm`` (gcnet's "SyncB
 device), each by its exact type. Left as they are: GroupNorm, LayerNorm (the GC block's), every
 BatchNorm in training mode, and subclasses that do more than normalise (timm's BatchNormAct2d).
 """
+
 from typing import Iterator, Tuple
 
 from torch import nn

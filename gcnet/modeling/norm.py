@@ -6,6 +6,7 @@ multi-process CPU run (gloo) cannot use it. "SyncBN" therefore means torch's
 ``nn.SyncBatchNorm`` where the run synchronizes accelerators, and :class:`SyncBatchNorm`
 (detectron2's ``NaiveSyncBatchNorm``) otherwise.
 """
+
 from typing import Callable, Union
 
 import torch

@@ -3,6 +3,7 @@
 or detectron2 (so that ``--help`` answers at once), whose options are parsed wherever they stand
 (before or after the ``key=value`` overrides) and whose launch options are checked before any
 process starts. Every error is one line."""
+
 import argparse
 import os
 import sys
@@ -72,12 +73,17 @@ def launch_problem(args: argparse.Namespace) -> str:
     if args.num_machines < 1:
         return f"--num-machines must be at least 1, got {args.num_machines}"
     if not 0 <= args.machine_rank < args.num_machines:
-        return f"--machine-rank must be in 0..{args.num_machines - 1} for --num-machines {args.num_machines}, got {args.machine_rank}"
+        last = args.num_machines - 1
+        return f"--machine-rank must be in 0..{last} for --num-machines {args.num_machines}, got {args.machine_rank}"
     if args.dist_timeout <= 0 or args.rendezvous_timeout <= 0:
         return "--dist-timeout and --rendezvous-timeout must be positive"
     url = urlparse(args.dist_url)
     if args.dist_url == "auto":
-        return "--dist-url auto works on one machine only: give tcp://<ip of machine 0>:<port>" if args.num_machines > 1 else ""
+        return (
+            "--dist-url auto works on one machine only: give tcp://<ip of machine 0>:<port>"
+            if args.num_machines > 1
+            else ""
+        )
     try:
         port = url.port
     except ValueError:

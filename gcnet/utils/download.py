@@ -10,6 +10,7 @@ leaves nothing behind. A machine without network access (a cluster node, an air-
 gets a :class:`DownloadError` whose message names the URL, the reason and what to do instead,
 which the tools print as one line.
 """
+
 import functools
 import hashlib
 import http.client

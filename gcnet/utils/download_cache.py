@@ -11,6 +11,7 @@ names the URL asked for and its sha256 is still the recorded one (and starts wit
 digest): a file put there by hand or by another program, altered, truncated, or left by a
 killed download is downloaded again.
 """
+
 import dataclasses
 import hashlib
 import json

@@ -1,4 +1,5 @@
 """Files that are complete or absent."""
+
 import contextlib
 import os
 from typing import IO, Any, Callable, ContextManager, Iterator

@@ -1,5 +1,6 @@
 """Warnings of our dependencies that say nothing to our users, filtered once when a tool
 starts (before it imports them, since most are raised at import)."""
+
 import logging
 import warnings
 

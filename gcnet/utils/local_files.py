@@ -7,6 +7,7 @@ go to a path handler (``gcnet://``: the model zoo's). Whether a pickled ``.pkl``
 is decided on where its bytes came from (:func:`pickle_refusal`), never on the path typed or
 the place it is cached.
 """
+
 import os
 from dataclasses import dataclass
 from typing import Optional

@@ -1,4 +1,5 @@
 """One run per output folder: an advisory lock that lives as long as the process holding it."""
+
 import atexit
 import datetime
 import fcntl
@@ -30,7 +31,8 @@ def _open_locked(path: str) -> IO:
             holder = f.read().strip() or "a process that has not yet said who it is"
             f.close()
             raise FolderInUseError(
-                f"{os.path.dirname(path)} is in use by another run ({holder}); wait for it to end, or choose another folder"
+                f"{os.path.dirname(path)} is in use by another run ({holder}); wait for it to end, or choose "
+                f"another folder"
             ) from None
         try:
             same = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino

@@ -13,6 +13,7 @@ needed. Anything else is refused with :class:`UnsafeCheckpointError`, which name
 (``.pkl``: dicts of numpy arrays) with an unpickler that builds nothing but numpy arrays,
 numpy scalars and Python's own containers, numbers and strings.
 """
+
 import codecs
 import pickle
 import re

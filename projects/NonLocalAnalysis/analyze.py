@@ -12,15 +12,17 @@ Tables 1-4 (input, key, query, prod, att, output), and writes them to
 <output>/statistics.json with, for the first --num-figures images, the attention maps of
 --query-points query positions (Fig. 2) as <output>/<image>_<block>.png.
 """
+
 import argparse
 import os
 import sys
+
+from nonlocal_analysis import NonLocalStatistics, analyze_images, image_paths, statistics_table, summarize, write_report
 
 from detectron2.utils.logger import setup_logger
 
 import gcnet.model_zoo  # noqa: F401  (gcnet:// weights)
 from gcnet.engine import Predictor, load_config
-from nonlocal_analysis import NonLocalStatistics, analyze_images, image_paths, statistics_table, summarize, write_report
 
 
 def get_parser() -> argparse.ArgumentParser:

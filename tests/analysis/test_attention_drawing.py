@@ -1,5 +1,6 @@
 """The attention-map picture both demos show (min-max scaled, colour bar, block name), the
 entropy and peak of a map, and the maps recorded for one image through a Predictor."""
+
 import math
 
 import cv2
@@ -117,8 +118,11 @@ def test_predict_with_attention_records_maps_over_the_image(shared_data):
     image = cv2.imread(str(shared_data / "demo" / "park_bench.jpg"))  # 640x427, resized to 240x160
     predictions, maps = predict_with_attention(predictor, image)
     assert len(predictions["instances"]) > 0 and predictions["instances"].image_size == (427, 640)
-    assert list(maps) == ["backbone.bottom_up.res3.1.context_block", "backbone.bottom_up.res4.1.context_block",
-                          "backbone.bottom_up.res5.1.context_block"]  # fmt: skip
+    assert list(maps) == [
+        "backbone.bottom_up.res3.1.context_block",
+        "backbone.bottom_up.res4.1.context_block",
+        "backbone.bottom_up.res5.1.context_block",
+    ]
     assert [tuple(m.shape) for m in maps.values()] == [(20, 30), (10, 15), (5, 8)]
     # The same maps as a recorder around the model's own call, cropped to the image.
     model_input = predictor.preprocess(image)

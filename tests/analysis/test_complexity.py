@@ -1,5 +1,6 @@
 """Parameter and FLOP counts of gcnet.analysis.complexity and tools/analyze_model.py: exact sums,
 GC/NL costs in closed form, and the fixed R-CNN workload."""
+
 import re
 
 import pytest
@@ -29,7 +30,11 @@ def test_gc_resnet50_costs_what_its_blocks_cost():
     base_cost, gc_cost = measure_complexity(base, 224, 224), measure_complexity(gc, 224, 224)
     assert gc_cost.params == num_parameters(gc) and base_cost.params == num_parameters(base)
     assert round((gc_cost.params - base_cost.params) / 1e6, 2) == 2.52
-    expected = 4 * gc_block_flops(512, 28 * 28, 1 / 16) + 6 * gc_block_flops(1024, 14 * 14, 1 / 16) + 3 * gc_block_flops(2048, 7 * 7, 1 / 16)
+    expected = (
+        4 * gc_block_flops(512, 28 * 28, 1 / 16)
+        + 6 * gc_block_flops(1024, 14 * 14, 1 / 16)
+        + 3 * gc_block_flops(2048, 7 * 7, 1 / 16)
+    )
     assert gc_cost.flops - base_cost.flops == expected
     # fvcore's count for the ResNet-50 trunk: convolutions, and BatchNorm at one per element.
     assert base_cost.flop_analysis.by_operator() == {"conv": 4087136256, "batch_norm": 22227968}
@@ -37,10 +42,15 @@ def test_gc_resnet50_costs_what_its_blocks_cost():
 
 def test_rcnn_heads_run_on_a_fixed_number_of_rois():
     model = instantiate(LazyConfig.load(str(TINY_CONFIG)).model).eval()
-    costs = {n: measure_complexity(model, 128, 160, num_box_rois=n, num_mask_rois=n // 2).flop_analysis.by_module() for n in (8, 16)}
+    costs = {
+        n: measure_complexity(model, 128, 160, num_box_rois=n, num_mask_rois=n // 2).flop_analysis.by_module()
+        for n in (8, 16)
+    }
     box_head = 64 * 7 * 7 * 128 + 128 * 128  # two fc layers per RoI
     box_predictor = 128 * 2 + 128 * 4  # 1 class + background, 1 class x 4 deltas
-    mask_head = 64 * 64 * 9 * 14 * 14 + 64 * 64 * 4 * 14 * 14 + 64 * 1 * 28 * 28  # conv_dims [64, 64]: conv, deconv, predictor
+    mask_head = (
+        64 * 64 * 9 * 14 * 14 + 64 * 64 * 4 * 14 * 14 + 64 * 1 * 28 * 28
+    )  # conv_dims [64, 64]: conv, deconv, predictor
     for n, by_module in costs.items():
         assert by_module["roi_heads.box_head"] == n * box_head
         assert by_module["roi_heads.box_predictor"] == n * box_predictor
@@ -66,18 +76,33 @@ def test_analyze_model_rows():
     """The script as a user runs it: a row per config, the paper's numbers, fvcore's table."""
     base, gc = COCO / "mask_rcnn_R_50_FPN_syncbn_1x.py", COCO / "mask_rcnn_R_50_FPN_syncbn_gc_r16_1x.py"
     result = run_tool(
-        "tools/analyze_model.py", "--config-file", base, "--compare", gc, "--input-size", "256", "256", "--table",
-        "--max-depth", "1",
-    )  # fmt: skip
+        "tools/analyze_model.py",
+        "--config-file",
+        base,
+        "--compare",
+        gc,
+        "--input-size",
+        "256",
+        "256",
+        "--table",
+        "--max-depth",
+        "1",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    rows = {m[0]: m[1:] for m in re.findall(r"^\| (mask_rcnn\S+) \| ([\d.]+) \| (\S+) \| ([\d.]+) \| (\S+) \|", out, re.M)}
+    rows = {
+        m[0]: m[1:] for m in re.findall(r"^\| (mask_rcnn\S+) \| ([\d.]+) \| (\S+) \| ([\d.]+) \| (\S+) \|", out, re.M)
+    }
     params = {name: num_parameters(instantiate(LazyConfig.load(str(COCO / f"{name}.py")).model)) for name in rows}
     assert rows["mask_rcnn_R_50_FPN_syncbn_1x"][:2] == (f"{params['mask_rcnn_R_50_FPN_syncbn_1x'] / 1e6:.2f}", "-")
     assert rows["mask_rcnn_R_50_FPN_syncbn_gc_r16_1x"][0] == "46.92"  # Table 5
     assert float(rows["mask_rcnn_R_50_FPN_syncbn_gc_r16_1x"][1]) == pytest.approx(2.52, abs=0.005)
     # c3-c5 see 32x32, 16x16 and 8x8 maps of the 256x256 input.
-    gc_flops = 4 * gc_block_flops(512, 32 * 32, 1 / 16) + 6 * gc_block_flops(1024, 16 * 16, 1 / 16) + 3 * gc_block_flops(2048, 8 * 8, 1 / 16)
+    gc_flops = (
+        4 * gc_block_flops(512, 32 * 32, 1 / 16)
+        + 6 * gc_block_flops(1024, 16 * 16, 1 / 16)
+        + 3 * gc_block_flops(2048, 8 * 8, 1 / 16)
+    )
     assert rows["mask_rcnn_R_50_FPN_syncbn_gc_r16_1x"][3] == f"{gc_flops / 1e9:+.2f}"
     assert "| module" in out and "backbone" in out
 
@@ -88,7 +113,9 @@ def test_comparison_table_and_paper_input_sizes():
     second = measure_complexity(gc, 64, 64)
     header, rule, row1, row2 = comparison_table(["r18", "r18_gc"], [first, second])
     assert header.startswith("| config | #params (M) |") and rule.startswith("|---|")
-    assert row1 == f"| r18 | {first.params / 1e6:.2f} | - | {first.flops / 1e9:.2f} | - | {first.activations / 1e6:.1f} |"
+    assert (
+        row1 == f"| r18 | {first.params / 1e6:.2f} | - | {first.flops / 1e9:.2f} | - | {first.activations / 1e6:.1f} |"
+    )
     assert row2.startswith(f"| r18_gc | {second.params / 1e6:.2f} | {(second.params - first.params) / 1e6:+.2f} |")
     assert paper_input_size(gc) == (224, 224)
     assert paper_input_size(instantiate(LazyConfig.load(str(TINY_CONFIG)).model)) == (800, 1280)

@@ -1,5 +1,6 @@
 """The GC attention maps the demo draws (Fig. 5): recorded from the blocks, non-negative, one
 distribution over the positions per image and block, and drawn at the image's size."""
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +12,11 @@ from ..helpers import TINY_CONFIG
 
 
 def test_default_blocks_are_the_last_of_each_stage(gc_resnet18):
-    assert default_context_blocks(gc_resnet18) == ["res3.1.context_block", "res4.1.context_block", "res5.1.context_block"]
+    assert default_context_blocks(gc_resnet18) == [
+        "res3.1.context_block",
+        "res4.1.context_block",
+        "res5.1.context_block",
+    ]
 
 
 def test_recorded_maps_are_distributions_over_the_positions(gc_resnet18):

@@ -1,10 +1,10 @@
 """The quick-start model made small for the training tests: GC-ResNet-18 with a 64-channel FPN
 and heads, 128-160 pixel images (160 at test time), no evaluation."""
+
 from detectron2.layers import ShapeSpec
 
 from ...configs.quick_schedules.mask_rcnn_R_50_FPN_gc_r16_balloon import (
     dataloader,
-    lr_multiplier,
     model,
     optimizer,
     train,

@@ -2,6 +2,7 @@
 voc_2012_sem_seg_val) on real images: CamVid written in their layouts, prepared with
 gcnet.data.prepare_dataset (what tools/prepare_datasets.py runs), loaded, and run through
 their mmsegmentation configs with tools/train_net.py."""
+
 import json
 import re
 
@@ -21,18 +22,24 @@ from ..helpers import run_tool
 UNLABELLED = 11  # CamVid's "unlabelled"; 0..10 are its classes
 # Small inputs for the R-50-D8 configs on CPU.
 TINY_SEM_SEG = [
-    "train.init_checkpoint=", "train.device=cpu", "train.log_period=1",
-    "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0", "dataloader.test.num_workers=0",
+    "train.init_checkpoint=",
+    "train.device=cpu",
+    "train.log_period=1",
+    "dataloader.train.total_batch_size=2",
+    "dataloader.train.num_workers=0",
+    "dataloader.test.num_workers=0",
     "dataloader.train.mapper.augmentations.0.short_edge_length=[96,128]",
     "dataloader.train.mapper.augmentations.0.max_size=512",
     "dataloader.train.mapper.augmentations.1.crop_size=[96,96]",
     "dataloader.test.mapper.augmentations.0.short_edge_length=96",
-]  # fmt: skip
+]
 
 
 def camvid_pairs(camvid, split, count):
     lines = (camvid / f"camvid_subset_{split}.txt").read_text().split("\n")[:count]
-    return [(camvid / image, np.asarray(Image.open(camvid / label))) for image, label in (line.split() for line in lines)]
+    return [
+        (camvid / image, np.asarray(Image.open(camvid / label))) for image, label in (line.split() for line in lines)
+    ]
 
 
 def write_camvid_as_ade20k(camvid, root, counts):
@@ -53,7 +60,10 @@ def test_prepare_ade20k_writes_detectron2_label_maps(shared_data, tmp_path):
     dataset = write_camvid_as_ade20k(shared_data / "camvid", tmp_path, {"train": 2, "val": 2})
     assert prepare_dataset("ade20k", str(tmp_path)) == "Wrote 4 ADE20K label maps"
     val = MetadataCatalog.get("ade20k_sem_seg_val")
-    assert val.sem_seg_root.endswith("ADEChallengeData2016/annotations_detectron2/validation") and len(val.stuff_classes) == 150
+    assert (
+        val.sem_seg_root.endswith("ADEChallengeData2016/annotations_detectron2/validation")
+        and len(val.stuff_classes) == 150
+    )
     dicts = load_sem_seg(str(dataset / "annotations_detectron2" / "validation"), str(dataset / "images" / "validation"))
     assert len(dicts) == 2
     (image, camvid), *_ = camvid_pairs(shared_data / "camvid", "val", 1)
@@ -90,7 +100,10 @@ def write_camvid_as_voc(camvid, root, counts, sbd_extra):
             (voc / "JPEGImages" / f"{image.stem}.jpg").symlink_to(image)
             voc_labels = np.where(labels == UNLABELLED, 255, labels).astype(np.uint8)
             Image.fromarray(voc_labels).save(voc / "SegmentationClass" / f"{image.stem}.png")
-            savemat(sbd / "cls" / f"{image.stem}.mat", {"GTcls": {"Segmentation": np.where(labels == UNLABELLED, 0, labels).astype(np.uint8)}})
+            savemat(
+                sbd / "cls" / f"{image.stem}.mat",
+                {"GTcls": {"Segmentation": np.where(labels == UNLABELLED, 0, labels).astype(np.uint8)}},
+            )
     voc_train, sbd_only = ids["train"][: counts["train"]], ids["train"][counts["train"] :]
     (voc / "ImageSets/Segmentation/train.txt").write_text("".join(f"{i}\n" for i in voc_train))
     (voc / "ImageSets/Segmentation/val.txt").write_text("".join(f"{i}\n" for i in ids["val"]))
@@ -109,7 +122,9 @@ def test_prepare_voc_aug_and_the_registered_splits(shared_data, tmp_path):
     assert written == "Wrote 6 SegmentationClassAug label maps and 2 image ids to aug.txt"
     assert (voc / "ImageSets/Segmentation/aug.txt").read_text().split() == sorted(sbd_only)
     train = load_voc_semantic(str(voc), VOC_SEM_SEG_SPLITS["voc_2012_aug_sem_seg_train"])
-    assert [d["sem_seg_file_name"].split("/")[-2] for d in train] == ["SegmentationClass"] * 2 + ["SegmentationClassAug"] * 2
+    assert [d["sem_seg_file_name"].split("/")[-2] for d in train] == ["SegmentationClass"] * 2 + [
+        "SegmentationClassAug"
+    ] * 2
     aug = np.asarray(Image.open(train[-1]["sem_seg_file_name"]))
     assert np.array_equal(aug, np.asarray(Image.open(voc / "SegmentationClass" / f"{sbd_only[-1]}.png")) % 255)
     val = MetadataCatalog.get("voc_2012_sem_seg_val")
@@ -146,9 +161,14 @@ def test_voc_config_trains_and_evaluates_on_camvid(shared_data, tmp_path):
     prepare_dataset("voc_aug", str(tmp_path), sbd=str(tmp_path / "benchmark_RELEASE"))
     out = tmp_path / "out"
     result = run_tool(
-        "tools/train_net.py", "--config-file", "configs/PascalVOC-SemanticSegmentation/mmseg_gcnet_R_50_D8_512x512_20k.py",
-        *TINY_SEM_SEG, "train.max_iter=2", f"train.output_dir={out}", env=env,
-    )  # fmt: skip
+        "tools/train_net.py",
+        "--config-file",
+        "configs/PascalVOC-SemanticSegmentation/mmseg_gcnet_R_50_D8_512x512_20k.py",
+        *TINY_SEM_SEG,
+        "train.max_iter=2",
+        f"train.output_dir={out}",
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = metrics_of(out)
     assert len([m for m in metrics if "loss_sem_seg" in m and "loss_sem_seg_aux" in m]) == 2
@@ -161,9 +181,14 @@ def test_ade20k_config_evaluates_on_camvid(shared_data, tmp_path):
     assert prepare_dataset("ade20k", str(tmp_path)) == "Wrote 3 ADE20K label maps"
     out = tmp_path / "out"
     result = run_tool(
-        "tools/train_net.py", "--config-file", "configs/ADE20K-SemanticSegmentation/mmseg_gcnet_R_50_D8_512x512_80k.py",
-        "--eval-only", *TINY_SEM_SEG, f"train.output_dir={out}", env=env,
-    )  # fmt: skip
+        "tools/train_net.py",
+        "--config-file",
+        "configs/ADE20K-SemanticSegmentation/mmseg_gcnet_R_50_D8_512x512_80k.py",
+        "--eval-only",
+        *TINY_SEM_SEG,
+        f"train.output_dir={out}",
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Start inference on 2 batches" in result.stdout
     header, values = re.findall(r"copypaste: (.*)", result.stdout)[-2:]

@@ -1,5 +1,6 @@
 """The balloon dataset: VIA -> COCO conversion, the downloader (and archives that are missing
 or damaged), and its registration."""
+
 import json
 import re
 import zipfile
@@ -54,16 +55,28 @@ def test_prepare_datasets_downloads_and_converts(shared_data, tmp_path):
 
         again = run_tool("tools/prepare_datasets.py", "balloon", "--root", root, "--url", f"{url}/balloon_dataset.zip")
         assert again.returncode == 0, again.stderr
-        assert again.stdout.splitlines() == [f"{root / 'balloon'} is already prepared (61 train and 13 val images); left as it is"]
+        assert again.stdout.splitlines() == [
+            f"{root / 'balloon'} is already prepared (61 train and 13 val images); left as it is"
+        ]
         assert requests == ["/balloon_dataset.zip"]
 
         # A partial folder is reported with what is wrong, and left as it is.
-        first = root / "balloon" / "val" / json.loads((root / "balloon" / "annotations" / "balloon_instances_val.json").read_text())["images"][0]["file_name"]
+        first = (
+            root
+            / "balloon"
+            / "val"
+            / json.loads((root / "balloon" / "annotations" / "balloon_instances_val.json").read_text())["images"][0][
+                "file_name"
+            ]
+        )
         first.unlink()
-        partial = run_tool("tools/prepare_datasets.py", "balloon", "--root", root, "--url", f"{url}/balloon_dataset.zip")
+        partial = run_tool(
+            "tools/prepare_datasets.py", "balloon", "--root", root, "--url", f"{url}/balloon_dataset.zip"
+        )
         assert partial.returncode == 1
         assert partial.stderr.strip().splitlines() == [
-            f"prepare_datasets: {root / 'balloon'} is incomplete: 1 of its 13 val images are missing or empty, e.g. {first}; "
+            f"prepare_datasets: {root / 'balloon'} is incomplete: 1 of its 13 val images are missing or empty, e.g. "
+            f"{first}; "
             "remove it and run `python tools/prepare_datasets.py balloon` again"
         ]
         assert requests == ["/balloon_dataset.zip"]
@@ -72,7 +85,9 @@ def test_prepare_datasets_downloads_and_converts(shared_data, tmp_path):
 def test_prepare_datasets_reports_http_errors(tmp_path):
     (tmp_path / "server").mkdir()
     with serve_directory(tmp_path / "server") as (url, _):
-        result = run_tool("tools/prepare_datasets.py", "balloon", "--root", tmp_path / "datasets", "--url", f"{url}/nothing.zip")
+        result = run_tool(
+            "tools/prepare_datasets.py", "balloon", "--root", tmp_path / "datasets", "--url", f"{url}/nothing.zip"
+        )
     assert result.returncode == 1
     assert f"Could not download {url}/nothing.zip" in result.stderr and "404" in result.stderr
     assert list((tmp_path / "datasets").iterdir()) == []
@@ -83,7 +98,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 import gcnet.data
 for split in ("train", "val"):
     dicts = DatasetCatalog.get(f"balloon_{split}")
-    print(split, len(dicts), sum(len(d["annotations"]) for d in dicts), MetadataCatalog.get(f"balloon_{split}").thing_classes)
+    classes = MetadataCatalog.get(f"balloon_{split}").thing_classes
+    print(split, len(dicts), sum(len(d["annotations"]) for d in dicts), classes)
 """
 
 

@@ -1,5 +1,6 @@
 """Cityscapes loading on CamVid written in the Cityscapes layout: train ids, checks, mapper,
 registrations."""
+
 import os
 
 import numpy as np
@@ -49,7 +50,9 @@ def test_missing_train_ids_say_how_to_create_them(cityscapes):
 
 def test_missing_split_folder_is_named(tmp_path):
     image_dir = tmp_path / "cityscapes" / "leftImg8bit" / "val"
-    with pytest.raises(FileNotFoundError, match=rf"Cityscapes split folder {image_dir} not found\. Expected leftImg8bit/"):
+    with pytest.raises(
+        FileNotFoundError, match=rf"Cityscapes split folder {image_dir} not found\. Expected leftImg8bit/"
+    ):
         load_checked_cityscapes_semantic(str(image_dir), str(tmp_path / "cityscapes" / "gtFine" / "val"))
 
 
@@ -66,7 +69,9 @@ def test_three_channel_label_maps_and_no_label_maps_are_refused(cityscapes, tmp_
     label_file = next((cityscapes / "gtFine" / "train").rglob("*_gtFine_labelIds.png"))
     ids = np.asarray(Image.open(label_file))
     Image.fromarray(np.stack([ids] * 3, axis=-1)).save(label_file)
-    with pytest.raises(ValueError, match=rf"^{label_file}: a RGB image; Cityscapes' label maps have one channel of label ids$"):
+    with pytest.raises(
+        ValueError, match=rf"^{label_file}: a RGB image; Cityscapes' label maps have one channel of label ids$"
+    ):
         create_train_id_labels(str(cityscapes / "gtFine"))
     assert not list((cityscapes / "gtFine").rglob("*_gtFine_labelTrainIds.png"))
     (tmp_path / "empty").mkdir()
@@ -77,7 +82,9 @@ def test_three_channel_label_maps_and_no_label_maps_are_refused(cityscapes, tmp_
 def test_image_not_named_like_cityscapes(cityscapes):
     (cityscapes / "leftImg8bit" / "val" / "camvid" / "stray.png").write_bytes(b"")
     create_train_id_labels(str(cityscapes / "gtFine"))
-    with pytest.raises(ValueError, match=r"stray.png: expected a Cityscapes image named <city>_<seq>_<frame>_leftImg8bit.png"):
+    with pytest.raises(
+        ValueError, match=r"stray.png: expected a Cityscapes image named <city>_<seq>_<frame>_leftImg8bit.png"
+    ):
         load_checked_cityscapes_semantic(*split_dirs(cityscapes, "val"))
 
 
@@ -99,7 +106,9 @@ def test_mapper_crops_image_and_label_together(train_dicts):
 def test_mapper_rejects_size_mismatch(train_dicts):
     label_file = train_dicts[0]["sem_seg_file_name"]
     Image.open(label_file).resize((240, 180)).save(label_file)
-    with pytest.raises(ValueError, match=rf"{label_file}: label map is 240x180 but its image .*_leftImg8bit.png is 480x360"):
+    with pytest.raises(
+        ValueError, match=rf"{label_file}: label map is 240x180 but its image .*_leftImg8bit.png is 480x360"
+    ):
         SemSegDatasetMapper(True, [])(train_dicts[0])
 
 
@@ -108,7 +117,9 @@ def test_mapper_rejects_unknown_labels(train_dicts):
     labels = np.asarray(Image.open(label_file)).copy()
     labels[5, 5], labels[6, 6] = 19, 77
     Image.fromarray(labels).save(label_file)
-    with pytest.raises(ValueError, match=rf"{label_file}: label values \[19, 77\] are neither class ids 0..18 nor the ignore value 255"):
+    with pytest.raises(
+        ValueError, match=rf"{label_file}: label values \[19, 77\] are neither class ids 0..18 nor the ignore value 255"
+    ):
         SemSegDatasetMapper(True, [])(train_dicts[1])
 
 
@@ -124,4 +135,6 @@ def test_registrations_live_beside_detectron2s():
         assert DatasetCatalog[theirs].__module__ == "detectron2.data.datasets.builtin"
         assert DatasetCatalog[ours].__module__ == "gcnet.data.cityscapes"
         assert MetadataCatalog.get(ours).stuff_classes == MetadataCatalog.get(theirs).stuff_classes
-        assert os.path.normpath(MetadataCatalog.get(ours).gt_dir) == os.path.normpath(MetadataCatalog.get(theirs).gt_dir)
+        assert os.path.normpath(MetadataCatalog.get(ours).gt_dir) == os.path.normpath(
+            MetadataCatalog.get(theirs).gt_dir
+        )

@@ -1,5 +1,6 @@
 """COCO-format loading: files that are not COCO, missing images, unusable annotations, and the
 records detectron2 would make, from one read."""
+
 import builtins
 import json
 import logging
@@ -36,8 +37,15 @@ def write_coco(tmp_path, annotations, images=("a.jpg", "b.jpg")):
 def ann(id, bbox, segmentation=None, image_id=1):
     x, y, w, h = bbox
     polygon = [x, y, x + w, y, x + w, y + h, x, y + h]
-    return dict(id=id, image_id=image_id, category_id=1, bbox=bbox, area=w * h, iscrowd=0,
-                segmentation=[polygon] if segmentation is None else segmentation)  # fmt: skip
+    return dict(
+        id=id,
+        image_id=image_id,
+        category_id=1,
+        bbox=bbox,
+        area=w * h,
+        iscrowd=0,
+        segmentation=[polygon] if segmentation is None else segmentation,
+    )
 
 
 def test_valid_file_loads(tmp_path, images):
@@ -73,11 +81,23 @@ def test_missing_images_are_named(tmp_path, images):
         (lambda d: d["images"][1].pop("width"), "images[1] (id=2) lacks 'width'"),
         (lambda d: d["images"][0].update(height="80"), "images[0] (id=1) has height '80', expected an integer"),
         (lambda d: d["images"][0].update(width=0), "images[0] (id=1) has size 0x80, expected positive integers"),
-        (lambda d: d["annotations"][0].pop("bbox"), "annotations[0] (id=1) lacks 'bbox' (and 1 more annotations have problems)"),
-        (lambda d: d["annotations"][1].update(bbox=[1, 2, 3]), "annotations[1] (id=2) has bbox [1, 2, 3], expected [x, y, width, height]"),
+        (
+            lambda d: d["annotations"][0].pop("bbox"),
+            "annotations[0] (id=1) lacks 'bbox' (and 1 more annotations have problems)",
+        ),
+        (
+            lambda d: d["annotations"][1].update(bbox=[1, 2, 3]),
+            "annotations[1] (id=2) has bbox [1, 2, 3], expected [x, y, width, height]",
+        ),
         (lambda d: d["annotations"][1].pop("category_id"), "annotations[1] (id=2) lacks 'category_id'"),
-        (lambda d: d["annotations"][1].update(category_id=7), "annotations have category ids [7] that 'categories' does not list"),
-        (lambda d: d["annotations"][1].update(image_id=9), "1 annotations refer to images that 'images' does not list, the first annotation id=2 to image_id 9"),
+        (
+            lambda d: d["annotations"][1].update(category_id=7),
+            "annotations have category ids [7] that 'categories' does not list",
+        ),
+        (
+            lambda d: d["annotations"][1].update(image_id=9),
+            "1 annotations refer to images that 'images' does not list, the first annotation id=2 to image_id 9",
+        ),
         (lambda d: d["categories"].append("person"), "categories[1] is 'person', not an object"),
     ],
 )
@@ -126,10 +146,16 @@ def test_records_are_detectron2s_from_one_read(shared_data, monkeypatch):
     records = load_coco_instances(json_file, image_root, "balloon_val_gcnet")
     monkeypatch.undo()
     assert opened.count(json_file) == 1
-    assert MetadataCatalog.get("balloon_val_gcnet").thing_classes == MetadataCatalog.get("balloon_val_detectron2").thing_classes == ["balloon"]
+    assert (
+        MetadataCatalog.get("balloon_val_gcnet").thing_classes
+        == MetadataCatalog.get("balloon_val_detectron2").thing_classes
+        == ["balloon"]
+    )
     assert len(records) == len(expected) == 13
     for ours, theirs in zip(records, expected):
-        assert {k: v for k, v in ours.items() if k != "annotations"} == {k: v for k, v in theirs.items() if k != "annotations"}
+        assert {k: v for k, v in ours.items() if k != "annotations"} == {
+            k: v for k, v in theirs.items() if k != "annotations"
+        }
         assert len(ours["annotations"]) == len(theirs["annotations"])
         for a, b in zip(ours["annotations"], theirs["annotations"]):
             assert {k: v for k, v in a.items() if k != "bbox"} == {k: v for k, v in b.items() if k != "bbox"}

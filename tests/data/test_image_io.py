@@ -1,4 +1,5 @@
 """Reading images of every common mode, and finding images from files, folders and globs."""
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -71,11 +72,14 @@ def test_list_images_from_files_folders_and_globs(tmp_path):
     assert list_images([str(tmp_path / "sub" / "*")]) == [(str(tmp_path / "sub" / "c.png"), "c.png")]
 
 
-@pytest.mark.parametrize("spec,message", [
-    ("missing.jpg", "no such file or folder, and no file matches it as a glob"),
-    ("*.gif", "no such file or folder, and no file matches it as a glob"),
-    ("empty", "the folder has no image files"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("missing.jpg", "no such file or folder, and no file matches it as a glob"),
+        ("*.gif", "no such file or folder, and no file matches it as a glob"),
+        ("empty", "the folder has no image files"),
+    ],
+)
 def test_list_images_names_what_is_missing(spec, message, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("x")

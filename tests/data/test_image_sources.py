@@ -1,5 +1,6 @@
 """collect_images: what a prediction run's --input names (folders, globs, text files of paths,
 a COCO JSON), with the ids its predictions are written under; bad inputs in one sentence."""
+
 import json
 import os
 import re

@@ -3,6 +3,7 @@ name in any case, whatever their id) are dropped, with their annotations, when a
 loaded or registered and when labelme files are converted, each time in one line naming them;
 the model's classes, the metadata and the evaluation's ground truth agree. A class without any
 annotation in a training file is named in a warning."""
+
 import json
 import logging
 
@@ -19,13 +20,23 @@ from gcnet.data.labelme import labelme_to_coco
 
 # As labelme's labelme2coco writes them: placeholders first, with ids -1 and 0.
 CATEGORIES = [
-    dict(id=-1, name="__ignore__"), dict(id=0, name="_background_"), dict(id=1, name="cat"), dict(id=2, name="dog"),
-]  # fmt: skip
+    dict(id=-1, name="__ignore__"),
+    dict(id=0, name="_background_"),
+    dict(id=1, name="cat"),
+    dict(id=2, name="dog"),
+]
 
 
 def box(id, image_id, category_id, x):
-    return dict(id=id, image_id=image_id, category_id=category_id, bbox=[x, 10, 20, 20], area=400, iscrowd=0,
-                segmentation=[[x, 10, x + 20, 10, x + 20, 30, x, 30]])  # fmt: skip
+    return dict(
+        id=id,
+        image_id=image_id,
+        category_id=category_id,
+        bbox=[x, 10, 20, 20],
+        area=400,
+        iscrowd=0,
+        segmentation=[[x, 10, x + 20, 10, x + 20, 30, x, 30]],
+    )
 
 
 @pytest.fixture
@@ -63,8 +74,12 @@ def test_loading_drops_placeholder_categories(labelme_export, caplog):
 def test_by_name_in_any_case_whatever_the_id(labelme_export):
     path, folder = labelme_export
     data = json.loads(path.read_text())
-    data["categories"] = [dict(id=7, name="_Background_"), dict(id=1, name="cat"), dict(id=2, name="dog"),
-                          dict(id=3, name=" __IGNORE__")]  # fmt: skip
+    data["categories"] = [
+        dict(id=7, name="_Background_"),
+        dict(id=1, name="cat"),
+        dict(id=2, name="dog"),
+        dict(id=3, name=" __IGNORE__"),
+    ]
     data["annotations"][-1]["category_id"] = 7
     path.write_text(json.dumps(data))
     load_coco_instances(str(path), str(folder), "placeholder_case_test")
@@ -118,8 +133,10 @@ def test_a_class_without_annotations_is_named(labelme_export, caplog):
 def test_labelme_conversion_drops_placeholder_shapes(tmp_path, caplog):
     Image.new("RGB", (100, 80)).save(tmp_path / "a.jpg")
     square = [[10, 10], [30, 10], [30, 30], [10, 30]]
-    shapes = [dict(label=label, points=square, group_id=None, shape_type="polygon", flags={})
-              for label in ("cat", "__ignore__", "_Background_", "_background_")]  # fmt: skip
+    shapes = [
+        dict(label=label, points=square, group_id=None, shape_type="polygon", flags={})
+        for label in ("cat", "__ignore__", "_Background_", "_background_")
+    ]
     (tmp_path / "a.json").write_text(json.dumps(dict(shapes=shapes, imagePath="a.jpg", imageWidth=100, imageHeight=80)))
     coco = labelme_to_coco(str(tmp_path))
     assert coco["categories"] == [dict(id=1, name="cat", supercategory="cat")] and len(coco["annotations"]) == 1

@@ -1,5 +1,6 @@
 """GCNetCheckpointer: a save that dies half-way leaves the previous checkpoint in charge; loads
 that could run code or hide a broken file are refused."""
+
 import io
 import logging
 import os
@@ -123,13 +124,21 @@ def test_save_and_resume_through_a_path_handler(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "break_newest,reason,intact",
     [
-        (lambda out: (out / "model_0000019.pth").write_bytes((out / "model_0000019.pth").read_bytes()[:200]), "it is truncated or corrupt", 9),
+        (
+            lambda out: (out / "model_0000019.pth").write_bytes((out / "model_0000019.pth").read_bytes()[:200]),
+            "it is truncated or corrupt",
+            9,
+        ),
         (lambda out: (out / "model_0000019.pth").unlink(), "does not exist", 9),
         (lambda out: (out / "model_0000019.pth").write_bytes(b""), "it is truncated or corrupt", 9),
         # A broken tag: the newest checkpoint it should have named is intact.
         (lambda out: (out / "last_checkpoint").write_text(""), "last_checkpoint names no file", 19),
         (lambda out: (out / "last_checkpoint").write_text("\x00garbage\x01"), "", 19),
-        (lambda out: (out / "last_checkpoint").write_bytes(b"\xff\xfe" + os.urandom(62)), "last_checkpoint names no file", 19),
+        (
+            lambda out: (out / "last_checkpoint").write_bytes(b"\xff\xfe" + os.urandom(62)),
+            "last_checkpoint names no file",
+            19,
+        ),
     ],
     ids=["truncated", "missing", "empty_file", "empty_tag", "garbage_tag", "random_bytes_tag"],
 )
@@ -149,14 +158,21 @@ def test_a_broken_newest_checkpoint_falls_back_to_the_newest_intact_one(tmp_path
         extra = restored.resume_or_load("", resume=True)
     assert extra["iteration"] == intact and torch.all(restored.model.weight == (1.0 if intact == 9 else 2.0))
     assert f"Resume: the newest checkpoint {newest} cannot be loaded (" in caplog.text
-    assert reason in caplog.text and f"resuming from {tmp_path / f'model_{intact:07d}.pth'}, the newest intact checkpoint" in caplog.text
+    assert (
+        reason in caplog.text
+        and f"resuming from {tmp_path / f'model_{intact:07d}.pth'}, the newest intact checkpoint" in caplog.text
+    )
     assert named == "model_0000019.pth"
 
 
 def test_no_intact_checkpoint_is_one_line(tmp_path):
     make_checkpointer(tmp_path, 1.0).save("model_0000009", iteration=9)
     (tmp_path / "model_0000009.pth").write_bytes(b"broken")
-    with pytest.raises(ValueError, match=rf"^Cannot resume from {tmp_path}: no intact checkpoint \({tmp_path / 'model_0000009.pth'}: Cannot load checkpoint"):
+    with pytest.raises(
+        ValueError,
+        match=rf"^Cannot resume from {tmp_path}: no intact checkpoint \({tmp_path / 'model_0000009.pth'}: Cannot "
+        rf"load checkpoint",
+    ):
         make_checkpointer(tmp_path, 0.0).resume_or_load("", resume=True)
 
 
@@ -184,7 +200,9 @@ def test_a_run_keeps_one_final_checkpoint_and_links_the_best(tmp_path):
     checkpointer.save_or_link("model_best", 150, iteration=150)  # weights of another iteration: a file
     assert not (tmp_path / "model_best.pth").samefile(tmp_path / "model_final.pth")
     assert torch.load(tmp_path / "model_best.pth", weights_only=True)["iteration"] == 150
-    assert torch.load(tmp_path / "model_final.pth", weights_only=True)["iteration"] == 199  # replaced, not written through
+    assert (
+        torch.load(tmp_path / "model_final.pth", weights_only=True)["iteration"] == 199
+    )  # replaced, not written through
 
 
 class Detector(nn.Module):
@@ -248,10 +266,20 @@ def test_max_to_keep_holds_for_the_folder_across_resumes(tmp_path):
         periodic.before_train()
         for iteration in range(start, start + 40):
             periodic.step(iteration)
-    assert sorted(p.name for p in out.glob("*.pth")) == ["model_0000139.pth", "model_0000149.pth", "model_0000159.pth", "model_best.pth"]
+    assert sorted(p.name for p in out.glob("*.pth")) == [
+        "model_0000139.pth",
+        "model_0000149.pth",
+        "model_0000159.pth",
+        "model_best.pth",
+    ]
     for iteration in range(160, 200):
         periodic.step(iteration)
-    assert sorted(p.name for p in out.glob("*.pth")) == ["model_0000179.pth", "model_0000189.pth", "model_best.pth", "model_final.pth"]
+    assert sorted(p.name for p in out.glob("*.pth")) == [
+        "model_0000179.pth",
+        "model_0000189.pth",
+        "model_best.pth",
+        "model_final.pth",
+    ]
 
 
 def test_the_best_checkpoint_of_a_resumed_run_links_and_remembers(tmp_path):

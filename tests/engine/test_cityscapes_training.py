@@ -1,5 +1,6 @@
 """A GC-head segmentation model trains on real images in the Cityscapes layout (CamVid) with
 tools/train_net.py on CPU, and is evaluated with both semantic segmentation evaluators."""
+
 import json
 
 from ..helpers import run_tool, write_camvid_as_cityscapes
@@ -15,13 +16,21 @@ def test_gc_head_trains_and_evaluates_on_camvid(shared_data, tmp_path):
     assert prepared.returncode == 0, prepared.stderr
     out = tmp_path / "out"
     result = run_tool(
-        "tools/train_net.py", "--config-file", CONFIG,
-        "train.init_checkpoint=", "train.max_iter=4", "train.log_period=1", f"train.output_dir={out}",
-        "train.device=cpu", "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0",
-        "dataloader.train.mapper.augmentations.1.crop_size=[128,128]", "dataloader.test.num_workers=0",
+        "tools/train_net.py",
+        "--config-file",
+        CONFIG,
+        "train.init_checkpoint=",
+        "train.max_iter=4",
+        "train.log_period=1",
+        f"train.output_dir={out}",
+        "train.device=cpu",
+        "dataloader.train.total_batch_size=2",
+        "dataloader.train.num_workers=0",
+        "dataloader.train.mapper.augmentations.1.crop_size=[128,128]",
+        "dataloader.test.num_workers=0",
         "dataloader.test.mapper.augmentations=[]",  # CamVid's 480x360 as they are, not fitted in 2048x1024
         env=env,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
     losses = [m for m in metrics if "loss_sem_seg" in m]

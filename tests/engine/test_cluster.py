@@ -1,6 +1,7 @@
 """Jobs through submitit: each node runs the tool as one machine of a launch; a preempted
 training job (submitit's local executor, which requeues as SLURM does) stops, is requeued with
 --resume and finishes from its last checkpoint; bad commands are refused before submitting."""
+
 import os
 import re
 import signal
@@ -20,9 +21,15 @@ TRAIN_NET = str(REPO_ROOT / "tools" / "train_net.py")
 def test_each_node_runs_the_tool_as_one_machine_of_the_launch(monkeypatch):
     """Node 1 of a 2-node SLURM job: machine 1 of 2, meeting at the first node."""
     slurm = dict(
-        SUBMITIT_EXECUTOR="slurm", SLURM_JOB_ID="4242", SLURM_NTASKS="2", SLURM_JOB_NUM_NODES="2", SLURM_NODEID="1",
-        SLURM_PROCID="1", SLURM_LOCALID="0", SLURM_JOB_NODELIST="gpu[07-08]",
-    )  # fmt: skip
+        SUBMITIT_EXECUTOR="slurm",
+        SLURM_JOB_ID="4242",
+        SLURM_NTASKS="2",
+        SLURM_JOB_NUM_NODES="2",
+        SLURM_NODEID="1",
+        SLURM_PROCID="1",
+        SLURM_LOCALID="0",
+        SLURM_JOB_NODELIST="gpu[07-08]",
+    )
     for key, value in slurm.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("MASTER_PORT", raising=False)
@@ -30,9 +37,19 @@ def test_each_node_runs_the_tool_as_one_machine_of_the_launch(monkeypatch):
     job = ToolJob(TRAIN_NET, ["--config-file", "c.py", "train.max_iter=9"], gpus_per_node=8, cwd="/runs")
     port = TorchDistributedEnvironment().master_port
     assert job.command()[1:] == [
-        TRAIN_NET, "--config-file", "c.py", "train.max_iter=9",
-        "--num-gpus", "8", "--num-machines", "2", "--machine-rank", "1", "--dist-url", f"tcp://gpu07:{port}",
-    ]  # fmt: skip
+        TRAIN_NET,
+        "--config-file",
+        "c.py",
+        "train.max_iter=9",
+        "--num-gpus",
+        "8",
+        "--num-machines",
+        "2",
+        "--machine-rank",
+        "1",
+        "--dist-url",
+        f"tcp://gpu07:{port}",
+    ]
     monkeypatch.setenv("SLURM_JOB_NUM_NODES", "1")
     assert job.command()[-2:] == ["--dist-url", "auto"]  # one node: a free port of its own
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # requeued by SLURM, not through submitit's checkpoint
@@ -44,9 +61,13 @@ def test_a_preempted_training_job_resumes_from_its_last_checkpoint(datasets_root
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     output = tmp_path / "run"
     args = [
-        "--config-file", TINY_CONFIG, "train.max_iter=12", "train.checkpointer.period=4", f"train.output_dir={output}",
+        "--config-file",
+        TINY_CONFIG,
+        "train.max_iter=12",
+        "train.checkpointer.period=4",
+        f"train.output_dir={output}",
         "dataloader.train.num_workers=0",
-    ]  # fmt: skip
+    ]
     job = submit_tool(TRAIN_NET, args, str(tmp_path / "jobs" / "%j"), ClusterOptions(timeout_min=20), cluster="local")
     deadline = time.monotonic() + 300
     while not (output / "last_checkpoint").exists() and time.monotonic() < deadline:
@@ -81,7 +102,7 @@ LEAVE_IT_OUT = "is set for each node of the job (--nodes, --gpus-per-node): leav
         (TRAIN_NET, [], {"gpus_per_node": 0}, "local", AT_LEAST),
         (TRAIN_NET, [], {}, "pbs", "--cluster must be one of slurm, local, got pbs"),
     ],
-)  # fmt: skip
+)
 def test_bad_jobs_are_refused_before_they_are_submitted(tool, args, options, cluster, message, tmp_path):
     with pytest.raises(ValueError) as error:
         submit_tool(tool, args, str(tmp_path / "jobs"), ClusterOptions(**options), cluster=cluster)
@@ -102,6 +123,14 @@ def test_the_job_asks_slurm_for_what_the_options_say():
         nodes=2, gpus_per_node=8, cpus_per_gpu=10, partition="learnfair", slurm_options={"mail-type": "END"}
     )
     assert options.executor_parameters() == dict(
-        nodes=2, gpus_per_node=8, tasks_per_node=1, cpus_per_task=80, mem_gb=None, timeout_min=1440, name=None,
-        slurm_additional_parameters={"mail-type": "END"}, slurm_partition="learnfair", slurm_signal_delay_s=120,
-    )  # fmt: skip
+        nodes=2,
+        gpus_per_node=8,
+        tasks_per_node=1,
+        cpus_per_task=80,
+        mem_gb=None,
+        timeout_min=1440,
+        name=None,
+        slurm_additional_parameters={"mail-type": "END"},
+        slurm_partition="learnfair",
+        slurm_signal_delay_s=120,
+    )

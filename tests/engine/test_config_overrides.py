@@ -1,4 +1,5 @@
 """Command-line overrides: unknown keys are refused with the closest valid ones."""
+
 import pytest
 
 from detectron2.config import LazyConfig
@@ -23,7 +24,11 @@ def test_known_keys_are_applied(cfg):
     [
         ("train.max_iterr=5", "train.max_iter"),
         ("model.backbone.bottom_up.gc_ratio=0.25", "model.backbone.bottom_up.gc.ratio"),
-        ("model.backbone.bottom_up.context_positon=afterAdd", "model.backbone.bottom_up.context_position, model.backbone.bottom_up.context_stages, model.backbone.bottom_up.context"),
+        (
+            "model.backbone.bottom_up.context_positon=afterAdd",
+            "model.backbone.bottom_up.context_position, model.backbone.bottom_up.context_stages, "
+            "model.backbone.bottom_up.context",
+        ),
         ("train.amp.enable=True", "train.amp.enabled"),
         ("max_iter=3", "train.max_iter"),
     ],
@@ -51,7 +56,10 @@ def test_load_config_names_a_missing_file(tmp_path):
     [
         ("train.max_iter=abc", "train.max_iter takes an integer (the config has 90000), got 'abc'"),
         ("optimizer.lr=fast", "optimizer.lr takes a number (the config has 0.02), got 'fast'"),
-        ("model.backbone.bottom_up.gc.ratio=abc", "model.backbone.bottom_up.gc.ratio takes a number (the config has 0.0625), got 'abc'"),
+        (
+            "model.backbone.bottom_up.gc.ratio=abc",
+            "model.backbone.bottom_up.gc.ratio takes a number (the config has 0.0625), got 'abc'",
+        ),
         ("train.amp.enabled=yes", "train.amp.enabled takes true or false (the config has False), got 'yes'"),
         ("train.max_iter=2.5", "train.max_iter takes an integer (the config has 90000), got 2.5"),
     ],
@@ -69,7 +77,11 @@ def test_typed_overrides_are_converted_where_exact(cfg):
 
 
 def test_unparsable_override_names_the_way_to_quote_it(cfg):
-    with pytest.raises(ValueError, match=r"^Override 'train.init_checkpoint=http://h/x#\?/e.pkl' cannot be parsed .*quote a value with special characters: train.init_checkpoint='...'$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^Override 'train.init_checkpoint=http://h/x#\?/e.pkl' cannot be parsed .*quote a value with special "
+        r"characters: train.init_checkpoint='...'$",
+    ):
         apply_overrides(cfg, ["train.init_checkpoint=http://h/x#?/e.pkl"])
 
 
@@ -77,7 +89,10 @@ def test_unparsable_override_names_the_way_to_quote_it(cfg):
     "text,message",
     [
         ("from x import (\n", "{path}, line 1: '(' was never closed"),
-        ("import no_such_module_of_gcnet\n", "{path}: the config cannot be loaded (ModuleNotFoundError: No module named 'no_such_module_of_gcnet')"),
+        (
+            "import no_such_module_of_gcnet\n",
+            "{path}: the config cannot be loaded (ModuleNotFoundError: No module named 'no_such_module_of_gcnet')",
+        ),
     ],
 )
 def test_a_config_that_cannot_run_is_named(tmp_path, text, message):
@@ -88,7 +103,9 @@ def test_a_config_that_cannot_run_is_named(tmp_path, text, message):
     assert str(e.value) == message.format(path=path)
 
 
-@pytest.mark.parametrize("name, text", [("empty.py", ""), ("empty.yaml", ""), ("list.yaml", "- 1\n"), ("model.py", "x = dict(a=1)\n")])
+@pytest.mark.parametrize(
+    "name, text", [("empty.py", ""), ("empty.yaml", ""), ("list.yaml", "- 1\n"), ("model.py", "x = dict(a=1)\n")]
+)
 def test_a_config_without_a_model_is_one_line(tmp_path, name, text):
     path = tmp_path / name
     path.write_text(text)
@@ -116,7 +133,13 @@ def test_every_tool_says_an_empty_config_in_one_line(tool, tmp_path, shared_data
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
         f"{tool}: {config} defines nothing: expected a LazyConfig that defines "
-        + ("model, train, dataloader, optimizer, lr_multiplier" if tool == "train_net" else "model, train, dataloader" if tool != "analyze_model" else "model, train")
+        + (
+            "model, train, dataloader, optimizer, lr_multiplier"
+            if tool == "train_net"
+            else "model, train, dataloader"
+            if tool != "analyze_model"
+            else "model, train"
+        )
         + " (as configs/ do)"
     ]
     assert not (tmp_path / "out").exists()

@@ -1,5 +1,6 @@
 """Every config family runs where it is started: on a machine without CUDA, ``train.device``
 is "cpu" and the predictor runs one evaluation step there; an explicit device still wins."""
+
 import numpy as np
 import pytest
 import torch

@@ -1,6 +1,7 @@
 """The inference fast path (gcnet.engine.inference, gcnet.engine.calibration): the options of
 train.inference and the tools' flags reach the model; folded predictions equal unfolded ones on
 the tests' photos; "auto" measures once per device and model, and keeps its choice."""
+
 import argparse
 import dataclasses
 import json
@@ -114,8 +115,8 @@ def test_auto_measures_once_and_keeps_the_choice(trained_config, tmp_path, monke
     assert measured == [["channels_last", "contiguous"]]  # a CPU is never compiled by "auto"
     assert predictor.setup.channels_last and not predictor.setup.compiled
     assert predictor.setup.measured == {"contiguous": 1.0, "channels_last": 0.9}
-    (key, entry), = json.loads((tmp_path / "choices.json").read_text()).items()
-    assert key.startswith(f"cpu ") and f"{torch.get_num_threads()} threads|torch {torch.__version__}|float32|" in key
+    ((key, entry),) = json.loads((tmp_path / "choices.json").read_text()).items()
+    assert key.startswith("cpu ") and f"{torch.get_num_threads()} threads|torch {torch.__version__}|float32|" in key
     assert entry == {"choice": "channels_last", "seconds": {"channels_last": 0.9, "contiguous": 1.0}}
     again = Predictor(trained_config, device="cpu")
     assert len(measured) == 1 and again.setup.channels_last and again.setup.measured is None

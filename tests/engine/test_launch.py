@@ -1,5 +1,6 @@
 """Launch options are parsed wherever they stand or refused in one line before any process
 starts; the machines of a run meet within a bounded time or are told why not, in one line."""
+
 import subprocess
 import sys
 import threading
@@ -25,7 +26,10 @@ def test_options_after_the_overrides_are_options():
     [
         (["--num-machines", "2", "--machine-rank", "2"], "--machine-rank must be in 0..1 for --num-machines 2, got 2"),
         (["--num-gpus", "0"], "--num-gpus must be at least 1 (processes per machine), got 0"),
-        (["--num-machines", "2", "--dist-url", "auto"], "--dist-url auto works on one machine only: give tcp://<ip of machine 0>:<port>"),
+        (
+            ["--num-machines", "2", "--dist-url", "auto"],
+            "--dist-url auto works on one machine only: give tcp://<ip of machine 0>:<port>",
+        ),
         (["--dist-url", "tcp://host"], "--dist-url tcp://host must be tcp://<host>:<port>"),
         (["--rendezvous-timeout", "0"], "--dist-timeout and --rendezvous-timeout must be positive"),
         (["train.max_iter=5", "--num-nodes", "2"], "unrecognized arguments: --num-nodes 2"),
@@ -35,8 +39,12 @@ def test_options_after_the_overrides_are_options():
 def test_bad_launch_options_are_one_line_before_anything_starts(argv, message):
     result = subprocess.run(
         [sys.executable, "tools/train_net.py", "--config-file", TINY_CONFIG, *argv],
-        cwd=REPO_ROOT, env=tool_env(), capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert result.stderr.splitlines() == [f"train_net.py: {message} (--help lists the options)"]
 
@@ -90,13 +98,27 @@ def test_two_machines_train_over_loopback(datasets_root, tmp_path, free_port):
     runs = [
         subprocess.Popen(
             [
-                sys.executable, "tools/train_net.py", "--config-file", TINY_CONFIG, "train.max_iter=1",
-                f"train.output_dir={tmp_path / f'machine{rank}'}", "--num-machines", "2", "--machine-rank", str(rank),
-                "--dist-url", f"tcp://127.0.0.1:{free_port}", "--rendezvous-timeout", "120",
+                sys.executable,
+                "tools/train_net.py",
+                "--config-file",
+                TINY_CONFIG,
+                "train.max_iter=1",
+                f"train.output_dir={tmp_path / f'machine{rank}'}",
+                "--num-machines",
+                "2",
+                "--machine-rank",
+                str(rank),
+                "--dist-url",
+                f"tcp://127.0.0.1:{free_port}",
+                "--rendezvous-timeout",
+                "120",
             ],
-            cwd=REPO_ROOT, env=tool_env({"DETECTRON2_DATASETS": str(datasets_root)}),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+            cwd=REPO_ROOT,
+            env=tool_env({"DETECTRON2_DATASETS": str(datasets_root)}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for rank in (0, 1)
     ]
     outputs = [run.communicate(timeout=600)[0] for run in runs]

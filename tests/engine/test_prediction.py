@@ -2,6 +2,7 @@
 COCOEvaluator (train_net.py --eval-only) and give its AP through pycocotools; label maps are
 the model's classes; the output folder refuses what would mix two runs; a stop says how to
 continue."""
+
 import contextlib
 import errno
 import json
@@ -13,8 +14,8 @@ import time
 
 import cv2
 import numpy as np
-import pytest
 import pycocotools.mask as mask_util
+import pytest
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -33,10 +34,10 @@ from gcnet.engine.prediction import (
     PredictionPlan,
     build_prediction_model,
     dataset_category_ids,
-    shard_state,
     label_map,
     plan_run,
     shard_batches,
+    shard_state,
 )
 
 from ..helpers import CONFIGS, TINY_EVAL_CONFIG, predict_in_process, randomize_, tool_env
@@ -75,10 +76,17 @@ def pseudo_ground_truth(coco_file, predictions, path, per_image=2):
     best = sorted(predictions, key=lambda p: (p["image_id"], -p["score"]))
     kept = [p for i, p in enumerate(best) if i < per_image or best[i - per_image]["image_id"] != p["image_id"]]
     data["annotations"] = [
-        dict(id=i, image_id=p["image_id"], category_id=p["category_id"], bbox=p["bbox"], segmentation=p["segmentation"],
-             area=float(mask_util.area(p["segmentation"])), iscrowd=0)
+        dict(
+            id=i,
+            image_id=p["image_id"],
+            category_id=p["category_id"],
+            bbox=p["bbox"],
+            segmentation=p["segmentation"],
+            area=float(mask_util.area(p["segmentation"])),
+            iscrowd=0,
+        )
         for i, p in enumerate(kept, start=1)
-    ]  # fmt: skip
+    ]
     path.write_text(json.dumps(data))
     return path
 
@@ -173,7 +181,9 @@ def test_weights_that_are_not_the_models_are_refused(tmp_path):
     without_masks = {k: v for k, v in weights.items() if not k.startswith("roi_heads.mask_head")}
     torch.save({"model": without_masks}, tmp_path / "part.pth")
     cfg.train.init_checkpoint = str(tmp_path / "part.pth")
-    with pytest.raises(CheckpointMismatchError, match=r"mask_head.* is missing.*give the weights of a model trained with this config"):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"mask_head.* is missing.*give the weights of a model trained with this config"
+    ):
         build_prediction_model(cfg, device="cpu")
 
 

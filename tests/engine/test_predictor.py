@@ -1,5 +1,6 @@
 """gcnet.engine.Predictor: the LazyConfig counterpart of DefaultPredictor. Its outputs are those
 of a direct model call on the image the config's test loader would make."""
+
 import numpy as np
 import pytest
 import torch
@@ -45,7 +46,9 @@ def test_score_threshold_drops_instances_before_their_masks_are_pasted(photo, mo
     """The kept instances equal those of the unthresholded output, and only they are pasted."""
     predictor = Predictor(LazyConfig.load(str(TINY_CONFIG)), device="cpu")
     paste, pasted = mask_ops.paste_masks_in_image, []
-    monkeypatch.setattr(mask_ops, "paste_masks_in_image", lambda masks, *a, **k: pasted.append(len(masks)) or paste(masks, *a, **k))
+    monkeypatch.setattr(
+        mask_ops, "paste_masks_in_image", lambda masks, *a, **k: pasted.append(len(masks)) or paste(masks, *a, **k)
+    )
     everything = predictor(photo)["instances"]
     predictor.score_threshold = threshold = float(everything.scores.median())
     kept = predictor(photo)["instances"]

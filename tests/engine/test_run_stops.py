@@ -1,6 +1,7 @@
 """Every stop of tools/train_net.py leaves a word and a run that resumes into the layout of a
 finished one (SIGINT and SIGTERM, in training and in evaluation), and a refused run writes
 nothing into its output folder."""
+
 import os
 import re
 import signal
@@ -10,7 +11,6 @@ import threading
 import time
 
 import pytest
-import torch
 
 from gcnet.engine import GCNetCheckpointer, load_config
 from gcnet.engine.defaults import build_model
@@ -27,9 +27,13 @@ class Run:
     def __init__(self, *args, env):
         self.process = subprocess.Popen(
             [sys.executable, "tools/train_net.py", *map(str, args)],
-            cwd=REPO_ROOT, env=tool_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=REPO_ROOT,
+            env=tool_env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             start_new_session=True,
-        )  # fmt: skip
+        )
         self.stdout, self.stderr = [], []
         self.readers = [
             threading.Thread(target=lambda s=s, out=out: out.extend(s), daemon=True)
@@ -41,7 +45,9 @@ class Run:
     def wait_for(self, condition, what, timeout=300):
         deadline = time.monotonic() + timeout
         while not condition():
-            assert self.process.poll() is None, f"train_net exited with {self.process.returncode} before {what}: {self.stderr}"
+            assert self.process.poll() is None, (
+                f"train_net exited with {self.process.returncode} before {what}: {self.stderr}"
+            )
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
             time.sleep(0.01)
 
@@ -76,7 +82,13 @@ def run(datasets_root):
 
 def test_sigterm_in_training_says_where_it_stopped_and_how_to_resume(run, tmp_path):
     out = tmp_path / "out"
-    args = ["--config-file", TINY_CONFIG, "train.max_iter=1000", "train.checkpointer.period=2", f"train.output_dir={out}"]
+    args = [
+        "--config-file",
+        TINY_CONFIG,
+        "train.max_iter=1000",
+        "train.checkpointer.period=2",
+        f"train.output_dir={out}",
+    ]
     training = run(*args)
     training.wait_for(lambda: (out / "last_checkpoint").exists(), "a checkpoint")
     assert training.stop(signal.SIGTERM) == 143
@@ -99,7 +111,9 @@ def test_sigint_in_the_final_evaluation_then_resume_keeps_a_finished_layout(run,
     training = run(*args)
     training.wait_for(training.printed("Start inference on"), "the final evaluation")
     assert training.stop(signal.SIGINT) == 130
-    assert training.stderr[-1].startswith("train_net: training interrupted by SIGINT in the final evaluation; the last complete ")
+    assert training.stderr[-1].startswith(
+        "train_net: training interrupted by SIGINT in the final evaluation; the last complete "
+    )
     assert not [line for line in training.stderr if "Traceback" in line or "KeyboardInterrupt" in line]
     assert sorted(p.name for p in out.glob("model_*")) == ["model_final.pth"]
 
@@ -115,7 +129,9 @@ def test_sigterm_in_eval_only_is_one_line(run, tmp_path):
     evaluation = run("--config-file", EVAL_CONFIG, "--eval-only", f"train.output_dir={tmp_path / 'out'}")
     evaluation.wait_for(evaluation.printed("Start inference on"), "the evaluation")
     assert evaluation.stop(signal.SIGTERM) == 143
-    assert evaluation.stderr == ["train_net: evaluation interrupted by SIGTERM; no results were written; run the command again\n"]
+    assert evaluation.stderr == [
+        "train_net: evaluation interrupted by SIGTERM; no results were written; run the command again\n"
+    ]
 
 
 @pytest.fixture
@@ -137,9 +153,14 @@ def test_a_refused_run_writes_nothing(finished_run, datasets_root, mode):
     are as they were."""
     before = {p.name: p.read_bytes() for p in finished_run.iterdir()}
     result = run_tool(
-        "tools/train_net.py", "--config-file", TINY_CONFIG, mode, f"train.output_dir={finished_run}",
-        "model.backbone.bottom_up.depth=34", env={"DETECTRON2_DATASETS": str(datasets_root)},
-    )  # fmt: skip
+        "tools/train_net.py",
+        "--config-file",
+        TINY_CONFIG,
+        mode,
+        f"train.output_dir={finished_run}",
+        "model.backbone.bottom_up.depth=34",
+        env={"DETECTRON2_DATASETS": str(datasets_root)},
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     line = result.stderr.strip()

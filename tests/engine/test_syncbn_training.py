@@ -1,5 +1,6 @@
 """A few SGD steps of a GC-ResNet with SyncBN on 2 CPU processes (gloo, through detectron2's
 launch) give the BN statistics of single-process BN over the concatenated batch."""
+
 import os
 
 import torch

@@ -1,5 +1,6 @@
 """tools/train_net.py end to end on CPU with the real balloon set: training, evaluation,
 checkpoints, resume after SIGKILL, a dying worker, and bad input."""
+
 import json
 import logging
 import os
@@ -54,11 +55,17 @@ def test_quick_start_trains_evaluates_and_checkpoints(datasets_root, tmp_path):
     (No ImageNet weights without internet: trained from scratch at a lower learning rate.)"""
     out = tmp_path / "out"
     result = run_tool(
-        "tools/train_net.py", "--config-file", QUICK_START,
-        "train.init_checkpoint=", "train.max_iter=40", "train.log_period=1", f"train.output_dir={out}",
-        "optimizer.lr=0.0025", "train.seed=0",
+        "tools/train_net.py",
+        "--config-file",
+        QUICK_START,
+        "train.init_checkpoint=",
+        "train.max_iter=40",
+        "train.log_period=1",
+        f"train.output_dir={out}",
+        "optimizer.lr=0.0025",
+        "train.seed=0",
         env={"DETECTRON2_DATASETS": str(datasets_root)},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = read_metrics(out)
     losses = [m["total_loss"] for m in metrics if "total_loss" in m]
@@ -77,9 +84,15 @@ def test_quick_start_trains_evaluates_and_checkpoints(datasets_root, tmp_path):
 def test_sigkill_then_resume_continues_iteration_and_schedule(datasets_root, tmp_path):
     out = tmp_path / "out"
     args = [
-        "--config-file", TINY_CONFIG, "--resume", "train.max_iter=40", "train.checkpointer.period=6",
-        "train.checkpointer.max_to_keep=2", "train.log_period=1", f"train.output_dir={out}",
-    ]  # fmt: skip
+        "--config-file",
+        TINY_CONFIG,
+        "--resume",
+        "train.max_iter=40",
+        "train.checkpointer.period=6",
+        "train.checkpointer.max_to_keep=2",
+        "train.log_period=1",
+        f"train.output_dir={out}",
+    ]
     env = {"DETECTRON2_DATASETS": str(datasets_root)}
     with open(tmp_path / "first.log", "w") as log:
         run = start_train_net(*args, env=env, log=log)
@@ -136,10 +149,16 @@ def test_throughput_knobs_reach_the_model(datasets_root, tmp_path):
 
     out = tmp_path / "out"
     result = run_tool(
-        "tools/train_net.py", "--config-file", TINY_CONFIG, "train.max_iter=2", "train.log_period=1", f"train.output_dir={out}",
-        "train.channels_last=True", "train.cudnn_benchmark=True",
+        "tools/train_net.py",
+        "--config-file",
+        TINY_CONFIG,
+        "train.max_iter=2",
+        "train.log_period=1",
+        f"train.output_dir={out}",
+        "train.channels_last=True",
+        "train.cudnn_benchmark=True",
         env={"DETECTRON2_DATASETS": str(datasets_root), "PYTHONWARNINGS": ""},  # Python's default warning filters
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     weights = torch.load(out / "model_final.pth", weights_only=True)["model"]
     convs = {k: v for k, v in weights.items() if v.dim() == 4 and v.shape[-1] > 1}
@@ -156,7 +175,9 @@ def test_throughput_knobs_reach_the_model(datasets_root, tmp_path):
     assert not [k for k in known if k in result.stdout + result.stderr], result.stderr
     # --eval-only without train.init_checkpoint evaluates the run's own last checkpoint;
     # --verbose brings the environment and the full config back to the console.
-    result = run_tool("tools/train_net.py", "--config-file", TINY_CONFIG, "--eval-only", "--verbose", f"train.output_dir={out}")
+    result = run_tool(
+        "tools/train_net.py", "--config-file", TINY_CONFIG, "--eval-only", "--verbose", f"train.output_dir={out}"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Evaluating {out}/model_final.pth (the last checkpoint of {out})" in result.stdout
     assert "Environment info:" in result.stdout and "Full config:" in result.stdout
@@ -165,10 +186,17 @@ def test_throughput_knobs_reach_the_model(datasets_root, tmp_path):
 def test_dead_worker_stops_the_whole_run(datasets_root, tmp_path, free_port):
     out = tmp_path / "out"
     run = start_train_net(
-        "--config-file", TINY_CONFIG, "--num-gpus", "2", "--dist-url", f"tcp://127.0.0.1:{free_port}",
-        "train.max_iter=100000", "train.log_period=1", f"train.output_dir={out}",
+        "--config-file",
+        TINY_CONFIG,
+        "--num-gpus",
+        "2",
+        "--dist-url",
+        f"tcp://127.0.0.1:{free_port}",
+        "train.max_iter=100000",
+        "train.log_period=1",
+        f"train.output_dir={out}",
         env={"DETECTRON2_DATASETS": str(datasets_root)},
-    )  # fmt: skip
+    )
     try:
         wait_for(run, lambda: len(read_metrics(out)) >= 3, 300, "training to start")
         workers = [p for p in child_pids(run.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
@@ -184,7 +212,9 @@ def test_dead_worker_stops_the_whole_run(datasets_root, tmp_path, free_port):
 
 
 def test_unknown_override_key_names_the_closest(tmp_path):
-    result = run_tool("tools/train_net.py", "--config-file", TINY_CONFIG, "train.max_iterr=5", f"train.output_dir={tmp_path}")
+    result = run_tool(
+        "tools/train_net.py", "--config-file", TINY_CONFIG, "train.max_iterr=5", f"train.output_dir={tmp_path}"
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "train_net: Unknown config key 'train.max_iterr' in override 'train.max_iterr=5'; "
@@ -195,9 +225,12 @@ def test_unknown_override_key_names_the_closest(tmp_path):
 
 def test_missing_dataset_is_one_clear_line(tmp_path):
     result = run_tool(
-        "tools/train_net.py", "--config-file", TINY_CONFIG, f"train.output_dir={tmp_path}",
+        "tools/train_net.py",
+        "--config-file",
+        TINY_CONFIG,
+        f"train.output_dir={tmp_path}",
         env={"DETECTRON2_DATASETS": str(tmp_path / "datasets")},
-    )  # fmt: skip
+    )
     assert result.returncode == 1
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("train_net: Dataset 'balloon_train' not found: expected the annotations")
@@ -208,7 +241,12 @@ def test_missing_dataset_is_one_clear_line(tmp_path):
     "argv, last, expected, line",
     [
         (["train.init_checkpoint=w.pth"], "out/model_final.pth", "w.pth", "Evaluating w.pth (train.init_checkpoint)"),
-        ([], "out/model_final.pth", "out/model_final.pth", "Evaluating out/model_final.pth (the last checkpoint of out)"),
+        (
+            [],
+            "out/model_final.pth",
+            "out/model_final.pth",
+            "Evaluating out/model_final.pth (the last checkpoint of out)",
+        ),
         (["--resume"], "out/model_0000099.pth", "out/model_0000099.pth", "Evaluating out/model_0000099.pth (the last"),
         ([], "", "imagenet.pkl", "Evaluating imagenet.pkl (the config's train.init_checkpoint: no checkpoint in out)"),
     ],

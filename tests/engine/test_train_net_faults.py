@@ -1,6 +1,7 @@
 """A run under faults: each ends in one line that names the file, key or value, before the model
 is built where the input allows, and loses nothing. The library pieces of tools/train_net.py are
 driven in-process in the order the tool runs them; tools/train_net.py itself in a subprocess."""
+
 import json
 import os
 import resource
@@ -102,7 +103,9 @@ def test_what_is_checked_before_the_model_is_built(tmp_path):
 def test_train_net_says_it_in_one_line_before_building_the_model(tmp_path):
     """The tool prefixes the library's sentence with its name, and builds no model first."""
     (tmp_path / "a_file").write_text("x")
-    result = run_tool("tools/train_net.py", "--config-file", TINY_CONFIG, f"train.output_dir={tmp_path / 'a_file' / 'out'}")
+    result = run_tool(
+        "tools/train_net.py", "--config-file", TINY_CONFIG, f"train.output_dir={tmp_path / 'a_file' / 'out'}"
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"train_net: train.output_dir {tmp_path / 'a_file' / 'out'} cannot be created: Not a directory"
@@ -114,9 +117,17 @@ def test_a_live_run_keeps_its_output_dir(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from gcnet.utils.run_lock import lock_folder; lock_folder({str(out)!r}); print('held', flush=True); input()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=tool_env(),
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            f"from gcnet.utils.run_lock import lock_folder; lock_folder({str(out)!r}); print('held', flush=True); "
+            f"input()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=tool_env(),
+    )
     try:
         assert holder.stdout.readline() == "held\n"
         with pytest.raises(ValueError) as error:
@@ -147,9 +158,19 @@ def tiny_dataset(shared_data, tmp_path):
         for source in sources:
             shutil.copy(source, images / source.name)
         data = {
-            "images": [dict(id=i, file_name=s.name, width=w, height=h) for i, (s, (w, h)) in enumerate(zip(sources, sizes))],
+            "images": [
+                dict(id=i, file_name=s.name, width=w, height=h) for i, (s, (w, h)) in enumerate(zip(sources, sizes))
+            ],
             "annotations": [
-                dict(id=10 * i + j, image_id=i, category_id=1, bbox=list(b), iscrowd=0, area=b[2] * b[3], segmentation=[polygon(b)])
+                dict(
+                    id=10 * i + j,
+                    image_id=i,
+                    category_id=1,
+                    bbox=list(b),
+                    iscrowd=0,
+                    area=b[2] * b[3],
+                    segmentation=[polygon(b)],
+                )
                 for i in range(len(sources))
                 for j, b in enumerate(boxes)
             ],
@@ -167,7 +188,9 @@ def test_an_image_that_cannot_be_decoded_is_named(tiny_dataset, tmp_path):
     images = tiny_dataset(f"gcnet_faults_truncated_{os.getpid()}")
     for image in images.iterdir():
         image.write_bytes(image.read_bytes()[:5000])
-    message = train_in_process(f"train.output_dir={tmp_path / 'out'}", "train.max_iter=1", f"dataloader.train.dataset.names={images.name}")
+    message = train_in_process(
+        f"train.output_dir={tmp_path / 'out'}", "train.max_iter=1", f"dataloader.train.dataset.names={images.name}"
+    )
     assert message.startswith(f"train_net: Cannot use {images}/") and "image file is truncated" in message
     assert message.endswith("; no checkpoint was written yet")
 
@@ -186,14 +209,23 @@ def test_a_full_disk_ends_the_run_in_one_line(tiny_dataset, tmp_path):
     """Simulated with a file-size limit: writes past 1 MB fail (EFBIG), as on a full disk."""
     images = tiny_dataset(f"gcnet_faults_disk_{os.getpid()}")
     out = tmp_path / "out"
-    args = [f"train.output_dir={out}", "train.max_iter=2", "train.checkpointer.period=1", f"dataloader.train.dataset.names={images.name}"]
+    args = [
+        f"train.output_dir={out}",
+        "train.max_iter=2",
+        "train.checkpointer.period=1",
+        f"dataloader.train.dataset.names={images.name}",
+    ]
     limits = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, limits[1]))
     try:
         message = train_in_process(*args)
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, limits)
-    assert message == f"train_net: writing {out / 'model_0000000.pth'} failed (File too large): make room; no checkpoint was written yet"
+    assert (
+        message
+        == f"train_net: writing {out / 'model_0000000.pth'} failed (File too large): make room; no checkpoint was "
+        f"written yet"
+    )
     assert not [p.name for p in out.iterdir() if p.name.endswith((".pth", ".partial"))]
 
 
@@ -206,7 +238,10 @@ def test_eval_only_refuses_a_checkpoint_of_another_model(tmp_path):
     message = str(error.value)
     assert message.startswith(f"{other} does not fit the model of the config: ")
     assert "parameters and buffers are missing or of another shape in it (backbone." in message
-    assert "the config builds a GeneralizedRCNN of 12.0M values in 184 tensors, the checkpoint holds 0.0M values in 2 tensors" in message
+    assert (
+        "the config builds a GeneralizedRCNN of 12.0M values in 184 tensors, the checkpoint holds 0.0M values in 2 "
+        "tensors" in message
+    )
     assert message.endswith("evaluate it with the config it was trained with")
 
 
@@ -214,10 +249,16 @@ def test_training_refuses_a_checkpoint_that_fills_nothing(tiny_dataset, tmp_path
     images = tiny_dataset(f"gcnet_faults_init_{os.getpid()}")
     other = tmp_path / "linear.pth"
     torch.save({"model": torch.nn.Linear(3, 3).state_dict()}, other)
-    args = [f"train.output_dir={tmp_path / 'out'}", f"train.init_checkpoint={other}", f"dataloader.train.dataset.names={images.name}"]
+    args = [
+        f"train.output_dir={tmp_path / 'out'}",
+        f"train.init_checkpoint={other}",
+        f"dataloader.train.dataset.names={images.name}",
+    ]
     message = train_in_process(*args)
     assert message.startswith(f"train_net: {other} does not fit the model of the config: it fills none of the model's ")
-    assert message.endswith("give the checkpoint of this architecture, or train.init_checkpoint_partial=True to load what fits")
+    assert message.endswith(
+        "give the checkpoint of this architecture, or train.init_checkpoint_partial=True to load what fits"
+    )
     assert not (tmp_path / "out").exists()
 
 

@@ -1,4 +1,5 @@
 """GCNetTrainer and LossGuard on a small model: NaN and spike handling, clipping."""
+
 import logging
 import math
 
@@ -64,7 +65,10 @@ def test_loss_guard_nan_and_spike():
     assert guard.check(1.0) is None and guard.consecutive == 0
 
 
-@pytest.mark.parametrize("kwargs,message", [(dict(action="ignore"), "loss_guard.action must be one of"), (dict(spike_factor=0.5), "spike_factor must be > 1")])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [(dict(action="ignore"), "loss_guard.action must be one of"), (dict(spike_factor=0.5), "spike_factor must be > 1")],
+)
 def test_loss_guard_bad_options(kwargs, message):
     with pytest.raises(ValueError, match=message):
         LossGuard(**kwargs)
@@ -106,7 +110,9 @@ def test_nan_step_reloads_last_checkpoint(tmp_path, caplog):
     saved = torch.load(tmp_path / "model_0000003.pth", weights_only=True)
     # The step at iteration 6 restored the weights saved after iteration 3.
     torch.testing.assert_close(record.weights[6], saved["model"]["linear.weight"])
-    assert f"Iteration 6: loss is nan; reloading model and optimizer from {tmp_path / 'model_0000003.pth'}" in caplog.text
+    assert (
+        f"Iteration 6: loss is nan; reloading model and optimizer from {tmp_path / 'model_0000003.pth'}" in caplog.text
+    )
     torch.testing.assert_close(record.momenta[6], saved["trainer"]["optimizer"]["state"][0]["momentum_buffer"])
     assert sorted(record.weights) == list(range(9))  # the iteration counter went on
 
@@ -115,7 +121,10 @@ def test_reload_without_checkpoint_skips(caplog):
     trainer = make_trainer(Regression(nan_at={1}), loss_guard=LossGuard(action="reload"))
     with caplog.at_level(logging.WARNING, logger="gcnet.engine.trainer"):
         trainer.train(0, 3)
-    assert "Iteration 1: loss is nan; no checkpoint written before the failures began to reload; skipping the step" in caplog.text
+    assert (
+        "Iteration 1: loss is nan; no checkpoint written before the failures began to reload; skipping the step"
+        in caplog.text
+    )
 
 
 def test_too_many_bad_steps_stop_training():
@@ -184,8 +193,13 @@ def test_divergence_reloads_checkpoints_from_before_the_failures(tmp_path, caplo
     # again and went one checkpoint further back, to before the wreck; 7 was good again.
     assert f"Iteration 5: loss {trainer.storage.history('total_loss').values()[5][0]:.4g} spiked" in caplog.text
     assert f"reloading model and optimizer from {tmp_path / 'model_0000004.pth'}" in caplog.text
-    assert "Iteration 6: loss" in caplog.text and f"reloading model and optimizer from {tmp_path / 'model_0000003.pth'}" in caplog.text
-    assert sorted(p.name for p in tmp_path.glob("model_*.pth")) == [f"model_{i:07d}.pth" for i in (0, 1, 2, 3, 4, 7)] + ["model_final.pth"]
+    assert (
+        "Iteration 6: loss" in caplog.text
+        and f"reloading model and optimizer from {tmp_path / 'model_0000003.pth'}" in caplog.text
+    )
+    assert sorted(p.name for p in tmp_path.glob("model_*.pth")) == [
+        f"model_{i:07d}.pth" for i in (0, 1, 2, 3, 4, 7)
+    ] + ["model_final.pth"]
     assert "Iteration 5: no checkpoint written while steps are failing" in caplog.text
     assert record.weights[8].abs().max() < 10
     # The log holds each step's own loss, the refused ones included.

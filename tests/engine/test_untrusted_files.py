@@ -4,6 +4,7 @@ and given to the API, train_net, the demo, the converter and a resume; the marke
 appears. Whether a .pkl may be read is decided on where its bytes came from, recorded when
 they arrive, never on the path typed or where a file is cached; even a trusted one is read by
 an unpickler that builds arrays and containers only."""
+
 import json
 import os
 import pickle
@@ -112,7 +113,9 @@ def test_resume_never_unpickles_what_last_checkpoint_names(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "last_checkpoint").write_text(str(evil))
-    with pytest.raises(UnsafeCheckpointError, match=rf"^Refusing to unpickle {evil}, named by {out / 'last_checkpoint'}"):
+    with pytest.raises(
+        UnsafeCheckpointError, match=rf"^Refusing to unpickle {evil}, named by {out / 'last_checkpoint'}"
+    ):
         GCNetCheckpointer(nn.Linear(2, 2), str(out)).resume_or_load("", resume=True)
     assert not marker.exists()
 
@@ -124,9 +127,14 @@ def test_tools_refuse_a_remote_pickle(hostile_server, tmp_path):
     url = f"{base}/x#?/evil.pkl"
     env = {"FVCORE_CACHE": str(tmp_path / "cache")}
     result = run_tool(
-        "tools/train_net.py", "--config-file", TINY_CONFIG, "--eval-only", f"train.init_checkpoint='{url}'",
-        f"train.output_dir={tmp_path / 'o'}", env=env,
-    )  # fmt: skip
+        "tools/train_net.py",
+        "--config-file",
+        TINY_CONFIG,
+        "--eval-only",
+        f"train.init_checkpoint='{url}'",
+        f"train.output_dir={tmp_path / 'o'}",
+        env=env,
+    )
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     refused = r"^train_net: (Refusing to unpickle|Cannot load checkpoint) .*(\.pkl files run code|could run code)"

@@ -1,4 +1,5 @@
 """CityscapesPixelLevelEvaluator against known answers, on CamVid in the Cityscapes layout."""
+
 import os
 
 import numpy as np
@@ -13,10 +14,26 @@ from gcnet.evaluation import CityscapesPixelLevelEvaluator
 from ..helpers import write_camvid_as_cityscapes
 
 TRAIN_ID_NAMES = [
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
-    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
-    "motorcycle", "bicycle",
-]  # fmt: skip
+    "road",
+    "sidewalk",
+    "building",
+    "wall",
+    "fence",
+    "pole",
+    "traffic light",
+    "traffic sign",
+    "vegetation",
+    "terrain",
+    "sky",
+    "person",
+    "rider",
+    "car",
+    "truck",
+    "bus",
+    "train",
+    "motorcycle",
+    "bicycle",
+]
 
 
 @pytest.fixture
@@ -93,7 +110,9 @@ def test_without_instance_maps_no_iiou(val_dicts):
 
 def test_size_mismatch_names_the_file(val_dicts):
     small = ground_truth(val_dicts[0])[:100]
-    with pytest.raises(ValueError, match=r"_gtFine_labelIds.png: ground truth is 480x360 but the prediction is 480x100"):
+    with pytest.raises(
+        ValueError, match=r"_gtFine_labelIds.png: ground truth is 480x360 but the prediction is 480x100"
+    ):
         evaluate(val_dicts[:1], [small])
 
 

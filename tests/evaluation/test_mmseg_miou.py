@@ -1,6 +1,7 @@
 """mmsegmentation's mIoU (rule sem_seg_miou): MMSegSemSegEvaluator against mmsegmentation's
 ``intersect_and_union`` / ``total_area_to_metrics`` formulas, on CamVid's label maps with a class
 only predicted and a class neither predicted nor labelled."""
+
 import math
 
 import numpy as np

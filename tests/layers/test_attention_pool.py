@@ -3,6 +3,7 @@
 branches and on the batched branches CUDA takes (forced here on the CPU); in bf16 and fp16 it
 is as accurate as the definition against float64, under autocast it keeps its dtypes, and
 empty inputs give empty or zero results."""
+
 import importlib
 from functools import partial
 
@@ -99,17 +100,27 @@ def test_affine_source_backward_equals_definition(layout):
     """Given x = a * (P h) + b, the backward reads h and saves no tensor of x's size."""
     g = torch.Generator().manual_seed(3)
     h = torch.randn(2, 8, 7, 9, generator=g).contiguous(memory_format=layout)
-    projection, scale, shift = torch.randn(24, 8, generator=g) * 0.3, torch.rand(24, generator=g) + 0.5, torch.randn(24, generator=g)
-    x = (F.conv2d(h, projection[:, :, None, None]) * scale[:, None, None] + shift[:, None, None]).contiguous(memory_format=layout)
+    projection, scale, shift = (
+        torch.randn(24, 8, generator=g) * 0.3,
+        torch.rand(24, generator=g) + 0.5,
+        torch.randn(24, generator=g),
+    )
+    x = (F.conv2d(h, projection[:, :, None, None]) * scale[:, None, None] + shift[:, None, None]).contiguous(
+        memory_format=layout
+    )
     weight, bias = torch.randn(1, 24, 1, 1, generator=g) * 0.3, torch.randn(1, generator=g)
     source = AffineSource(h, projection, scale, shift)
     upstream = torch.linspace(-1, 1, 48).reshape(2, 24, 1, 1)
     results = []
-    for pool in (lambda *a: attention_pool(a[0], F.conv2d(*a)), conv_attention_pool, partial(conv_attention_pool, source=source)):
+    for pool in (
+        lambda *a: attention_pool(a[0], F.conv2d(*a)),
+        conv_attention_pool,
+        partial(conv_attention_pool, source=source),
+    ):
         leaves = [t.detach().clone().requires_grad_() for t in (weight, bias)]
         x_leaf = x.detach().clone(memory_format=layout).requires_grad_()
         saved = []
-        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t, lambda t: t):
+        with torch.autograd.graph.saved_tensors_hooks(lambda t, saved=saved: saved.append(t.shape) or t, lambda t: t):
             out = pool(x_leaf, *leaves)
         out.backward(upstream)
         results.append((out.detach(), x_leaf.grad, *[t.grad for t in leaves]))

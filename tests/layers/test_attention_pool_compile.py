@@ -2,6 +2,7 @@
 tools/triton_kernel_report.py: Triton's own specialisation, triton.compile for sm_80 and sm_90,
 ptxas -v): no register spills where the first version spilled (C >= 2048 with H*W not a
 multiple of 16, in NCHW), and image sizes that vary in training compile no new variants."""
+
 import json
 import subprocess
 import sys
@@ -40,18 +41,32 @@ def test_training_sizes_compile_no_new_variants():
 def test_report_command(tmp_path):
     out = tmp_path / "report.json"
     args = ["--archs", "90", "--dtypes", "bfloat16", "--layouts", "channels_last", "--shapes", "c5", "--json", str(out)]
-    result = subprocess.run([sys.executable, "tools/triton_kernel_report.py", *args], cwd=REPO_ROOT, env=tool_env(),
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "tools/triton_kernel_report.py", *args],
+        cwd=REPO_ROOT,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     table = result.stdout.splitlines()
     assert table[0] == "| shape | size | dtype | layout | tile | warps | sm_90 registers | sm_90 spills (bytes) |"
-    assert table[2].startswith("| c5 | 2x2048x25x38 | bfloat16 | channels_last | 2048x4 | 16 | ") and table[2].endswith(" | 0 |")
+    assert table[2].startswith("| c5 | 2x2048x25x38 | bfloat16 | channels_last | 2048x4 | 16 | ") and table[2].endswith(
+        " | 0 |"
+    )
     saved = json.loads(out.read_text())
     assert saved["rows"][0]["sm_90"]["spill_stores"] == 0 and len(saved["multiscale"]) == 3
 
 
 def test_the_script_offers_the_library_s_shapes():
-    result = subprocess.run([sys.executable, "tools/triton_kernel_report.py", "--shapes", "c6"], cwd=REPO_ROOT,
-                            env=tool_env(), capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "tools/triton_kernel_report.py", "--shapes", "c6"],
+        cwd=REPO_ROOT,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert f"(choose from {', '.join(map(repr, kernel_report.SHAPES))})" in result.stderr

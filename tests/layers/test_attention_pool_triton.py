@@ -2,6 +2,7 @@
 outputs and gradients through conv_attention_pool, in every dtype it takes, any strides and
 under autocast, with its fall-back and its switch, checked on CPU in Triton's interpreter
 (triton_interpreter_checks.py, in a subprocess)."""
+
 import importlib.util
 import os
 
@@ -20,7 +21,9 @@ def test_triton_is_installed():
 
 
 def test_kernel_equals_definition_in_the_interpreter():
-    result = run_tool("-m", "pytest", "-q", "-p", "no:cacheprovider", CHECKS, env={"TRITON_INTERPRET": "1"}, timeout=600)
+    result = run_tool(
+        "-m", "pytest", "-q", "-p", "no:cacheprovider", CHECKS, env={"TRITON_INTERPRET": "1"}, timeout=600
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout, result.stdout[-2000:]
 
@@ -32,7 +35,11 @@ def test_cpu_tensors_take_the_pytorch_path():
 
 def test_importing_the_blocks_leaves_triton_alone():
     """Triton is imported for the first tensor that may use it, not at start-up (CPU runs never do)."""
-    result = run_tool("-c", "import sys, torch, gcnet.layers as L; L.ContextBlock(8, 1 / 4)(torch.randn(1, 8, 3, 3)); print('triton' in sys.modules)")
+    result = run_tool(
+        "-c",
+        "import sys, torch, gcnet.layers as L; L.ContextBlock(8, 1 / 4)(torch.randn(1, 8, 3, 3)); print('triton' in "
+        "sys.modules)",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "False"
 

@@ -1,4 +1,5 @@
 """ContextBlock against Eq. 5 (and the Table 5 variants), recomputed here from its weights."""
+
 import itertools
 
 import numpy as np
@@ -56,9 +57,7 @@ def eq5_reference(block: ContextBlock, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-@pytest.mark.parametrize(
-    "pooling,fusion,transform", list(itertools.product(POOLINGS, FUSIONS, TRANSFORMS))
-)
+@pytest.mark.parametrize("pooling,fusion,transform", list(itertools.product(POOLINGS, FUSIONS, TRANSFORMS)))
 def test_output_equals_eq5(pooling, fusion, transform):
     block = randomize_(ContextBlock(32, 1 / 4, pooling, fusion, transform))
     x = torch.randn(3, 32, 5, 7)

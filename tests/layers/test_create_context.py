@@ -1,4 +1,5 @@
 """The context modules by name: one factory for every context slot, its options and errors."""
+
 import inspect
 from functools import partial
 
@@ -22,7 +23,12 @@ def test_types_and_their_modules():
     gc, nl, snl = (create_context(kind, 64) for kind in ("gc", "nl", "snl"))
     assert type(gc) is ContextBlock and type(nl) is NonLocalBlock and type(snl) is SimplifiedNonLocalBlock
     # The paper's GC block (Eq. 5, r16) and the reference implementation's NL block.
-    assert (gc.planes, gc.pooling_type, gc.fusion_types, gc.transform) == (4, "att", ("channel_add",), "bottleneck_ln_relu")
+    assert (gc.planes, gc.pooling_type, gc.fusion_types, gc.transform) == (
+        4,
+        "att",
+        ("channel_add",),
+        "bottleneck_ln_relu",
+    )
     assert (nl.mode, nl.inter_channels, nl.use_scale) == ("embedded_gaussian", 32, True)
 
 
@@ -63,15 +69,25 @@ def test_a_slot_takes_the_options_of_its_kind():
     "call,message",
     [
         (lambda: create_context("se", 8), "context must be one of ('none', 'gc', 'nl', 'snl'), got 'se'"),
-        (lambda: create_context("se", 8, key="extra_context"),
-         "extra_context must be one of ('none', 'gc', 'nl', 'snl'), got 'se'"),
-        (lambda: create_context(context_spec("gc", gc={"mode": "gaussian"}), 8),
-         "gc has unknown keys ['mode']; allowed: ['fusion_types', 'pooling_type', 'ratio', 'transform']"),
-        (lambda: create_context("gc", 8, reduction=2), "gc has unknown keys ['reduction']; allowed: ['fusion_types', 'pooling_type', 'ratio', 'transform']"),
-        (lambda: context_options("nl", ratio=4), "nl has unknown keys ['ratio']; allowed: ['mode', 'reduction', 'use_scale']"),
+        (
+            lambda: create_context("se", 8, key="extra_context"),
+            "extra_context must be one of ('none', 'gc', 'nl', 'snl'), got 'se'",
+        ),
+        (
+            lambda: create_context(context_spec("gc", gc={"mode": "gaussian"}), 8),
+            "gc has unknown keys ['mode']; allowed: ['fusion_types', 'pooling_type', 'ratio', 'transform']",
+        ),
+        (
+            lambda: create_context("gc", 8, reduction=2),
+            "gc has unknown keys ['reduction']; allowed: ['fusion_types', 'pooling_type', 'ratio', 'transform']",
+        ),
+        (
+            lambda: context_options("nl", ratio=4),
+            "nl has unknown keys ['ratio']; allowed: ['mode', 'reduction', 'use_scale']",
+        ),
         (lambda: context_options("snl", ratio=4), "snl has unknown keys ['ratio']; allowed: []"),
     ],
-)  # fmt: skip
+)
 def test_errors_name_the_type_and_the_allowed_values(call, message):
     with pytest.raises(ValueError) as info:
         call()

@@ -1,5 +1,6 @@
 """gcnet.layers.fold_norm: a fixed BatchNorm folded into the conv before it computes the same
 function; a BatchNorm whose statistics are not fixed is left alone."""
+
 import pytest
 import torch
 from torch import nn

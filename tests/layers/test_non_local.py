@@ -1,4 +1,5 @@
 """NonLocalBlock (Eq. 1) and SimplifiedNonLocalBlock (Eq. 2/3) against explicit computations."""
+
 import math
 
 import pytest
@@ -33,10 +34,7 @@ def eq1_reference(block: NonLocalBlock, x: torch.Tensor) -> torch.Tensor:
             f = [[torch.dot(q[i], k[j]).item() for j in range(n_p)] for i in range(n_p)]
         else:  # concat
             w_f = block.concat_project.weight.double().flatten()
-            f = [
-                [max(torch.dot(w_f, torch.cat([q[i], k[j]])).item(), 0.0) for j in range(n_p)]
-                for i in range(n_p)
-            ]
+            f = [[max(torch.dot(w_f, torch.cat([q[i], k[j]])).item(), 0.0) for j in range(n_p)] for i in range(n_p)]
     if block.mode in ("gaussian", "embedded_gaussian"):
         omega = [[f[i][j] / sum(f[i]) for j in range(n_p)] for i in range(n_p)]
     else:

@@ -1,6 +1,7 @@
 """Checks of the Triton attention-pooling kernel, run by test_attention_pool_triton.py in a
 pytest subprocess with TRITON_INTERPRET=1 (Triton reads it when a kernel is defined), where
 the kernel runs on CPU tensors. Not collected by the main run (no ``test_`` prefix)."""
+
 import contextlib
 import importlib
 import os
@@ -260,7 +261,10 @@ def test_a_failing_import_falls_back(kernel, monkeypatch):
     monkeypatch.setitem(sys.modules, "gcnet.layers.attention_pool_triton", None)  # import fails
     monkeypatch.delattr(sys.modules["gcnet.layers"], "attention_pool_triton")
     x, weight = torch.randn(2, 8, 5, 6), torch.randn(1, 8, 1, 1)
-    with pytest.warns(RuntimeWarning, match=r"kernel failed \(ModuleNotFoundError: import of gcnet.layers.attention_pool_triton halted"):
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"kernel failed \(ModuleNotFoundError: import of gcnet.layers.attention_pool_triton halted",
+    ):
         out = conv_attention_pool(x, weight, None)
     torch.testing.assert_close(out, attention_pool(x, F.conv2d(x, weight)), rtol=1e-5, atol=1e-5)
 

@@ -3,6 +3,7 @@ legacy (torch < 1.6, the 2019 releases) and zip formats; mmcv's ``save_checkpoin
 with strings, class-name tuples, ints, the config text and numpy scores; ``optimizer``) and
 mmengine's (``message_hub`` with real ``HistoryBuffer`` objects, ``param_schedulers``). Anything
 outside the allow-list is refused with its type named."""
+
 import collections
 import os
 import time
@@ -37,11 +38,19 @@ def mmcv_checkpoint():
     """What mmcv's ``save_checkpoint`` writes for an mmdetection/mmsegmentation v0.x run."""
     model, optimizer = trained_model_and_optimizer()
     meta = dict(
-        mmcv_version="0.5.9", time=time.asctime(), mmseg_version="0.5.0+b975d3b", config=CONFIG_TEXT,
-        CLASSES=("road", "sidewalk", "building"), PALETTE=[[128, 64, 128], [244, 35, 232], [70, 70, 70]],
-        env_info="sys.platform: linux\nPython: 3.7.7", seed=None, exp_name="gcnet_r50-d8.py", epoch=1, iter=40000,
+        mmcv_version="0.5.9",
+        time=time.asctime(),
+        mmseg_version="0.5.0+b975d3b",
+        config=CONFIG_TEXT,
+        CLASSES=("road", "sidewalk", "building"),
+        PALETTE=[[128, 64, 128], [244, 35, 232], [70, 70, 70]],
+        env_info="sys.platform: linux\nPython: 3.7.7",
+        seed=None,
+        exp_name="gcnet_r50-d8.py",
+        epoch=1,
+        iter=40000,
         hook_msgs=dict(last_ckpt="work_dirs/iter_40000.pth", best_score=np.float64(77.69)),
-    )  # fmt: skip
+    )
     return {"meta": meta, "state_dict": model.state_dict(), "optimizer": optimizer.state_dict()}
 
 
@@ -57,14 +66,24 @@ def mmengine_checkpoint():
     hub.update_info("iter", 3)
     hub.update_info("best_score", np.float64(41.47))
     meta = dict(
-        cfg=CONFIG_TEXT, seed=1234, experiment_name="gcnet_20230101_000000", time="20230101_000000",
-        mmengine_version="0.10.7", epoch=0, iter=3,
-        dataset_meta=dict(classes=("wall", "building", "sky"), palette=[[120, 120, 120], [180, 120, 120], [6, 230, 230]]),
-    )  # fmt: skip
+        cfg=CONFIG_TEXT,
+        seed=1234,
+        experiment_name="gcnet_20230101_000000",
+        time="20230101_000000",
+        mmengine_version="0.10.7",
+        epoch=0,
+        iter=3,
+        dataset_meta=dict(
+            classes=("wall", "building", "sky"), palette=[[120, 120, 120], [180, 120, 120], [6, 230, 230]]
+        ),
+    )
     return {
-        "meta": meta, "state_dict": model.state_dict(), "message_hub": hub.state_dict(),
-        "optimizer": wrapper.state_dict(), "param_schedulers": [scheduler.state_dict()],
-    }  # fmt: skip
+        "meta": meta,
+        "state_dict": model.state_dict(),
+        "message_hub": hub.state_dict(),
+        "optimizer": wrapper.state_dict(),
+        "param_schedulers": [scheduler.state_dict()],
+    }
 
 
 def assert_same(loaded, written):
@@ -109,7 +128,11 @@ def test_checkpointer_loads_legacy_and_zip_files(fmt, tmp_path):
     model, optimizer = trained_model_and_optimizer()
     path = tmp_path / "model_final.pth"
     extra = {"meta": {"best_score": np.float64(0.5), "classes": ("a", "b")}, "iteration": 7}
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), **extra}, path, _use_new_zipfile_serialization=FORMATS[fmt])
+    torch.save(
+        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), **extra},
+        path,
+        _use_new_zipfile_serialization=FORMATS[fmt],
+    )
     fresh, _ = trained_model_and_optimizer()
     with torch.no_grad():
         fresh[0].weight.zero_()
@@ -127,7 +150,9 @@ def test_a_release_checkpoint_converts_from_the_legacy_format(tmp_path):
     path = tmp_path / "gcnet_r50-d8_512x512_80k_ade20k.pth"
     torch.save(upstream, path, _use_new_zipfile_serialization=False)
     converted = zoo.convert_upstream_file("mmseg", str(path))
-    assert torch.equal(converted["model"]["sem_seg_head.predictor.weight"], upstream["state_dict"]["decode_head.conv_seg.weight"])
+    assert torch.equal(
+        converted["model"]["sem_seg_head.predictor.weight"], upstream["state_dict"]["decode_head.conv_seg.weight"]
+    )
 
 
 class Payload:
@@ -164,9 +189,14 @@ def test_objects_outside_the_allow_list_are_refused_by_type(hostile, named, fmt,
     torch.save({"state_dict": {"w": torch.zeros(1)}, **hostile}, path, _use_new_zipfile_serialization=FORMATS[fmt])
     expected = (
         f"Cannot load checkpoint {path}: it holds {named}, which is not on the allow-list of checkpoint contents "
-        "(tensors, numbers, strings, containers, numeric numpy arrays, mmengine's HistoryBuffer); unpickling it could run code"
+        "(tensors, numbers, strings, containers, numeric numpy arrays, mmengine's HistoryBuffer); unpickling it "
+        "could run code"
     )
-    for load in (zoo.load_upstream_checkpoint, load_checkpoint_file, lambda p: GCNetCheckpointer(torch.nn.Linear(1, 1)).load(p)):
+    for load in (
+        zoo.load_upstream_checkpoint,
+        load_checkpoint_file,
+        lambda p: GCNetCheckpointer(torch.nn.Linear(1, 1)).load(p),
+    ):
         with pytest.raises(UnsafeCheckpointError) as info:
             load(str(path))
         assert str(info.value) == expected
@@ -178,5 +208,8 @@ def test_convert_tool_refuses_a_hostile_file_in_one_line(tmp_path):
     torch.save({"state_dict": {}, "meta": {"hook": Payload()}}, path)
     result = run_tool("tools/convert_checkpoint.py", "--converter", "mmseg", path, tmp_path / "out.pth")
     assert result.returncode != 0 and not (tmp_path / "out.pth").exists()
-    assert f"Cannot load checkpoint {path}: it holds {os.system.__module__}.system, which is not on the allow-list" in result.stderr
+    assert (
+        f"Cannot load checkpoint {path}: it holds {os.system.__module__}.system, which is not on the allow-list"
+        in result.stderr
+    )
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr

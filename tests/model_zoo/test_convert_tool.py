@@ -1,5 +1,6 @@
 """gcnet.model_zoo.convert_checkpoint, and tools/convert_checkpoint.py that runs it: converts,
 checks the fit against a config, writes nothing on failure."""
+
 import pytest
 import torch
 
@@ -43,7 +44,9 @@ def test_a_checkpoint_that_does_not_fit_the_config_writes_nothing(upstream_r16, 
 
     # The same config with the checkpoint's ratio, given as an override, fits.
     convert_checkpoint("mmdet", str(upstream_r16), str(out), str(r4), ["model.backbone.bottom_up.gc.ratio=0.0625"])
-    assert set(torch.load(out, weights_only=True)["model"]) > {"backbone.bottom_up.res3.0.context_block.conv_mask.weight"}
+    assert set(torch.load(out, weights_only=True)["model"]) > {
+        "backbone.bottom_up.res3.0.context_block.conv_mask.weight"
+    }
 
 
 def test_unmatched_upstream_keys_are_listed(upstream_r16, tmp_path):

@@ -1,5 +1,6 @@
 """The upstream converters on state dicts with the exact upstream layouts: every key placed,
 every parameter filled, values where they belong, and the same outputs as the upstream modules."""
+
 import pytest
 import torch
 import torchvision
@@ -37,11 +38,19 @@ DETECTION_FAMILIES = [
     ("v2", "mask_rcnn_R_50_FPN_gc_r16_1x.py", dict(depth=50, gc_ratio=1 / 16)),
     ("v2", "mask_rcnn_R_101_FPN_syncbn_gc_r4_1x.py", dict(depth=101, gc_ratio=1 / 4)),
     ("v2", "mask_rcnn_X_101_32x4d_FPN_syncbn_gc_r16_1x.py", dict(depth=101, groups=32, width=4, gc_ratio=1 / 16)),
-    ("v2", "cascade_mask_rcnn_X_101_32x4d_FPN_syncbn_dcn_gc_r4_1x.py", dict(depth=101, groups=32, width=4, gc_ratio=1 / 4, dcn=True, cascade=True)),
+    (
+        "v2",
+        "cascade_mask_rcnn_X_101_32x4d_FPN_syncbn_dcn_gc_r4_1x.py",
+        dict(depth=101, groups=32, width=4, gc_ratio=1 / 4, dcn=True, cascade=True),
+    ),
     ("v1", "mask_rcnn_R_50_FPN_gc_r16_1x.py", dict(depth=50, gc_ratio=1 / 16)),
     ("v1", "mask_rcnn_R_50_FPN_syncbn_4conv1fc_gc_r4_1x.py", dict(depth=50, gc_ratio=1 / 4, syncbn_heads=True)),
-    ("v1", "cascade_mask_rcnn_X_101_32x4d_FPN_syncbn_dcn_gc_r16_1x.py", dict(depth=101, groups=32, width=4, gc_ratio=1 / 16, dcn=True, cascade=True)),
-]  # fmt: skip
+    (
+        "v1",
+        "cascade_mask_rcnn_X_101_32x4d_FPN_syncbn_dcn_gc_r16_1x.py",
+        dict(depth=101, groups=32, width=4, gc_ratio=1 / 16, dcn=True, cascade=True),
+    ),
+]
 
 
 @pytest.mark.parametrize("version,config,layout", DETECTION_FAMILIES, ids=lambda v: str(v)[:40])
@@ -78,7 +87,9 @@ def test_mmdet_checkpoints_fill_the_model(version, config, layout):
 @pytest.mark.parametrize("depth", [50, 101])
 def test_mmseg_checkpoints_fill_the_model(depth):
     upstream = mmseg_checkpoint(depth)["state_dict"]
-    model = load_exactly(build(CITYSCAPES / f"mmseg_gcnet_R_{depth}_D8_512x1024_40k.py"), CONVERTERS["mmseg"]({"state_dict": upstream}))
+    model = load_exactly(
+        build(CITYSCAPES / f"mmseg_gcnet_R_{depth}_D8_512x1024_40k.py"), CONVERTERS["mmseg"]({"state_dict": upstream})
+    )
     state = model.state_dict()
     torch.testing.assert_close(state["backbone.stem.conv3.norm.running_var"], upstream["backbone.stem.7.running_var"])
     torch.testing.assert_close(state["sem_seg_head.conv_cat.weight"], upstream["decode_head.conv_cat.conv.weight"])
@@ -115,7 +126,10 @@ def test_mmseg_backbone_equals_torchvision_dilated_resnet():
     with replace_stride_with_dilation (whose first dilated block halves the dilation)."""
     reference = torchvision.models.resnet50(replace_stride_with_dilation=[False, True, True]).eval()
     reference.load_state_dict(torchvision_resnet(50, seed=7).state_dict())
-    model = load_exactly(build(CITYSCAPES / "mmseg_gcnet_R_50_D8_512x1024_40k.py"), CONVERTERS["mmseg"](mmseg_checkpoint(50, resnet=reference)))
+    model = load_exactly(
+        build(CITYSCAPES / "mmseg_gcnet_R_50_D8_512x1024_40k.py"),
+        CONVERTERS["mmseg"](mmseg_checkpoint(50, resnet=reference)),
+    )
     backbone = model.backbone
     with torch.no_grad():
         x = backbone.stem(torch.randn(1, 3, 64, 80))
@@ -124,9 +138,20 @@ def test_mmseg_backbone_equals_torchvision_dilated_resnet():
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("converter,extra", [("mmdet", "roi_head.semantic_head.conv.weight"), ("mmseg", "decode_head.ocr.weight"), ("mmdet_v1", "backbone.layer2.0.gen_attention_block.weight")])
+@pytest.mark.parametrize(
+    "converter,extra",
+    [
+        ("mmdet", "roi_head.semantic_head.conv.weight"),
+        ("mmseg", "decode_head.ocr.weight"),
+        ("mmdet_v1", "backbone.layer2.0.gen_attention_block.weight"),
+    ],
+)
 def test_unknown_upstream_keys_stop_the_conversion(converter, extra):
-    checkpoint = mmdet_checkpoint("v2" if converter == "mmdet" else "v1", 50) if converter != "mmseg" else mmseg_checkpoint(50)
+    checkpoint = (
+        mmdet_checkpoint("v2" if converter == "mmdet" else "v1", 50) if converter != "mmseg" else mmseg_checkpoint(50)
+    )
     checkpoint["state_dict"][extra] = torch.zeros(2, 3)
-    with pytest.raises(UnconvertedKeysError, match=rf"{converter}: 1 upstream keys could not be converted: {extra} \[2, 3\]"):
+    with pytest.raises(
+        UnconvertedKeysError, match=rf"{converter}: 1 upstream keys could not be converted: {extra} \[2, 3\]"
+    ):
         CONVERTERS[converter](checkpoint)

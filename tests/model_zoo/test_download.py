@@ -1,4 +1,5 @@
 """Verified downloads and the gcnet:// handler, against a loopback HTTP server."""
+
 import hashlib
 import http.server
 import threading
@@ -56,7 +57,9 @@ def test_full_digest_is_accepted(served, tmp_path):
 def test_wrong_hash_is_refused_and_deleted(served, tmp_path):
     url, _, payload = served
     wrong = "0" * 8 if not sha256_of(payload).startswith("0" * 8) else "f" * 8
-    with pytest.raises(ValueError, match=r"weights-0123\.pth has sha256 [0-9a-f]{64}, expected 0+\.\.\.; the file was deleted"):
+    with pytest.raises(
+        ValueError, match=r"weights-0123\.pth has sha256 [0-9a-f]{64}, expected 0+\.\.\.; the file was deleted"
+    ):
         download_verified(f"{url}/weights-0123.pth", wrong, str(tmp_path / "cache"), progress=False)
     assert cached_files(tmp_path / "cache") == []
 
@@ -105,9 +108,13 @@ def test_gcnet_handler_downloads_converts_and_loads(tmp_path):
     torch.save(reference.state_dict(), upstream)
     with serve_directory(folder) as (url, requests):
         handler = GCNetHandler(
-            {"ImageNetPretrained/test/R-18": CheckpointSource("ImageNetPretrained/test/R-18", f"{url}/resnet18.pth", sha256_of(upstream)[:8], "torchvision_resnet")},
+            {
+                "ImageNetPretrained/test/R-18": CheckpointSource(
+                    "ImageNetPretrained/test/R-18", f"{url}/resnet18.pth", sha256_of(upstream)[:8], "torchvision_resnet"
+                )
+            },
             cache_dir=str(tmp_path / "cache"),
-        )  # fmt: skip
+        )
         path_manager = PathManagerBase()
         path_manager.register_handler(handler)
         local = path_manager.get_local_path("gcnet://ImageNetPretrained/test/R-18")
@@ -121,7 +128,10 @@ def test_gcnet_handler_downloads_converts_and_loads(tmp_path):
 
 
 def test_unknown_name_suggests_close_ones(tmp_path):
-    with pytest.raises(ValueError, match=r"Unknown model 'ImageNetPretrained/torchvision/R-102'; closest: ImageNetPretrained/torchvision/R-101"):
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown model 'ImageNetPretrained/torchvision/R-102'; closest: ImageNetPretrained/torchvision/R-101",
+    ):
         PathManager.get_local_path("gcnet://ImageNetPretrained/torchvision/R-102")
 
 
@@ -186,7 +196,9 @@ def test_a_converted_file_is_rebuilt_when_it_or_its_source_changes(tmp_path, cap
         assert "does not have the sha256 it was written with" in caplog.text
         # The manifest names another upstream file: converted again from it.
         torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), folder / "resnet18-v2.pth")
-        moved = CheckpointSource(name, f"{url}/resnet18-v2.pth", sha256_of(folder / "resnet18-v2.pth")[:8], "torchvision_resnet")
+        moved = CheckpointSource(
+            name, f"{url}/resnet18-v2.pth", sha256_of(folder / "resnet18-v2.pth")[:8], "torchvision_resnet"
+        )
         GCNetHandler({name: moved}, cache_dir=str(tmp_path / "cache")).converted_path(f"gcnet://{name}")
         assert "was made from another upstream file or converter" in caplog.text
         assert open(converted, "rb").read() != intact

@@ -1,5 +1,6 @@
 """ImageNet weights in torchvision layout, converted into GC backbones: exact features, and only
 the GC parameters left to initialise."""
+
 import pickle
 
 import pytest
@@ -9,9 +10,9 @@ from torchvision.models.feature_extraction import create_feature_extractor
 
 from detectron2.config import LazyConfig, instantiate
 
+from gcnet.engine import GCNetCheckpointer
 from gcnet.model_zoo import UnconvertedKeysError
 from gcnet.model_zoo.converters.imagenet import convert_torchvision_resnet
-from gcnet.engine import GCNetCheckpointer
 from gcnet.modeling import build_gcnet_resnet
 
 from ..helpers import CONFIGS
@@ -53,9 +54,15 @@ def test_converted_backbone_equals_torchvision(builder, depth, groups, width, tm
     reference = randomized_torchvision(builder)
     path = save_converted(reference, tmp_path / "converted.pkl")
     model = build_gcnet_resnet(
-        depth, norm="FrozenBN", stride_in_1x1=False, num_groups=groups, width_per_group=width,
-        context="gc", num_classes=1000, out_features=["res5", "linear"],
-    ).eval()  # fmt: skip
+        depth,
+        norm="FrozenBN",
+        stride_in_1x1=False,
+        num_groups=groups,
+        width_per_group=width,
+        context="gc",
+        num_classes=1000,
+        out_features=["res5", "linear"],
+    ).eval()
     missing, unexpected = load_with_report(model, path)
     assert missing and all(".context_block." in k for k in missing)
     assert not unexpected
@@ -75,12 +82,16 @@ def test_gc_mask_rcnn_reports_only_gc_and_new_layers_missing(tmp_path):
     backbone_missing = {k for k in missing if k.startswith("backbone.bottom_up.")}
     gc_params = {k for k in model.state_dict() if ".context_block." in k}
     assert backbone_missing == gc_params and len(gc_params) == 13 * 8
-    assert all(k.startswith(("backbone.fpn_", "backbone.bottom_up.", "proposal_generator.", "roi_heads.")) for k in missing)
+    assert all(
+        k.startswith(("backbone.fpn_", "backbone.bottom_up.", "proposal_generator.", "roi_heads.")) for k in missing
+    )
     assert unexpected == {"linear.weight", "linear.bias"}  # the ImageNet classifier
 
 
 def test_unknown_upstream_keys_stop_the_conversion():
     state = torchvision.models.resnet18().state_dict()
     state["layer1.0.se.fc1.weight"] = torch.zeros(4, 64)
-    with pytest.raises(UnconvertedKeysError, match=r"1 upstream keys could not be converted: layer1.0.se.fc1.weight \[4, 64\]"):
+    with pytest.raises(
+        UnconvertedKeysError, match=r"1 upstream keys could not be converted: layer1.0.se.fc1.weight \[4, 64\]"
+    ):
         convert_torchvision_resnet(state)

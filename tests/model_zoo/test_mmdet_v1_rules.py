@@ -1,6 +1,7 @@
 """The test-time box convention of mmdetection v1 (the original GCNet code), which the zoo's
 gcnet-v1 entries follow: each piece of a v1 zoo config against the v1 formula
 (``upstream_reference``), on tiny, huge and border boxes, and detectron2's rule beside it."""
+
 import numpy as np
 import pytest
 import torch

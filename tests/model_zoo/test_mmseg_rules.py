@@ -1,6 +1,7 @@
 """mmsegmentation's multi-scale + flip test (rule mmseg_tta_scales): the ms+flip config of
 every mmseg entry, its test images rescaled from the original by mmcv's ``imrescale`` at
 ``MultiScaleFlipAug``'s scales, and the model's average over them."""
+
 import cv2
 import numpy as np
 import pytest
@@ -36,10 +37,14 @@ def test_every_ms_flip_figure_has_its_config(name):
         zoo.get_config(name, metric="mIoU (ms)")
 
 
-@pytest.mark.parametrize("name", [
-    "mmseg/gcnet_r50-d8_769x769_40k_cityscapes", "mmseg/gcnet_r50-d8_512x1024_40k_cityscapes",
-    "mmseg/gcnet_r50-d8_512x512_80k_ade20k",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    [
+        "mmseg/gcnet_r50-d8_769x769_40k_cityscapes",
+        "mmseg/gcnet_r50-d8_512x1024_40k_cityscapes",
+        "mmseg/gcnet_r50-d8_512x512_80k_ade20k",
+    ],
+)
 def test_test_images_rescaled_from_the_original(name, shared_data):
     """Each ratio's image is mmcv's imrescale of the original image to the scale
     (int(longer * ratio), int(shorter * ratio)), as MultiScaleFlipAug (v0.x) makes it."""

@@ -1,6 +1,7 @@
 """The upstream test-time resize (rules mmdet_resize and mmseg_resize): each zoo entry's test
 resize against mmcv's own ``imrescale`` and ``rescale_size``, on real photos (enlarged and
 shrunk) and on image sizes of every aspect ratio."""
+
 import cv2
 import numpy as np
 import pytest
@@ -83,9 +84,8 @@ def test_sizes_rounded_as_mmcv():
             assert OpenCVResizeShortestEdge.get_output_shape(h, w, scale[1], scale[0]) == expected, (h, w, scale)
     detectron2, ours = T.ResizeShortestEdge.get_output_shape, OpenCVResizeShortestEdge.get_output_shape
     differ = [
-        (h, w) for h in range(16, 1025) for w in range(16, 1025)
-        if detectron2(h, w, 800, 1333) != ours(h, w, 800, 1333)
-    ]  # fmt: skip
+        (h, w) for h in range(16, 1025) for w in range(16, 1025) if detectron2(h, w, 800, 1333) != ours(h, w, 800, 1333)
+    ]
     assert len(differ) == 262 and all(max(h, w) / min(h, w) > 1333 / 800 for h, w in differ)
 
 

@@ -8,6 +8,7 @@ with multi-scale + flip testing.
 The test scale is smaller than upstream's (the rules are the same at every scale), and the RPN
 and the detections keep fewer boxes, to keep the forward passes short on a CPU.
 """
+
 import re
 
 import pytest
@@ -160,10 +161,13 @@ def assert_same_detections(instances, expected):
     assert (~decided).sum() < 1e-4 * decided.numel()
 
 
-@pytest.mark.parametrize("name,cascade", [
-    ("mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco", False),
-    ("mmdet/cascade_mask_rcnn_x101_32x4d_fpn_syncbn-backbone_r16_gcb_c3-c5_1x_coco", True),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "name,cascade",
+    [
+        ("mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco", False),
+        ("mmdet/cascade_mask_rcnn_x101_32x4d_fpn_syncbn-backbone_r16_gcb_c3-c5_1x_coco", True),
+    ],
+)
 def test_mmdetection_v2_entries_on_a_photo(name, cascade, shared_data):
     cfg = small_test_config(name)
     model = random_detector(cfg, 1, shared_data / PHOTO)

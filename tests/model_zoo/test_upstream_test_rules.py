@@ -2,6 +2,7 @@
 re-computation of the upstream rule on the same stage outputs: mmdetection's cascade scores and
 box coders with their two-sided clamp (all three mmdetection versions), and mmsegmentation's
 resize of the logits."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -36,7 +37,7 @@ def mmdet_multiclass_nms(boxes, scores, score_thr=0.05, iou_thr=0.5, max_num=100
 def random_inputs(seed=0):
     g = torch.Generator().manual_seed(seed)
     height, width = IMAGE_SIZE
-    features = {f"p{l}": torch.randn(1, 256, height // 2**l, width // 2**l, generator=g) for l in range(2, 7)}
+    features = {f"p{k}": torch.randn(1, 256, height // 2**k, width // 2**k, generator=g) for k in range(2, 7)}
     xy = torch.rand(80, 2, generator=g, dtype=torch.float64) * torch.tensor([width * 0.8, height * 0.8])
     wh = torch.rand(80, 2, generator=g, dtype=torch.float64) * 100 + 16
     proposals = Instances(IMAGE_SIZE)
@@ -117,7 +118,7 @@ def test_cascade_follows_mmdetection_on_the_same_stage_outputs(cascade_heads):
     features, proposals = random_inputs()
     instances, pooled, outputs = run_recording_stages(cascade_heads, features, proposals)
     rois = proposals.proposal_boxes.tensor.double()
-    for stage, (logits, deltas) in enumerate(outputs):
+    for stage, (_, deltas) in enumerate(outputs):
         torch.testing.assert_close(pooled[stage].double(), rois, rtol=0, atol=1e-3)  # float32 decoding
         rois = upstream.delta2bbox(rois, deltas.double(), UPSTREAM_CASCADE_STDS[stage], IMAGE_SIZE)
     scores = torch.softmax(sum(logits.double() for logits, _ in outputs) / len(outputs), dim=1)
@@ -176,7 +177,9 @@ def test_mmseg_test_time_augmentation_averages_the_softmax_of_resized_logits():
     backbone = build_gcnet_resnet(18, norm="BN", out_features=["res4", "res5"])
     head = ContextHead(in_feature="res5", in_channels=512, num_classes=4, channels=16, norm="BN")
     inference = dict(mode="whole", scales=[1.0, 0.75], flip=True, output_resize="logits")
-    model = ContextSegmentor(backbone=backbone, sem_seg_head=head, pixel_mean=[0, 0, 0], pixel_std=[1, 1, 1], inference=inference)
+    model = ContextSegmentor(
+        backbone=backbone, sem_seg_head=head, pixel_mean=[0, 0, 0], pixel_std=[1, 1, 1], inference=inference
+    )
     image, size = torch.randn(3, 40, 56), (37, 61)
     with torch.no_grad():
         predicted = model.eval().predict(image, *size)
@@ -192,9 +195,19 @@ def test_mmseg_test_time_augmentation_averages_the_softmax_of_resized_logits():
 def test_rule_options_are_checked():
     cfg = zoo.get_config(CASCADE_ENTRIES[0])
     cfg.model.roi_heads.score_fusion = "max_logits"
-    with pytest.raises(ValueError, match=r"score_fusion must be one of \('mean_probabilities', 'mean_logits'\), got 'max_logits'"):
+    with pytest.raises(
+        ValueError, match=r"score_fusion must be one of \('mean_probabilities', 'mean_logits'\), got 'max_logits'"
+    ):
         instantiate(cfg.model.roi_heads)
     backbone = build_gcnet_resnet(18, norm="BN", out_features=["res5"])
     head = ContextHead(in_feature="res5", in_channels=512, num_classes=4, channels=8, norm="BN")
-    with pytest.raises(ValueError, match=r"inference.output_resize must be one of \('probabilities', 'logits'\), got 'labels'"):
-        ContextSegmentor(backbone=backbone, sem_seg_head=head, pixel_mean=[0] * 3, pixel_std=[1] * 3, inference=dict(output_resize="labels"))
+    with pytest.raises(
+        ValueError, match=r"inference.output_resize must be one of \('probabilities', 'logits'\), got 'labels'"
+    ):
+        ContextSegmentor(
+            backbone=backbone,
+            sem_seg_head=head,
+            pixel_mean=[0] * 3,
+            pixel_std=[1] * 3,
+            inference=dict(output_resize="labels"),
+        )

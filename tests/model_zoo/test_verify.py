@@ -2,6 +2,7 @@
 checkpoints synthesised in mmsegmentation's layout, written as the releases were (legacy format
 with mmcv's meta and optimizer; zip with mmengine's message_hub) and served on loopback: an
 exact fit is reported with the entry's upstream test-time rules, a misfit by its keys."""
+
 import dataclasses
 import hashlib
 
@@ -55,11 +56,22 @@ def test_verify_reports_exact_fits_and_test_rules(tmp_path):
         manifest = tmp_path / "manifest.yaml"
         manifest.write_text(yaml.safe_dump({"test_rules": rules, "notes": dict(MANIFEST.notes), "models": entries}))
         names = [e["name"] for e in entries]
-        result = run_tool("-m", "gcnet.model_zoo", "--manifest", manifest, "verify", *names, env={"FVCORE_CACHE": str(tmp_path / "cache")})
+        result = run_tool(
+            "-m",
+            "gcnet.model_zoo",
+            "--manifest",
+            manifest,
+            "verify",
+            *names,
+            env={"FVCORE_CACHE": str(tmp_path / "cache")},
+        )
     assert result.returncode == 1, result.stderr
     for entry, count in zip(entries[:2], num_weights):
         config = entry["config"]
-        fit = f"{entry['name']}: sha256 {entry['sha256']} verified; its {count} converted keys fill the {count} parameters and buffers of {config} exactly"
+        fit = (
+            f"{entry['name']}: sha256 {entry['sha256']} verified; its {count} converted keys fill the {count} "
+            f"parameters and buffers of {config} exactly"
+        )
         assert fit + " (none missing, none left over, every shape equal)" in result.stdout, result.stdout
     assert (
         "  upstream test-time rules reproduced: mmseg_logits_resize, mmseg_resize, mmseg_tta_scales, sem_seg_miou\n"

@@ -1,5 +1,6 @@
 """The model zoo: manifest contents, configs, MODEL_ZOO.md, the API and CLI end to end against a
 loopback server, and safe loading."""
+
 import dataclasses
 import hashlib
 import re
@@ -36,15 +37,21 @@ MANIFEST = default_manifest()
 
 def test_manifest_rows():
     names = set(MANIFEST.models)
-    mmdet_gcnet = {n for n, m in MANIFEST.models.items() if m.upstream["config"].startswith("configs/gcnet/") and n.startswith("mmdet/")}
+    mmdet_gcnet = {
+        n
+        for n, m in MANIFEST.models.items()
+        if m.upstream["config"].startswith("configs/gcnet/") and n.startswith("mmdet/")
+    }
     assert len(mmdet_gcnet) == 19
     assert {"mmdet/mask_rcnn_r50_fpn_1x_coco", "mmdet/mask_rcnn_r101_fpn_1x_coco"} <= names  # baselines
     assert len([n for n in names if n.startswith("gcnet-v1/")]) == 19
     semantic = {n: m for n, m in MANIFEST.models.items() if m.task == "semantic_segmentation"}
     assert all(n.startswith("mmseg/gcnet_r") for n in semantic)
     assert Counter(m.dataset for m in semantic.values()) == {
-        "cityscapes_fine_sem_seg_val": 8, "ade20k_sem_seg_val": 4, "voc_2012_sem_seg_val": 4,
-    }  # fmt: skip
+        "cityscapes_fine_sem_seg_val": 8,
+        "ade20k_sem_seg_val": 4,
+        "voc_2012_sem_seg_val": 4,
+    }
     entry = MANIFEST.model("mmdet/cascade_mask_rcnn_x101_32x4d_fpn_syncbn-backbone_dconv_c3-c5_r16_gcb_c3-c5_1x_coco")
     assert entry.metrics["box AP"] == {"value": 48.0, "source": "reported by mmdetection"}
     assert entry.metrics["mask AP"]["value"] == 41.3 and (entry.sha256, entry.file_digest) == ("", "44aa598a")
@@ -131,14 +138,18 @@ RULE_CHECKS = {
     "mmdet_resize": lambda cfg, m: resizes_as(cfg, 800, 1333),
     "box_delta_clamp": lambda cfg, m: all(isinstance(c, mmdet.MMDetBox2BoxTransform) for c in box_coders(m)),
     "mmdet_v1_boxes": mmdet_v1_boxes,
-    "mmseg_resize": lambda cfg, m: any(resizes_as(cfg, s, l) for s, l in [(1025, 2049), (1024, 2048), (512, 2048)]),
+    "mmseg_resize": lambda cfg, m: any(
+        resizes_as(cfg, short, long) for short, long in [(1025, 2049), (1024, 2048), (512, 2048)]
+    ),
     "mmseg_tta_scales": lambda cfg, m: cfg.dataloader.test.mapper.test_ratios is None,  # ms+flip: test_mmseg_rules.py
     "sem_seg_miou": lambda cfg, m: MMSegSemSegEvaluator in evaluators(cfg),
 }
 CONFIG_VARIANTS = sorted({(m.config, m.config_overrides) for m in MANIFEST.models.values()})
 
 
-@pytest.mark.parametrize("config,overrides", CONFIG_VARIANTS, ids=[f"{Path(c).stem}{'+overrides' if o else ''}" for c, o in CONFIG_VARIANTS])
+@pytest.mark.parametrize(
+    "config,overrides", CONFIG_VARIANTS, ids=[f"{Path(c).stem}{'+overrides' if o else ''}" for c, o in CONFIG_VARIANTS]
+)
 def test_every_entry_config_follows_its_rules(config, overrides):
     """Each entry's config (with its overrides) instantiates and does what each of its upstream
     test-time rules says; every rule of the manifest has its check."""
@@ -152,11 +163,14 @@ def test_every_entry_config_follows_its_rules(config, overrides):
         assert not failed, f"{name} does not follow {failed}"
 
 
-@pytest.mark.parametrize("config", [
-    "configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_gc_r16_1x.py",
-    "configs/COCO-InstanceSegmentation/cascade_mask_rcnn_X_101_32x4d_FPN_syncbn_gc_r16_1x.py",
-    "configs/Cityscapes-SemanticSegmentation/gc_head_R_101_D8_769x769_60k.py",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "config",
+    [
+        "configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_gc_r16_1x.py",
+        "configs/COCO-InstanceSegmentation/cascade_mask_rcnn_X_101_32x4d_FPN_syncbn_gc_r16_1x.py",
+        "configs/Cityscapes-SemanticSegmentation/gc_head_R_101_D8_769x769_60k.py",
+    ],
+)
 def test_own_configs_keep_detectron2s_rules(config):
     """The configs a zoo entry overrides are gcnet's own: without the overrides, detectron2's
     model, box coder, resize and evaluator."""
@@ -171,19 +185,35 @@ def test_own_configs_keep_detectron2s_rules(config):
 
 
 MINIMAL_ENTRY = dict(
-    name="test/model", task="semantic_segmentation", dataset="ade20k_sem_seg_val", config="configs/x.py",
-    upstream={}, url="https://example.com/model-0123abcd.pth", converter="mmseg", metrics={},
-)  # fmt: skip
+    name="test/model",
+    task="semantic_segmentation",
+    dataset="ade20k_sem_seg_val",
+    config="configs/x.py",
+    upstream={},
+    url="https://example.com/model-0123abcd.pth",
+    converter="mmseg",
+    metrics={},
+)
 FULL = "0123abcd" + "9" * 56
 
 
 @pytest.mark.parametrize(
     "data,message",
     [
-        ({"test_rules": {"r": {"reproduced": "yes", "text": "t"}}}, "test rule 'r' must have reproduced (true or false) and text, got {'reproduced': 'yes', 'text': 't'}"),
-        ({"test_rules": {}, "models": [dict(MINIMAL_ENTRY, test_rules=["nope"])]}, "entry 'test/model' refers to unknown test_rules ['nope']"),
         (
-            {"models": [dict(MINIMAL_ENTRY, metrics={"mIoU": {"value": 1.0, "source": "s", "config_overrides": "a=1"}})]},
+            {"test_rules": {"r": {"reproduced": "yes", "text": "t"}}},
+            "test rule 'r' must have reproduced (true or false) and text, got {'reproduced': 'yes', 'text': 't'}",
+        ),
+        (
+            {"test_rules": {}, "models": [dict(MINIMAL_ENTRY, test_rules=["nope"])]},
+            "entry 'test/model' refers to unknown test_rules ['nope']",
+        ),
+        (
+            {
+                "models": [
+                    dict(MINIMAL_ENTRY, metrics={"mIoU": {"value": 1.0, "source": "s", "config_overrides": "a=1"}})
+                ]
+            },
             "entry 'test/model': config_overrides of metric 'mIoU' must be a list of key=value, got 'a=1'",
         ),
         (
@@ -214,7 +244,7 @@ FULL = "0123abcd" + "9" * 56
             "its sha256",
         ),
     ],
-)  # fmt: skip
+)
 def test_manifest_test_rules_are_checked(data, message, tmp_path):
     path = tmp_path / "manifest.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -249,8 +279,14 @@ def test_api_names_and_urls():
     assert len(zoo.list_models()) == 56 and len(zoo.list_models("semantic_segmentation")) == 16
     assert zoo.get_checkpoint_url("mmseg/gcnet_r50-d8_512x1024_40k_cityscapes").endswith("-4b0fd17b.pth")
     assert zoo.get_checkpoint_url("ImageNetPretrained/torchvision/R-101").endswith("resnet101-5d3b4d8f.pth")
-    assert zoo.get_config("mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco").train.init_checkpoint.startswith("detectron2://")
-    with pytest.raises(ValueError, match=r"Unknown model 'mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x'; closest: mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco"):
+    assert zoo.get_config("mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco").train.init_checkpoint.startswith(
+        "detectron2://"
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown model 'mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x'; closest: "
+        r"mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco",
+    ):
         zoo.get_config("mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x")
 
 
@@ -269,13 +305,19 @@ def served_zoo(tmp_path):
             torch.save(ckpt, path)
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             path.rename(served / f"{name.split('/')[1]}-{digest[:8]}.pth")
-            entries.append(dict(
-                name=name, task="instance_segmentation", dataset="coco_2017_val",
-                config="configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_gc_r16_1x.py",
-                upstream=dict(repository="test", config="test.py", release="test"),
-                url=f"{url}/{name.split('/')[1]}-{digest[:8]}.pth", sha256=digest, converter="mmdet",
-                metrics={"box AP": {"value": 0.0, "source": "reported by test"}},
-            ))  # fmt: skip
+            entries.append(
+                dict(
+                    name=name,
+                    task="instance_segmentation",
+                    dataset="coco_2017_val",
+                    config="configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_gc_r16_1x.py",
+                    upstream=dict(repository="test", config="test.py", release="test"),
+                    url=f"{url}/{name.split('/')[1]}-{digest[:8]}.pth",
+                    sha256=digest,
+                    converter="mmdet",
+                    metrics={"box AP": {"value": 0.0, "source": "reported by test"}},
+                )
+            )
         manifest = tmp_path / "manifest.yaml"
         manifest.write_text(yaml.safe_dump({"notes": {}, "imagenet_backbones": [], "models": entries}))
         yield manifest, requests, checkpoint
@@ -288,7 +330,8 @@ def test_cli_download_and_verify(served_zoo, tmp_path):
     assert result.returncode == 0, result.stderr
     assert re.search(
         r"test/mask_rcnn_gc: sha256 [0-9a-f]{64} verified; its (\d+) converted keys fill the \1 parameters and buffers "
-        r"of configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_gc_r16_1x\.py exactly", result.stdout
+        r"of configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_gc_r16_1x\.py exactly",
+        result.stdout,
     ), result.stdout
     again = run_tool("-m", "gcnet.model_zoo", "--manifest", manifest, "download", "test/mask_rcnn_gc", env=env)
     assert again.returncode == 0 and "converted: " in again.stdout
@@ -307,7 +350,9 @@ def test_get_loads_the_converted_checkpoint(served_zoo, tmp_path, monkeypatch):
     manifest = load_manifest(manifest_path)
     monkeypatch.setattr(manifest_module, "default_manifest", lambda: manifest)
     monkeypatch.setattr(zoo.api, "default_manifest", lambda: manifest)
-    monkeypatch.setitem(PathManager._path_handlers, "gcnet://", GCNetHandler(manifest.sources(), str(tmp_path / "cache")))
+    monkeypatch.setitem(
+        PathManager._path_handlers, "gcnet://", GCNetHandler(manifest.sources(), str(tmp_path / "cache"))
+    )
     model = zoo.get("test/mask_rcnn_gc", trained=True, device="cpu")
     upstream = checkpoint["state_dict"]
     torch.testing.assert_close(model.roi_heads.box_head.fc2.weight, upstream["roi_head.bbox_head.shared_fcs.1.weight"])

@@ -2,6 +2,7 @@
 the upstream modules where they are installed here (torchvision's ResNet/ResNeXt, which is the
 layout of mmdetection's and mmsegmentation's backbones, and mmcv's ContextBlock) and from the
 upstream head definitions otherwise. Values are random."""
+
 from typing import Dict, Optional
 
 import torch
@@ -44,7 +45,9 @@ def mmcv_context_block(channels: int, ratio: float, seed: int) -> MMCVContextBlo
     return block
 
 
-def _conv_module(prefix: str, out_c: int, in_c: int, k: int, g, bias: bool = True, bn: bool = False) -> Dict[str, Tensor]:
+def _conv_module(
+    prefix: str, out_c: int, in_c: int, k: int, g, bias: bool = True, bn: bool = False
+) -> Dict[str, Tensor]:
     sd = {f"{prefix}.conv.weight": _random((out_c, in_c, k, k), g)}
     if bias:
         sd[f"{prefix}.conv.bias"] = _random((out_c,), g)
@@ -55,10 +58,12 @@ def _conv_module(prefix: str, out_c: int, in_c: int, k: int, g, bias: bool = Tru
 
 def _bn(prefix: str, c: int, g) -> Dict[str, Tensor]:
     return {
-        f"{prefix}.weight": 1 + _random((c,), g), f"{prefix}.bias": _random((c,), g),
-        f"{prefix}.running_mean": _random((c,), g), f"{prefix}.running_var": 1 + _random((c,), g).abs(),
+        f"{prefix}.weight": 1 + _random((c,), g),
+        f"{prefix}.bias": _random((c,), g),
+        f"{prefix}.running_mean": _random((c,), g),
+        f"{prefix}.running_var": 1 + _random((c,), g).abs(),
         f"{prefix}.num_batches_tracked": torch.tensor(1000),
-    }  # fmt: skip
+    }
 
 
 def _linear(prefix: str, out_c: int, in_c: int, g) -> Dict[str, Tensor]:
@@ -135,9 +140,18 @@ def mmdet_roi_heads(version: str, cascade: bool, seed: int = 0, norm: bool = Fal
     return sd
 
 
-def mmdet_checkpoint(version: str, depth: int, groups: int = 1, width: int = 64, gc_ratio=None, dcn: bool = False,
-                     cascade: bool = False, syncbn_heads: bool = False, seed: int = 0,
-                     resnet: Optional[ResNet] = None) -> dict:  # fmt: skip
+def mmdet_checkpoint(
+    version: str,
+    depth: int,
+    groups: int = 1,
+    width: int = 64,
+    gc_ratio=None,
+    dcn: bool = False,
+    cascade: bool = False,
+    syncbn_heads: bool = False,
+    seed: int = 0,
+    resnet: Optional[ResNet] = None,
+) -> dict:
     """A (Cascade) Mask R-CNN checkpoint of mmdetection "v2" or "v1" (original GCNet code);
     ``syncbn_heads``: SyncBN in FPN and heads, 4conv1fc box head."""
     sd = mmdet_backbone(depth, groups, width, gc_ratio, version if dcn else None, seed, resnet)

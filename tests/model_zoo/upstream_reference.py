@@ -4,6 +4,7 @@ functions where they are installed here (``imread``, ``imrescale``, ``imresize``
 original GCNet code), v2/v3 and mmsegmentation v0.x, written as plainly as their kernels
 compute them (a loop per box where a kernel has a thread per box) and sharing no code with
 gcnet's implementation. Tensors are float32, as upstream computes."""
+
 import contextlib
 import math
 from typing import Iterator, List, Sequence, Tuple
@@ -168,8 +169,12 @@ def _bilinear(feature: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.
     y1, x1 = torch.where(y_last, y0, y0 + 1), torch.where(x_last, x0, x0 + 1)
     y, x = torch.where(y_last, y0.float(), y), torch.where(x_last, x0.float(), x)
     ly, lx = y - y0, x - x0
-    value = ((1 - ly) * (1 - lx) * feature[:, y0, x0] + (1 - ly) * lx * feature[:, y0, x1]
-             + ly * (1 - lx) * feature[:, y1, x0] + ly * lx * feature[:, y1, x1])  # fmt: skip
+    value = (
+        (1 - ly) * (1 - lx) * feature[:, y0, x0]
+        + (1 - ly) * lx * feature[:, y0, x1]
+        + ly * (1 - lx) * feature[:, y1, x0]
+        + ly * lx * feature[:, y1, x1]
+    )
     return torch.where(outside, torch.zeros_like(value), value)
 
 

@@ -1,5 +1,6 @@
 """MultiMaskCascadeROIHeads: a mask head per cascade stage, trained on that stage's RoIs with
 the stage loss weights, and averaged at test time."""
+
 import pytest
 import torch
 
@@ -70,10 +71,13 @@ def test_test_time_masks_average_the_stage_probabilities():
     torch.testing.assert_close(instances.pred_masks, torch.full_like(instances.pred_masks, expected.item()))
 
 
-@pytest.mark.parametrize("key,value,message", [
-    ("mask_head", "one", "mask_head must hold one head per cascade stage (3), got 1"),
-    ("stage_loss_weights", [1.0, 0.5], "stage_loss_weights must have 3 values, got [1.0, 0.5]"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("mask_head", "one", "mask_head must hold one head per cascade stage (3), got 1"),
+        ("stage_loss_weights", [1.0, 0.5], "stage_loss_weights must have 3 values, got [1.0, 0.5]"),
+    ],
+)
 def test_stage_counts_are_checked(key, value, message):
     cfg = LazyConfig.load(str(CASCADE))
     if value == "one":

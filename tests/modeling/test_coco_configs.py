@@ -1,12 +1,12 @@
 """The COCO LazyConfigs: every file builds a model that runs, with the paper's sizes (Table 5)."""
+
 import pytest
 import torch
 
 from detectron2.config import LazyConfig, instantiate
-
-from gcnet.layers import ContextBlock
 from detectron2.modeling.roi_heads import StandardROIHeads
 
+from gcnet.layers import ContextBlock
 from gcnet.modeling import DeformConv2d, MultiMaskCascadeROIHeads, SyncBatchNorm
 
 from ..helpers import CONFIGS, num_parameters

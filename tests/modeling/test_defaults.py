@@ -1,6 +1,8 @@
 """Every default in one place: the configs and the yacs keys derive theirs from the signatures."""
-from detectron2.config import LazyConfig, get_cfg
+
 from omegaconf import OmegaConf
+
+from detectron2.config import LazyConfig, get_cfg
 
 from gcnet.layers import ContextBlock, NonLocalBlock
 from gcnet.modeling import ContextHead, add_gcnet_config, gcnet_resnet_defaults, option_defaults
@@ -24,7 +26,12 @@ def test_the_mask_rcnn_backbone_is_every_option_at_its_default_but_freeze_at():
 
 def test_context_options_are_spelt_out():
     defaults = option_defaults(ContextHead)
-    assert defaults["gc"] == {"ratio": 1 / 4, "pooling_type": "att", "fusion_types": ["channel_add"], "transform": "bottleneck_ln_relu"}
+    assert defaults["gc"] == {
+        "ratio": 1 / 4,
+        "pooling_type": "att",
+        "fusion_types": ["channel_add"],
+        "transform": "bottleneck_ln_relu",
+    }
     assert defaults["nl"] == {"mode": "embedded_gaussian", "reduction": 2, "use_scale": True}
     assert gcnet_resnet_defaults()["gc"]["ratio"] == 1 / 16 and "stem_out_channels" not in gcnet_resnet_defaults()
 
@@ -52,4 +59,6 @@ def test_a_default_changed_in_its_signature_reaches_configs_and_yacs(monkeypatch
     cfg = get_cfg()
     add_gcnet_config(cfg)
     assert cfg.MODEL.GCNET.GC_RATIO == 1 / 8 and cfg.MODEL.GCNET.NL_MODE == "gaussian"
-    assert cfg.MODEL.GCNET_SEG.GC_RATIO == 1 / 4 and cfg.MODEL.GCNET_SEG.NL_REDUCTION == 4  # the head's ratio is its own
+    assert (
+        cfg.MODEL.GCNET_SEG.GC_RATIO == 1 / 4 and cfg.MODEL.GCNET_SEG.NL_REDUCTION == 4
+    )  # the head's ratio is its own

@@ -1,4 +1,5 @@
 """Deformable convolution on torchvision: values, CPU backward, and the DCN bottleneck."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -61,9 +62,14 @@ def test_new_dcn_block_equals_regular_block_up_to_the_mask(modulated):
 def test_dcn_backbone_trains_offsets_on_cpu():
     torch.manual_seed(0)
     model = build_gcnet_resnet(
-        50, norm="BN", deform_stages=["res3", "res4", "res5"], deform_modulated=True, deform_num_groups=2,
-        context="gc", out_features=["res5"],
-    )  # fmt: skip
+        50,
+        norm="BN",
+        deform_stages=["res3", "res4", "res5"],
+        deform_modulated=True,
+        deform_num_groups=2,
+        context="gc",
+        out_features=["res5"],
+    )
     assert model.res3[0].conv2_offset.out_channels == 27 * 2
     assert model.res2[0].conv2_offset is None
     loss = model(torch.randn(2, 3, 64, 64))["res5"].square().mean()

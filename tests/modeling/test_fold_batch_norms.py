@@ -1,6 +1,7 @@
 """gcnet.modeling.fold_batch_norms: every fixed BatchNorm of every zoo architecture folded into
 its conv, and the folded model computing what the model computed (random weights and
 statistics, tiny inputs), to 1e-5 of each output's scale."""
+
 import copy
 import functools
 

@@ -1,5 +1,6 @@
 """The GC block inside a residual block: called as a module (hooks see every call), written
 into the branch only where no gradient needs it, and recorded with its true input."""
+
 import itertools
 from functools import partial
 

@@ -1,4 +1,5 @@
 """GC-ResNet/ResNeXt backbones: block layout, GC placement, widths, strides, freezing, errors."""
+
 from functools import partial
 
 import pytest
@@ -137,7 +138,9 @@ def test_freeze_at_two_freezes_stem_and_res2():
     assert isinstance(model.res3[0].conv1.norm, torch.nn.BatchNorm2d)
 
 
-@pytest.mark.parametrize("norm,norm_type", [("GN", torch.nn.GroupNorm), ("BN", torch.nn.BatchNorm2d), ("FrozenBN", FrozenBatchNorm2d)])
+@pytest.mark.parametrize(
+    "norm,norm_type", [("GN", torch.nn.GroupNorm), ("BN", torch.nn.BatchNorm2d), ("FrozenBN", FrozenBatchNorm2d)]
+)
 def test_norms(norm, norm_type):
     model = build_gcnet_resnet(50, norm=norm, context="gc")
     assert isinstance(model.stem.conv1.norm, norm_type)
@@ -171,7 +174,9 @@ def test_extra_nl_block_instantiation_and_stage(stage, mode):
     assert holders == [f"{stage}.{len(getattr(model, stage)) - 2}"]
     block = getattr(model, stage)[-2].extra_context
     assert (block.mode, block.inter_channels, block.use_scale) == (mode, block.in_channels // 2, True)
-    with pytest.raises(ValueError, match=r"nl has unknown keys \['ratio'\]; allowed: \['mode', 'reduction', 'use_scale'\]"):
+    with pytest.raises(
+        ValueError, match=r"nl has unknown keys \['ratio'\]; allowed: \['mode', 'reduction', 'use_scale'\]"
+    ):
         build_gcnet_resnet(50, extra_context="nl", nl=dict(ratio=4))
 
 
@@ -205,10 +210,16 @@ def test_new_gc_backbone_equals_plain_backbone():
     "kwargs,message",
     [
         (dict(depth=77), "depth must be one of [18, 34, 50, 101, 152], got 77"),
-        (dict(context_stages=["res3", "c4"]), "context_stages has unknown stages ['c4']; allowed: ('res2', 'res3', 'res4', 'res5')"),
+        (
+            dict(context_stages=["res3", "c4"]),
+            "context_stages has unknown stages ['c4']; allowed: ('res2', 'res3', 'res4', 'res5')",
+        ),
         (dict(context_stages="res3"), "context_stages must be a list of stage names"),
         (dict(deform_stages=["res6"]), "deform_stages has unknown stages ['res6']"),
-        (dict(context="gc", context_stages=["res3"], gc=dict(ratio=1 / 1024)), "res3 (512 channels): ContextBlock: in_channels * ratio must be >= 1"),
+        (
+            dict(context="gc", context_stages=["res3"], gc=dict(ratio=1 / 1024)),
+            "res3 (512 channels): ContextBlock: in_channels * ratio must be >= 1",
+        ),
         (dict(context="gc", gc=dict(ratio=1 / 16, reduction=4)), "gc has unknown keys ['reduction']"),
         (dict(context_position="before1x1"), "context_position must be one of ('after1x1', 'afterAdd')"),
         (dict(extra_context="se"), "extra_context must be one of ('none', 'gc', 'nl', 'snl'), got 'se'"),
@@ -218,7 +229,7 @@ def test_new_gc_backbone_equals_plain_backbone():
         (dict(depth=34, num_groups=32, width_per_group=4), "need a bottleneck depth"),
         (dict(dilations=(1, 1, 2)), "dilations must be 4 positive ints"),
     ],
-)  # fmt: skip
+)
 def test_bad_options_raise_value_error(kwargs, message):
     with pytest.raises(ValueError) as info:
         build_gcnet_resnet(**kwargs)
@@ -254,15 +265,26 @@ def test_every_kind_fills_the_residual_slot(kind, module_type):
 @pytest.mark.parametrize(
     "old,new,messages",
     [
-        (dict(gc_stages=["res4"]), dict(context="gc", context_stages=["res4"]),
-         ["build_gcnet_resnet(gc_stages=...) is deprecated; use context_stages, context='gc'"]),
-        (dict(context="gc", gc_position="afterAdd"), dict(context="gc", context_position="afterAdd"),
-         ["build_gcnet_resnet(gc_position=...) is deprecated; use context_position"]),
-        (dict(extra_block="nl", extra_block_stage="res3"), dict(extra_context="nl", extra_context_stage="res3"),
-         ["build_gcnet_resnet(extra_block=...) is deprecated; use extra_context",
-          "build_gcnet_resnet(extra_block_stage=...) is deprecated; use extra_context_stage"]),
+        (
+            dict(gc_stages=["res4"]),
+            dict(context="gc", context_stages=["res4"]),
+            ["build_gcnet_resnet(gc_stages=...) is deprecated; use context_stages, context='gc'"],
+        ),
+        (
+            dict(context="gc", gc_position="afterAdd"),
+            dict(context="gc", context_position="afterAdd"),
+            ["build_gcnet_resnet(gc_position=...) is deprecated; use context_position"],
+        ),
+        (
+            dict(extra_block="nl", extra_block_stage="res3"),
+            dict(extra_context="nl", extra_context_stage="res3"),
+            [
+                "build_gcnet_resnet(extra_block=...) is deprecated; use extra_context",
+                "build_gcnet_resnet(extra_block_stage=...) is deprecated; use extra_context_stage",
+            ],
+        ),
     ],
-)  # fmt: skip
+)
 def test_renamed_options_still_work_and_say_their_new_name(old, new, messages, monkeypatch):
     from gcnet.modeling import defaults
 

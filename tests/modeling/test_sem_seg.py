@@ -1,4 +1,5 @@
 """The Cityscapes model of Section 5.4: head layout, Table 12 sizes, inference modes, TTA."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -49,7 +50,8 @@ def test_every_config_builds_and_predicts(name):
 
 
 @pytest.mark.parametrize(
-    "context,module_type", [("gc", ContextBlock), ("nl", NonLocalBlock), ("snl", SimplifiedNonLocalBlock), ("none", type(None))]
+    "context,module_type",
+    [("gc", ContextBlock), ("nl", NonLocalBlock), ("snl", SimplifiedNonLocalBlock), ("none", type(None))],
 )
 def test_head_layout(context, module_type):
     """3x3 conv c5 -> 512, context, 3x3 conv 512 -> 512, concat with c5, 3x3 conv to 512,
@@ -74,13 +76,31 @@ def test_head_layout(context, module_type):
 def test_nl_head_instantiations():
     """Table 4: the four pairwise functions of the NL head."""
     for mode in NON_LOCAL_MODES:
-        head = ContextHead(in_feature="res5", in_channels=16, num_classes=3, channels=8, context="nl", nl=dict(mode=mode, reduction=4), norm="BN")
+        head = ContextHead(
+            in_feature="res5",
+            in_channels=16,
+            num_classes=3,
+            channels=8,
+            context="nl",
+            nl=dict(mode=mode, reduction=4),
+            norm="BN",
+        )
         assert head.context.mode == mode and head.context.inter_channels == 2
 
 
 def test_head_loss_ignores_255_and_scales():
-    head = ContextHead(in_feature="res4", in_channels=8, num_classes=3, channels=4, num_convs=1,
-                       concat_input=False, context="none", norm="BN", loss_weight=0.4, loss_name="aux")  # fmt: skip
+    head = ContextHead(
+        in_feature="res4",
+        in_channels=8,
+        num_classes=3,
+        channels=4,
+        num_convs=1,
+        concat_input=False,
+        context="none",
+        norm="BN",
+        loss_weight=0.4,
+        loss_name="aux",
+    )
     assert head.conv_cat is None
     logits = torch.randn(1, 3, 4, 4)
     targets = torch.randint(0, 3, (1, 8, 8))
@@ -137,9 +157,21 @@ def test_training_returns_main_and_auxiliary_losses():
     torch.manual_seed(0)
     backbone = build_gcnet_resnet(18, norm="BN", out_features=["res4", "res5"], context="gc", context_stages=["res5"])
     head = ContextHead(in_feature="res5", in_channels=512, num_classes=4, channels=16, norm="BN")
-    aux = ContextHead(in_feature="res4", in_channels=256, num_classes=4, channels=8, num_convs=1,
-                      concat_input=False, context="none", norm="BN", loss_weight=0.4, loss_name="loss_sem_seg_aux")  # fmt: skip
-    model = ContextSegmentor(backbone=backbone, sem_seg_head=head, auxiliary_head=aux, pixel_mean=[0, 0, 0], pixel_std=[1, 1, 1])
+    aux = ContextHead(
+        in_feature="res4",
+        in_channels=256,
+        num_classes=4,
+        channels=8,
+        num_convs=1,
+        concat_input=False,
+        context="none",
+        norm="BN",
+        loss_weight=0.4,
+        loss_name="loss_sem_seg_aux",
+    )
+    model = ContextSegmentor(
+        backbone=backbone, sem_seg_head=head, auxiliary_head=aux, pixel_mean=[0, 0, 0], pixel_std=[1, 1, 1]
+    )
     inputs = [
         {"image": torch.rand(3, 48, 64) * 255, "sem_seg": torch.randint(0, 4, (48, 64))},
         {"image": torch.rand(3, 40, 56) * 255, "sem_seg": torch.full((40, 56), 255)},
@@ -192,7 +224,13 @@ def test_yacs_builds_the_segmentor():
 )
 def test_bad_inference_options(segmentor, kwargs, message):
     with pytest.raises(ValueError) as info:
-        ContextSegmentor(backbone=segmentor.backbone, sem_seg_head=segmentor.sem_seg_head, pixel_mean=[0, 0, 0], pixel_std=[1, 1, 1], **kwargs)
+        ContextSegmentor(
+            backbone=segmentor.backbone,
+            sem_seg_head=segmentor.sem_seg_head,
+            pixel_mean=[0, 0, 0],
+            pixel_std=[1, 1, 1],
+            **kwargs,
+        )
     assert message in str(info.value)
 
 

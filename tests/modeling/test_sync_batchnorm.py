@@ -1,4 +1,5 @@
 """SyncBatchNorm in a 2-process CPU (gloo) run equals BatchNorm over the concatenated batch."""
+
 import os
 
 import pytest
@@ -34,10 +35,11 @@ def _worker(out_dir, sizes):
     y = bn(x)
     (y * torch.arange(y.numel()).reshape(y.shape)).sum().backward()
     torch.save(
-        dict(y=y.detach(), x_grad=x.grad, w_grad=bn.weight.grad, running_mean=bn.running_mean,
-             running_var=bn.running_var),
+        dict(
+            y=y.detach(), x_grad=x.grad, w_grad=bn.weight.grad, running_mean=bn.running_mean, running_var=bn.running_var
+        ),
         os.path.join(out_dir, f"rank{rank}.pt"),
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize("case", sorted(BATCHES))

@@ -1,6 +1,7 @@
 """TimmBackbone: timm's ImageNet-pretrained GC networks as detectron2 backbones, their weights
 from a local file, the errors when they cannot be had, the Mask R-CNN configs, and a few
 training iterations on balloon."""
+
 import math
 
 import pytest
@@ -41,7 +42,11 @@ def randomized_timm_model(name: str, seed: int = 0) -> torch.nn.Module:
     with torch.no_grad():
         for key, tensor in model.state_dict().items():
             if tensor.is_floating_point():
-                values = torch.rand(tensor.shape, generator=g) + 0.5 if key.endswith("running_var") else torch.randn(tensor.shape, generator=g) * 0.05
+                values = (
+                    torch.rand(tensor.shape, generator=g) + 0.5
+                    if key.endswith("running_var")
+                    else torch.randn(tensor.shape, generator=g) * 0.05
+                )
                 tensor.copy_(values)
     return model
 
@@ -51,9 +56,10 @@ def plain_stage_features(model: torch.nn.Module, x: torch.Tensor) -> dict:
     forward hooks: the features the wrapped model must reproduce."""
     info = [i for i in model.feature_info if i["reduction"] >= 4]
     outputs = {}
+    names = {i["module"]: f"res{int(math.log2(i['reduction']))}" for i in info}
     handles = [
-        model.get_submodule(i["module"]).register_forward_hook(lambda m, inp, out, name=f"res{int(math.log2(i['reduction']))}": outputs.__setitem__(name, out))
-        for i in info
+        model.get_submodule(module).register_forward_hook(lambda m, inp, out, name=name: outputs.__setitem__(name, out))
+        for module, name in names.items()
     ]
     with torch.no_grad():
         model(x)
@@ -72,10 +78,20 @@ def flat_name(key: str) -> str:
 def test_random_init_backbone_has_the_stages_and_gc_blocks(name):
     backbone = TimmBackbone(name, pretrained=False)
     shapes = backbone.output_shape()
-    assert {k: (v.channels, v.stride) for k, v in shapes.items()} == {"res2": (256, 4), "res3": (512, 8), "res4": (1024, 16), "res5": (2048, 32)}
+    assert {k: (v.channels, v.stride) for k, v in shapes.items()} == {
+        "res2": (256, 4),
+        "res3": (512, 8),
+        "res4": (1024, 16),
+        "res5": (2048, 32),
+    }
     with torch.no_grad():
         features = backbone(torch.randn(1, 3, 96, 128))
-    assert {k: tuple(v.shape) for k, v in features.items()} == {"res2": (1, 256, 24, 32), "res3": (1, 512, 12, 16), "res4": (1, 1024, 6, 8), "res5": (1, 2048, 3, 4)}
+    assert {k: tuple(v.shape) for k, v in features.items()} == {
+        "res2": (1, 256, 24, 32),
+        "res3": (1, 512, 12, 16),
+        "res4": (1, 1024, 6, 8),
+        "res5": (1, 2048, 3, 4),
+    }
     gc_blocks = [m for m in backbone.modules() if isinstance(m, timm.layers.GlobalContext)]
     blocks = sum(len(getattr(backbone.model, f"stages_{i}")) for i in range(4))
     assert len(gc_blocks) == blocks == 16  # one in every residual block, c2 included
@@ -84,9 +100,16 @@ def test_random_init_backbone_has_the_stages_and_gc_blocks(name):
 def test_out_features_and_freezing():
     backbone = TimmBackbone("gcresnet50t", pretrained=False, out_features=["res3", "res4"], freeze_at=2, norm="BN")
     assert list(backbone.output_shape()) == ["res3", "res4"]
-    assert "final_conv" not in dict(backbone.model.named_children()) and "stages_3" not in dict(backbone.model.named_children())
+    assert "final_conv" not in dict(backbone.model.named_children()) and "stages_3" not in dict(
+        backbone.model.named_children()
+    )
     stages = backbone.stage_children()
-    assert stages == {"stem": ["stem_conv1", "stem_conv2", "stem_conv3"], "res2": ["stages_0"], "res3": ["stages_1"], "res4": ["stages_2"]}
+    assert stages == {
+        "stem": ["stem_conv1", "stem_conv2", "stem_conv3"],
+        "res2": ["stages_0"],
+        "res3": ["stages_1"],
+        "res4": ["stages_2"],
+    }
     for stage, trainable in (("stem", False), ("res2", False), ("res3", True), ("res4", True)):
         modules = [getattr(backbone.model, c) for c in stages[stage]]
         assert all(p.requires_grad == trainable for m in modules for p in m.parameters()), stage
@@ -132,8 +155,9 @@ def test_parameter_counts_beside_the_papers_gc_resnet50(name):
     classifier, trunk = TIMM_PARAMS[name]
     assert num_parameters(timm.create_model(name)) == classifier
     assert num_parameters(TimmBackbone(name, pretrained=False, norm="BN")) == trunk
-    ours = build_gcnet_resnet(50, norm="BN", context="gc", gc=dict(ratio=1 / 16), num_classes=1000,
-                              out_features=["linear"])
+    ours = build_gcnet_resnet(
+        50, norm="BN", context="gc", gc=dict(ratio=1 / 16), num_classes=1000, out_features=["linear"]
+    )
     assert abs(num_parameters(ours) / PAPER_GC_RESNET50_PARAMS - 1) < 0.001  # the paper's GC-ResNet-50, r16 c3-c5
     assert classifier < PAPER_GC_RESNET50_PARAMS
 
@@ -148,13 +172,43 @@ def test_weights_of_another_model_are_refused_in_one_line(tmp_path):
     assert "missing keys (first: " in message and "shape mismatches (first: " in message
 
 
-@pytest.mark.parametrize("content,kwargs,error,message", [
-    (None, dict(pretrained_file="{tmp}/missing.pth"), FileNotFoundError, "pretrained_file {tmp}/missing.pth: no such file (expected a state dict of timm's gcresnet50t)"),
-    (b"not a checkpoint", dict(pretrained_file="{tmp}/bad.pth"), ValueError, "pretrained_file {tmp}/bad.pth is not a readable state dict of timm's gcresnet50t (expected tensors saved by torch.save or safetensors; RuntimeError: weights_only=True blocked loading"),
-    (None, dict(pretrained=False, pretrained_file="{tmp}/w.pth"), ValueError, "TimmBackbone('gcresnet50t'): pretrained_file='{tmp}/w.pth' is given but pretrained=False; set pretrained=True to load it, or leave pretrained_file empty"),
-    (None, dict(pretrained=False, norm="GN"), ValueError, "TimmBackbone: norm must be one of ['FrozenBN', 'BN', 'SyncBN'], got 'GN'"),
-    (None, dict(pretrained=False, out_features=["res6"]), ValueError, "TimmBackbone: out_features must be some of ['res2', 'res3', 'res4', 'res5'], got ['res6']"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "content,kwargs,error,message",
+    [
+        (
+            None,
+            dict(pretrained_file="{tmp}/missing.pth"),
+            FileNotFoundError,
+            "pretrained_file {tmp}/missing.pth: no such file (expected a state dict of timm's gcresnet50t)",
+        ),
+        (
+            b"not a checkpoint",
+            dict(pretrained_file="{tmp}/bad.pth"),
+            ValueError,
+            "pretrained_file {tmp}/bad.pth is not a readable state dict of timm's gcresnet50t (expected tensors "
+            "saved by torch.save or safetensors; RuntimeError: weights_only=True blocked loading",
+        ),
+        (
+            None,
+            dict(pretrained=False, pretrained_file="{tmp}/w.pth"),
+            ValueError,
+            "TimmBackbone('gcresnet50t'): pretrained_file='{tmp}/w.pth' is given but pretrained=False; set "
+            "pretrained=True to load it, or leave pretrained_file empty",
+        ),
+        (
+            None,
+            dict(pretrained=False, norm="GN"),
+            ValueError,
+            "TimmBackbone: norm must be one of ['FrozenBN', 'BN', 'SyncBN'], got 'GN'",
+        ),
+        (
+            None,
+            dict(pretrained=False, out_features=["res6"]),
+            ValueError,
+            "TimmBackbone: out_features must be some of ['res2', 'res3', 'res4', 'res5'], got ['res6']",
+        ),
+    ],
+)
 def test_bad_options_fail_in_one_line(content, kwargs, error, message, tmp_path):
     if content is not None:
         (tmp_path / "bad.pth").write_bytes(content)
@@ -165,7 +219,10 @@ def test_bad_options_fail_in_one_line(content, kwargs, error, message, tmp_path)
 
 
 def test_unknown_model_names_close_ones():
-    with pytest.raises(ValueError, match=r"^TimmBackbone: timm has no model 'gcresnet51t'; close: gcresnet50t, gcresnext50ts, resnet51q$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^TimmBackbone: timm has no model 'gcresnet51t'; close: gcresnet50t, gcresnext50ts, resnet51q$",
+    ):
         TimmBackbone("gcresnet51t", pretrained=False)
 
 
@@ -173,23 +230,43 @@ def test_offline_train_net_says_how_to_get_the_weights(datasets_root, tmp_path):
     """Offline and with nothing in timm's cache, train_net stops in one line that names the
     model and the two ways out, before any image is read."""
     result = run_tool(
-        "tools/train_net.py", "--config-file", TIMM_CONFIGS["gcresnet50t"], f"train.output_dir={tmp_path / 'out'}",
-        "train.device=cpu", "dataloader.train.dataset.names=balloon_train", "dataloader.test.dataset.names=balloon_val",
+        "tools/train_net.py",
+        "--config-file",
+        TIMM_CONFIGS["gcresnet50t"],
+        f"train.output_dir={tmp_path / 'out'}",
+        "train.device=cpu",
+        "dataloader.train.dataset.names=balloon_train",
+        "dataloader.test.dataset.names=balloon_val",
         env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "DETECTRON2_DATASETS": str(datasets_root)},
-    )  # fmt: skip
+    )
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("train_net: Cannot get the ImageNet weights of timm's gcresnet50t: not in timm's cache, and the download failed (")
-    assert last.endswith("); set pretrained_file to a local state dict of the model (e.g. gcresnet50t.safetensors), or pretrained=False to train from random init")
+    assert last.startswith(
+        "train_net: Cannot get the ImageNet weights of timm's gcresnet50t: not in timm's cache, and the download "
+        "failed ("
+    )
+    assert last.endswith(
+        "); set pretrained_file to a local state dict of the model (e.g. gcresnet50t.safetensors), or "
+        "pretrained=False to train from random init"
+    )
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_coco_configs_build_the_named_model(name):
     cfg = LazyConfig.load(str(TIMM_CONFIGS[name]))
     bottom_up = cfg.model.backbone.bottom_up
-    assert (bottom_up.model_name, bottom_up.pretrained, bottom_up.norm, bottom_up.freeze_at) == (name, True, "FrozenBN", 2)
+    assert (bottom_up.model_name, bottom_up.pretrained, bottom_up.norm, bottom_up.freeze_at) == (
+        name,
+        True,
+        "FrozenBN",
+        2,
+    )
     assert cfg.train.init_checkpoint == "" and cfg.train.max_iter == 90000
-    assert cfg.model.input_format == "RGB" and cfg.model.pixel_mean == [123.675, 116.28, 103.53]  # timm's ImageNet mean, RGB
+    assert cfg.model.input_format == "RGB" and cfg.model.pixel_mean == [
+        123.675,
+        116.28,
+        103.53,
+    ]  # timm's ImageNet mean, RGB
     bottom_up.pretrained = False
     model = instantiate(cfg.model).eval()
     assert isinstance(model.backbone.bottom_up, TimmBackbone) and model.backbone.bottom_up.model_name == name
@@ -208,7 +285,7 @@ def test_yacs_config_builds_the_fpn_backbone():
     backbone = build_backbone(cfg)
     assert isinstance(backbone.bottom_up, TimmBackbone) and backbone.bottom_up.model_name == "gcresnext50ts"
     assert {k: v.stride for k, v in backbone.output_shape().items()} == {"p2": 4, "p3": 8, "p4": 16, "p5": 32, "p6": 64}
-    stem = getattr(backbone.bottom_up.model, "stem_conv1")
+    stem = backbone.bottom_up.model.stem_conv1
     assert not any(p.requires_grad for p in stem.parameters())  # MODEL.BACKBONE.FREEZE_AT = 2
 
 
@@ -230,7 +307,9 @@ def test_random_init_model_trains_on_balloon(name, shared_data):
     cfg.model.backbone.bottom_up.model_name = name
     balloon = shared_data / "balloon"
     cfg.dataloader.train.dataset = L(load_coco_instances)(
-        json_file=str(balloon / "annotations" / "balloon_instances_train.json"), image_root=str(balloon / "train"), dataset_name="balloon_train"
+        json_file=str(balloon / "annotations" / "balloon_instances_train.json"),
+        image_root=str(balloon / "train"),
+        dataset_name="balloon_train",
     )
     torch.manual_seed(0)
     model = instantiate(cfg.model).train()

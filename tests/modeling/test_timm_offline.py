@@ -1,6 +1,7 @@
 """timm's ImageNet weights without the Hugging Face hub: an unreachable or stalled hub is said
 in one line within the download timeouts, naming pretrained_file, without the hub client's
 retries; weights already in the Hugging Face cache are read from there without asking it."""
+
 import logging
 import socket
 

@@ -1,5 +1,6 @@
 """The registered backbones, built from yacs configs, and the shipped YAML config trained with
 detectron2's DefaultTrainer."""
+
 import json
 import math
 
@@ -86,8 +87,16 @@ def test_renamed_yacs_keys_still_set_their_options(monkeypatch):
     assert block.fusion_types == ("channel_mul",)
     assert backbone.res4[0].context_position == "afterAdd" and backbone.res3[0].context_block is None
     assert type(backbone.res3[0].extra_context).__name__ == "SimplifiedNonLocalBlock"
-    new_names = ["CONTEXT_STAGES", "GC_RATIO", "GC_POOLING_TYPE", "GC_FUSION_TYPES", "GC_TRANSFORM", "CONTEXT_POSITION",
-                 "EXTRA_CONTEXT", "EXTRA_CONTEXT_STAGE"]  # fmt: skip
+    new_names = [
+        "CONTEXT_STAGES",
+        "GC_RATIO",
+        "GC_POOLING_TYPE",
+        "GC_FUSION_TYPES",
+        "GC_TRANSFORM",
+        "CONTEXT_POSITION",
+        "EXTRA_CONTEXT",
+        "EXTRA_CONTEXT_STAGE",
+    ]
     assert [str(w.message) for w in warned if w.category is FutureWarning] == [
         f"MODEL.GCNET.{old} is deprecated; use MODEL.GCNET.{new}" for old, new in zip(renamed, new_names)
     ]
@@ -153,12 +162,21 @@ def test_yaml_config_trains_with_detectron2_default_trainer(datasets_root, tmp_p
     registered GC-ResNet-FPN backbone, on the balloon images (small inputs, no initial weights)."""
     out = tmp_path / "out"
     overrides = {
-        "MODEL.WEIGHTS": "", "MODEL.DEVICE": "cpu", "MODEL.ROI_HEADS.NUM_CLASSES": "1",
-        "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE": "64", "DATASETS.TRAIN": "('balloon_train',)", "DATASETS.TEST": "()",
-        "INPUT.MIN_SIZE_TRAIN": "(128,)", "INPUT.MAX_SIZE_TRAIN": "192", "SOLVER.IMS_PER_BATCH": "2",
-        "SOLVER.BASE_LR": "0.001", "SOLVER.MAX_ITER": "3", "SEED": "0",
-        "DATALOADER.NUM_WORKERS": "0", "OUTPUT_DIR": str(out),
-    }  # fmt: skip
+        "MODEL.WEIGHTS": "",
+        "MODEL.DEVICE": "cpu",
+        "MODEL.ROI_HEADS.NUM_CLASSES": "1",
+        "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE": "64",
+        "DATASETS.TRAIN": "('balloon_train',)",
+        "DATASETS.TEST": "()",
+        "INPUT.MIN_SIZE_TRAIN": "(128,)",
+        "INPUT.MAX_SIZE_TRAIN": "192",
+        "SOLVER.IMS_PER_BATCH": "2",
+        "SOLVER.BASE_LR": "0.001",
+        "SOLVER.MAX_ITER": "3",
+        "SEED": "0",
+        "DATALOADER.NUM_WORKERS": "0",
+        "OUTPUT_DIR": str(out),
+    }
     arguments = [str(YAML_CONFIG)] + [item for pair in overrides.items() for item in pair]
     env = {"DETECTRON2_DATASETS": str(datasets_root)}
     result = run_tool("-c", TRAIN_WITH_DEFAULT_TRAINER, *arguments, env=env, timeout=1800)

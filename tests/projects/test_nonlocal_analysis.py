@@ -1,5 +1,6 @@
 """projects/NonLocalAnalysis: the average cosine distance of Section 3.2.2, the statistics of
 Tables 1-4 measured from a model's non-local blocks, and the analysis script on real images."""
+
 import json
 import math
 
@@ -76,7 +77,9 @@ def test_statistics_of_every_instantiation(project, mode):
         # The block runs per image in the hook and on the batch here: float32 rounding apart.
         assert results[name] == pytest.approx(np.mean([brute_force(v) for v in per_image]), abs=1e-6), name
     if mode != "gaussian":
-        assert results["key"] == pytest.approx(np.mean([brute_force(block.phi(x)[i].flatten(1).t()) for i in range(2)]), abs=1e-6)
+        assert results["key"] == pytest.approx(
+            np.mean([brute_force(block.phi(x)[i].flatten(1).t()) for i in range(2)]), abs=1e-6
+        )
 
 
 def test_identical_positions_give_zero_distances(project):

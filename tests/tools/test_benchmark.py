@@ -1,5 +1,6 @@
 """The benchmarks of gcnet.analysis.benchmark (tools/benchmark.py) run their suites and compare
 like with like (no timing is asserted: speed is what the script reports, not what tests check)."""
+
 import re
 import subprocess
 import sys
@@ -72,8 +73,14 @@ def option_entries(help_text: str):
 
 
 def run_help(*args) -> str:
-    result = subprocess.run([sys.executable, "tools/benchmark.py", *args, "--help"], cwd=REPO_ROOT, env=tool_env(),
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "tools/benchmark.py", *args, "--help"],
+        cwd=REPO_ROOT,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -1,6 +1,7 @@
 """The demo (tools/demo.py, gcnet.apps.run_demo): one drawn output per input at the input's size
 (or scaled down when too large to draw), GC heatmaps, videos, unusual and broken images, and
 clear errors before any work starts."""
+
 import logging
 
 import cv2
@@ -44,9 +45,18 @@ def test_every_real_photo_gets_an_output_of_its_size(shared_data, tmp_path, weig
     photos = [shared_data / "demo" / "park_bench.jpg"] + sorted((shared_data / "tiny_coco" / "val2017").glob("*.jpg"))
     out = tmp_path / "out"
     result = run_tool(
-        "tools/demo.py", "--config-file", TINY_CONFIG, "--input", shared_data / "demo", shared_data / "tiny_coco" / "val2017",
-        "--output", out, "--confidence-threshold", "0.9", *weights,
-    )  # fmt: skip
+        "tools/demo.py",
+        "--config-file",
+        TINY_CONFIG,
+        "--input",
+        shared_data / "demo",
+        shared_data / "tiny_coco" / "val2017",
+        "--output",
+        out,
+        "--confidence-threshold",
+        "0.9",
+        *weights,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "51/51" in result.stderr  # the progress bar
     said = [line for line in result.stdout.splitlines() if " instance drawn" in line or " instances drawn" in line]
@@ -61,16 +71,25 @@ def test_show_context_writes_a_heatmap_per_stage(tiny, shared_data, tmp_path):
     photo = str(shared_data / "demo" / "park_bench.jpg")
     assert run_demo(tiny, confidence_threshold=0.5, inputs=[photo], output=str(out) + "/", show_context=True) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["park_bench.jpg", "park_bench_gc_res3.1.jpg", "park_bench_gc_res4.1.jpg", "park_bench_gc_res5.1.jpg"]
+    assert names == [
+        "park_bench.jpg",
+        "park_bench_gc_res3.1.jpg",
+        "park_bench_gc_res4.1.jpg",
+        "park_bench_gc_res5.1.jpg",
+    ]
     for name in names:
         assert image_size(out / name) == (640, 427)
     drawn, heatmap = cv2.imread(str(out / names[0])), cv2.imread(str(out / names[1]))
     assert np.abs(drawn.astype(int) - heatmap.astype(int)).mean() > 10
 
     code = run_demo(
-        tiny, confidence_threshold=0.5, inputs=[photo], output=str(out / "one.png"), show_context=True,
+        tiny,
+        confidence_threshold=0.5,
+        inputs=[photo],
+        output=str(out / "one.png"),
+        show_context=True,
         context_blocks=["*res4.*"],
-    )  # fmt: skip
+    )
     assert code == 0
     assert {"one.png", "one_gc_res4.0.png", "one_gc_res4.1.png"} <= {p.name for p in out.iterdir()}
 
@@ -87,7 +106,9 @@ def test_an_image_too_large_to_draw_is_drawn_scaled_down(tiny, shared_data, demo
     predictions, _, canvas = demo.predict(photo)
     assert canvas.shape == (516, 774, 3) and predictions["instances"].image_size == (516, 774)
     full = predictor(photo)["instances"]  # the same detections, at the photo's size
-    torch.testing.assert_close(predictions["instances"].pred_boxes.tensor * 1600 / 774, full.pred_boxes.tensor, rtol=0, atol=4.0)
+    torch.testing.assert_close(
+        predictions["instances"].pred_boxes.tensor * 1600 / 774, full.pred_boxes.tensor, rtol=0, atol=4.0
+    )
     small = Demo(predictor, 0.5, max_drawn_pixels=0.4e6).run_on_image(photo[:400, :600])
     assert small[0].shape == (400, 600, 3) and "scaled" not in small[2]
 
@@ -143,26 +164,71 @@ def test_video_gets_a_video_of_the_same_frames(tiny, shared_data, tmp_path):
     result.release()
 
 
-@pytest.mark.parametrize("options,message", [
-    (dict(config_file=TINY_CONFIG, inputs=["{tmp}/missing.jpg"]), "--input {tmp}/missing.jpg: no such file or folder"),
-    (dict(config_file="{tmp}/missing.py", inputs=["{photo}"]), "{tmp}/missing.py: no such config file"),
-    (dict(model="mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x", inputs=["{photo}"]),
-     "Unknown model 'mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x'; closest: mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco"),
-    (dict(config_file=TINY_CONFIG, inputs=["{photo}"], output="{tmp}/file.txt/out"), "--output {tmp}/file.txt/out: cannot create the folder"),
-    (dict(config_file=TINY_CONFIG, inputs=["{photo}"], output="/sys"), "--output /sys: the folder is not writable"),
-    (dict(config_file=TINY_CONFIG, inputs=["{photo}", "{tmp}/a"], output="{tmp}/out.png"), "--output {tmp}/out.png: 2 inputs need an output folder, not a file"),
-    (dict(config_file=TINY_CONFIG, inputs=["{photo}", "{tmp}/a/park_bench.jpg"], output="{tmp}/out"), "would both be written to {tmp}/out/park_bench.jpg"),
-    (dict(config_file=TINY_CONFIG, video_input="{tmp}/missing.mp4", output="{tmp}/out.mp4"), "--video-input {tmp}/missing.mp4: no such file"),
-    (dict(config_file=TINY_CONFIG, video_input="{tmp}/file.txt", output="{tmp}/out.mp4"), "--video-input {tmp}/file.txt: OpenCV cannot read it as a video"),
-    (dict(config_file=TINY_CONFIG, video_input="{photo}", show_context=True), "--show-context draws heatmaps on images: use it with --input"),
-    (dict(config_file=TINY_CONFIG, inputs=["{photo}"], opts=["model.no_such_key=1"]), "model.no_such_key"),
-    (dict(config_file=TINY_CONFIG, inputs=["{tmp}/a"], output="{tmp}/a"), "--output {tmp}/a/park_bench.jpg is inside {tmp}/a, a folder --input reads"),
-    (dict(config_file=TINY_CONFIG, inputs=["{tmp}/a"], output="{tmp}/a/out"), "--output {tmp}/a/out/park_bench.jpg is inside {tmp}/a"),
-    (dict(config_file=TINY_CONFIG, inputs=["{tmp}/a/park_bench.jpg"], output="{tmp}/a"), "--output {tmp}/a/park_bench.jpg would replace the input {tmp}/a/park_bench.jpg"),
-    (dict(config_file=TINY_CONFIG, inputs=["{tmp}/a/*.jpg"], output="{tmp}/link/park_bench.jpg"), "--output {tmp}/link/park_bench.jpg would replace the input"),
-    (dict(config_file=TINY_CONFIG, inputs=["{tmp}/a/park_bench.jpg", "{photo}"], output="{tmp}/b"), "would both be written"),
-    (dict(config_file=TINY_CONFIG, video_input="{tmp}/a/clip.mp4", output="{tmp}/a"), "--output {tmp}/a/clip.mp4 would replace the input {tmp}/a/clip.mp4"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (
+            dict(config_file=TINY_CONFIG, inputs=["{tmp}/missing.jpg"]),
+            "--input {tmp}/missing.jpg: no such file or folder",
+        ),
+        (dict(config_file="{tmp}/missing.py", inputs=["{photo}"]), "{tmp}/missing.py: no such config file"),
+        (
+            dict(model="mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x", inputs=["{photo}"]),
+            "Unknown model 'mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x'; closest: "
+            "mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco",
+        ),
+        (
+            dict(config_file=TINY_CONFIG, inputs=["{photo}"], output="{tmp}/file.txt/out"),
+            "--output {tmp}/file.txt/out: cannot create the folder",
+        ),
+        (dict(config_file=TINY_CONFIG, inputs=["{photo}"], output="/sys"), "--output /sys: the folder is not writable"),
+        (
+            dict(config_file=TINY_CONFIG, inputs=["{photo}", "{tmp}/a"], output="{tmp}/out.png"),
+            "--output {tmp}/out.png: 2 inputs need an output folder, not a file",
+        ),
+        (
+            dict(config_file=TINY_CONFIG, inputs=["{photo}", "{tmp}/a/park_bench.jpg"], output="{tmp}/out"),
+            "would both be written to {tmp}/out/park_bench.jpg",
+        ),
+        (
+            dict(config_file=TINY_CONFIG, video_input="{tmp}/missing.mp4", output="{tmp}/out.mp4"),
+            "--video-input {tmp}/missing.mp4: no such file",
+        ),
+        (
+            dict(config_file=TINY_CONFIG, video_input="{tmp}/file.txt", output="{tmp}/out.mp4"),
+            "--video-input {tmp}/file.txt: OpenCV cannot read it as a video",
+        ),
+        (
+            dict(config_file=TINY_CONFIG, video_input="{photo}", show_context=True),
+            "--show-context draws heatmaps on images: use it with --input",
+        ),
+        (dict(config_file=TINY_CONFIG, inputs=["{photo}"], opts=["model.no_such_key=1"]), "model.no_such_key"),
+        (
+            dict(config_file=TINY_CONFIG, inputs=["{tmp}/a"], output="{tmp}/a"),
+            "--output {tmp}/a/park_bench.jpg is inside {tmp}/a, a folder --input reads",
+        ),
+        (
+            dict(config_file=TINY_CONFIG, inputs=["{tmp}/a"], output="{tmp}/a/out"),
+            "--output {tmp}/a/out/park_bench.jpg is inside {tmp}/a",
+        ),
+        (
+            dict(config_file=TINY_CONFIG, inputs=["{tmp}/a/park_bench.jpg"], output="{tmp}/a"),
+            "--output {tmp}/a/park_bench.jpg would replace the input {tmp}/a/park_bench.jpg",
+        ),
+        (
+            dict(config_file=TINY_CONFIG, inputs=["{tmp}/a/*.jpg"], output="{tmp}/link/park_bench.jpg"),
+            "--output {tmp}/link/park_bench.jpg would replace the input",
+        ),
+        (
+            dict(config_file=TINY_CONFIG, inputs=["{tmp}/a/park_bench.jpg", "{photo}"], output="{tmp}/b"),
+            "would both be written",
+        ),
+        (
+            dict(config_file=TINY_CONFIG, video_input="{tmp}/a/clip.mp4", output="{tmp}/a"),
+            "--output {tmp}/a/clip.mp4 would replace the input {tmp}/a/clip.mp4",
+        ),
+    ],
+)
 def test_bad_arguments_fail_before_any_work(options, message, shared_data, tmp_path, monkeypatch):
     (tmp_path / "file.txt").write_text("x")
     (tmp_path / "a").mkdir()
@@ -175,7 +241,11 @@ def test_bad_arguments_fail_before_any_work(options, message, shared_data, tmp_p
     fill = dict(tmp=tmp_path, photo=shared_data / "demo" / "park_bench.jpg")
     given = {k: [a.format(**fill) for a in v] if isinstance(v, list) else v for k, v in options.items()}
     given = {k: v.format(**fill) if isinstance(v, str) else v for k, v in given.items()}
-    monkeypatch.setattr(gcnet.apps.demo, "Predictor", lambda *a, **k: pytest.fail("the model was built before the arguments were checked"))
+    monkeypatch.setattr(
+        gcnet.apps.demo,
+        "Predictor",
+        lambda *a, **k: pytest.fail("the model was built before the arguments were checked"),
+    )
     with pytest.raises(ValueError) as error:
         cfg = model_config(given.pop("model", None), given.pop("config_file", None), given.pop("opts", []))
         run_demo(cfg, confidence_threshold=0.5, **given)
@@ -188,7 +258,10 @@ def test_bad_arguments_fail_before_any_work(options, message, shared_data, tmp_p
 def test_a_bad_argument_is_one_line_and_exit_2(shared_data, tmp_path):
     photo = shared_data / "demo" / "park_bench.jpg"
     result = run_tool("tools/demo.py", "--config-file", TINY_CONFIG, "--input", photo, "--output", "/sys")
-    assert result.returncode == 2 and result.stderr == "demo: --output /sys: the folder is not writable (Permission denied); choose another\n"
+    assert (
+        result.returncode == 2
+        and result.stderr == "demo: --output /sys: the folder is not writable (Permission denied); choose another\n"
+    )
 
 
 def test_exits_non_zero_when_nothing_was_written(tiny, tmp_path, capsys):
@@ -204,7 +277,9 @@ def test_exits_non_zero_when_nothing_was_written(tiny, tmp_path, capsys):
 def test_no_display_is_one_line_before_the_model_is_built(tiny, shared_data, monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    monkeypatch.setattr(gcnet.apps.demo, "Predictor", lambda *a, **k: pytest.fail("the model was built before the display was checked"))
+    monkeypatch.setattr(
+        gcnet.apps.demo, "Predictor", lambda *a, **k: pytest.fail("the model was built before the display was checked")
+    )
     with pytest.raises(ValueError) as error:
         run_demo(tiny, confidence_threshold=0.5, inputs=[str(shared_data / "demo" / "park_bench.jpg")])
     message = str(error.value)
@@ -212,12 +287,15 @@ def test_no_display_is_one_line_before_the_model_is_built(tiny, shared_data, mon
     assert message.endswith(("there is no display (DISPLAY is not set)", "this OpenCV build cannot open windows"))
 
 
-@pytest.mark.parametrize("scores, said", [
-    ([0.9, 0.7, 0.2], "2 instances drawn (score >= 0.5)"),
-    ([0.6], "1 instance drawn (score >= 0.5)"),
-    ([0.31, 0.2], "no instance drawn: the highest score 0.31 is below --confidence-threshold 0.5"),
-    ([], "no instance drawn: the model detected nothing"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "scores, said",
+    [
+        ([0.9, 0.7, 0.2], "2 instances drawn (score >= 0.5)"),
+        ([0.6], "1 instance drawn (score >= 0.5)"),
+        ([0.31, 0.2], "no instance drawn: the highest score 0.31 is below --confidence-threshold 0.5"),
+        ([], "no instance drawn: the model detected nothing"),
+    ],
+)
 def test_each_image_says_what_was_drawn(scores, said):
     instances = Instances((4, 4), scores=torch.tensor(scores))
     assert describe_predictions({"instances": instances}, 0.5) == said

@@ -1,6 +1,7 @@
 """TorchScript and ONNX export (gcnet.export, gcnet.apps.export_and_check, tools/export_model.py):
 the exported models return what the eager ones do, at the traced size and, where the graph
 allows, at others."""
+
 import os
 
 import numpy as np
@@ -119,9 +120,11 @@ def test_sliding_window_export_is_fixed_to_the_traced_size(segmentor, tmp_path):
 
 
 SEGMENTATION_OPTS = [
-    "train.init_checkpoint=", "model.inference.mode=whole", "model.sem_seg_head.channels=64",
+    "train.init_checkpoint=",
+    "model.inference.mode=whole",
+    "model.sem_seg_head.channels=64",
     "dataloader.test.mapper.augmentations=[]",  # the sample at its size (the config fits it in 2048x1024)
-]  # fmt: skip
+]
 
 
 def test_export_and_check(shared_data, tmp_path):
@@ -156,20 +159,36 @@ train = dict(init_checkpoint="")
 """
 
 
-@pytest.mark.parametrize("config,options,message", [
-    ("{tmp}/identity.py", dict(what="model"), "--export model supports detectors (GeneralizedRCNN) and semantic segmentation models (ContextSegmentor), got Identity; use --export backbone"),
-    ("{seg}", dict(sample_image="{tmp}/missing.jpg"), "--sample-image {tmp}/missing.jpg: no such file"),
-    ("{coco}", dict(check_images=["{tmp}/missing.jpg"]), "--check-images {tmp}/missing.jpg: no such image file"),
-    ("{seg}", dict(check_images=["{seg}"]), "--check-images compares detectors only; other exports are checked on the traced input"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "config,options,message",
+    [
+        (
+            "{tmp}/identity.py",
+            dict(what="model"),
+            "--export model supports detectors (GeneralizedRCNN) and semantic segmentation models "
+            "(ContextSegmentor), got Identity; use --export backbone",
+        ),
+        ("{seg}", dict(sample_image="{tmp}/missing.jpg"), "--sample-image {tmp}/missing.jpg: no such file"),
+        ("{coco}", dict(check_images=["{tmp}/missing.jpg"]), "--check-images {tmp}/missing.jpg: no such image file"),
+        (
+            "{seg}",
+            dict(check_images=["{seg}"]),
+            "--check-images compares detectors only; other exports are checked on the traced input",
+        ),
+    ],
+)
 def test_export_errors(config, options, message, tmp_path, monkeypatch):
     """One line, before the model is built, nothing written."""
     import gcnet.apps.export_check
 
     monkeypatch.setattr(gcnet.apps.export_check, "build_model", lambda *a: pytest.fail("the model was built"))
     (tmp_path / "identity.py").write_text(UNSUPPORTED_MODEL_CONFIG)
-    fill = dict(tmp=tmp_path, seg=SEGMENTATION, coco=CONFIGS / "COCO-InstanceSegmentation" / "mask_rcnn_R_50_FPN_gc_r16_1x.py")
-    options = {k: [a.format(**fill) for a in v] if isinstance(v, list) else v.format(**fill) for k, v in options.items()}
+    fill = dict(
+        tmp=tmp_path, seg=SEGMENTATION, coco=CONFIGS / "COCO-InstanceSegmentation" / "mask_rcnn_R_50_FPN_gc_r16_1x.py"
+    )
+    options = {
+        k: [a.format(**fill) for a in v] if isinstance(v, list) else v.format(**fill) for k, v in options.items()
+    }
     options = dict(dict(formats=["onnx"], what="model", tolerance=1e-3, input_size=(64, 64)), **options)
     with pytest.raises(ValueError) as error:
         export_and_check(load_config(config.format(**fill)), output=str(tmp_path / "out"), **options)
@@ -196,4 +215,8 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_model_is_built(t
         assert str(error.value) == message
     assert sorted(os.listdir(tmp_path)) == ["file.txt"]
     result = run_tool("tools/export_model.py", "--config-file", TINY_CONFIG, "--format", "onnx", "--output", "/sys")
-    assert result.returncode == 2 and result.stderr == "export_model: --output /sys: the folder is not writable (Permission denied); choose another\n"
+    assert (
+        result.returncode == 2
+        and result.stderr
+        == "export_model: --output /sys: the folder is not writable (Permission denied); choose another\n"
+    )

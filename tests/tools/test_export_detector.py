@@ -1,6 +1,7 @@
 """Whole-detector export (gcnet.export.detection, tools/export_model.py): a GC Mask R-CNN, traced
 once on a balloon image, to TorchScript and ONNX; onnxruntime on the balloon validation images,
 each at its own size, gives the eager model's boxes, scores, classes and masks."""
+
 import math
 import os
 import re
@@ -14,8 +15,8 @@ import torch
 from detectron2.config import LazyConfig, instantiate
 from detectron2.structures import Boxes, Instances
 
-from gcnet.engine import TestPreprocessor as Preprocessor
 from gcnet.data import read_image
+from gcnet.engine import TestPreprocessor as Preprocessor
 from gcnet.export import (
     DetectionTolerance,
     compare_detections,
@@ -55,13 +56,30 @@ def exported(shared_data, tmp_path_factory):
     torch.save({"model": model.state_dict()}, folder / "weights.pth")
     images = sorted((shared_data / "balloon" / "val").glob("*.jpg"))[:VAL_IMAGES]
     result = run_tool(
-        "tools/export_model.py", "--config-file", TINY_CONFIG, "--format", "torchscript", "onnx", "--output", folder / "out",
-        "--sample-image", images[0], "--check-images", *images[1:], "--opts", f"train.init_checkpoint={folder / 'weights.pth'}",
-    )  # fmt: skip
+        "tools/export_model.py",
+        "--config-file",
+        TINY_CONFIG,
+        "--format",
+        "torchscript",
+        "onnx",
+        "--output",
+        folder / "out",
+        "--sample-image",
+        images[0],
+        "--check-images",
+        *images[1:],
+        "--opts",
+        f"train.init_checkpoint={folder / 'weights.pth'}",
+    )
     return dict(
-        returncode=result.returncode, stdout=result.stdout, stderr=result.stderr, folder=folder / "out", cfg=cfg,
-        model=model, images=images,
-    )  # fmt: skip
+        returncode=result.returncode,
+        stdout=result.stdout,
+        stderr=result.stderr,
+        folder=folder / "out",
+        cfg=cfg,
+        model=model,
+        images=images,
+    )
 
 
 def test_tool_exports_both_formats_and_reports_matches(exported):
@@ -74,7 +92,9 @@ def test_tool_exports_both_formats_and_reports_matches(exported):
     ]
     checks = lines[4:]
     assert len(checks) == 2 * VAL_IMAGES
-    for fmt, path, line in zip(["torchscript", "onnx"] * VAL_IMAGES, [p for p in exported["images"] for _ in range(2)], checks):
+    for fmt, path, line in zip(
+        ["torchscript", "onnx"] * VAL_IMAGES, [p for p in exported["images"] for _ in range(2)], checks
+    ):
         assert line.startswith(f"{fmt} on {path} (") and ": match: 100/100 detections paired; largest |Δbox| " in line
     assert {p.name for p in exported["folder"].iterdir()} == {"model.ts", "model.onnx", "config.yaml"}
     session = onnxruntime.InferenceSession(str(exported["folder"] / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -118,7 +138,9 @@ def test_exported_detections_match_the_eager_model_on_balloon(exported, eager_re
     for item, expected, roi_masks in eager_results:
         outputs = run(item["image"])
         found = detections_from_outputs(outputs, DETECTION_OUTPUTS, item["height"], item["width"])
-        comparison = compare_detections(expected, found, roi_masks, torch.as_tensor(outputs[DETECTION_OUTPUTS.index("pred_masks")]))
+        comparison = compare_detections(
+            expected, found, roi_masks, torch.as_tensor(outputs[DETECTION_OUTPUTS.index("pred_masks")])
+        )
         assert comparison.matches, comparison.summary()
         assert len(found) == 100 and comparison.min_mask_iou >= 0.99, comparison.summary()
         assert found.pred_masks.shape == (100, item["height"], item["width"]) and found.pred_masks.any(dim=(1, 2)).all()
@@ -148,7 +170,12 @@ def test_readme_onnx_snippet_gives_the_eager_detections(exported, eager_results,
 
 
 def detections(boxes, scores, classes, masks=None):
-    instances = Instances((100, 100), pred_boxes=Boxes(torch.tensor(boxes, dtype=torch.float32)), scores=torch.tensor(scores), pred_classes=torch.tensor(classes))
+    instances = Instances(
+        (100, 100),
+        pred_boxes=Boxes(torch.tensor(boxes, dtype=torch.float32)),
+        scores=torch.tensor(scores),
+        pred_classes=torch.tensor(classes),
+    )
     if masks is not None:
         instances.pred_masks = masks
     return instances
@@ -192,7 +219,9 @@ def test_deformable_convs_export_to_onnx_deform_conv(modulated, tmp_path):
     """DCN (v1 and v2) in a detector's ONNX file: the exporter of traces writes ONNX DeformConv
     (opset 19), which onnxruntime runs as torchvision does, at the traced size and another."""
     torch.manual_seed(0)
-    model = build_gcnet_resnet(50, norm="BN", deform_stages=["res5"], deform_modulated=modulated, out_features=["res5"], gc_stages=["res5"])
+    model = build_gcnet_resnet(
+        50, norm="BN", deform_stages=["res5"], deform_modulated=modulated, out_features=["res5"], gc_stages=["res5"]
+    )
     randomize_(model, scale=0.05).eval()  # offsets that move the samples
     x = torch.randn(3, 64, 96)
     with torch.no_grad():

@@ -1,4 +1,5 @@
 """Every tool answers --help (and bad options) before it imports torch, so at once."""
+
 import re
 import subprocess
 import sys
@@ -12,8 +13,19 @@ from gcnet.utils.argument_parser import default_argument_parser as gcnet_argumen
 from ..helpers import REPO_ROOT, tool_env
 
 TOOLS = [
-    "train_net", "demo", "web_demo", "prepare_datasets", "convert_checkpoint", "analyze_model", "export_model",
-    "labelme_to_coco", "benchmark", "benchmark_predict", "triton_kernel_report", "predict", "submit",
+    "train_net",
+    "demo",
+    "web_demo",
+    "prepare_datasets",
+    "convert_checkpoint",
+    "analyze_model",
+    "export_model",
+    "labelme_to_coco",
+    "benchmark",
+    "benchmark_predict",
+    "triton_kernel_report",
+    "predict",
+    "submit",
 ]
 
 HELP_WITHOUT_TORCH = """
@@ -31,8 +43,12 @@ print(sorted(m for m in ("torch", "detectron2", "cv2") if m in sys.modules))
 def test_help_is_answered_without_heavy_imports(tool):
     result = subprocess.run(
         [sys.executable, "-c", HELP_WITHOUT_TORCH, f"tools/{tool}.py"],
-        cwd=REPO_ROOT, env=tool_env(), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "usage:" in result.stdout and result.stdout.splitlines()[-1] == "[]", result.stdout[-500:]
 
@@ -40,7 +56,18 @@ def test_help_is_answered_without_heavy_imports(tool):
 def test_train_net_parses_as_detectron2s_parser():
     """gcnet's default_argument_parser builds detectron2's options itself (to answer --help
     without importing detectron2): the same arguments give the same values."""
-    argv = ["--config-file", "c.py", "--resume", "--num-gpus", "2", "--num-machines", "3", "--machine-rank", "1", "a.b=1"]
+    argv = [
+        "--config-file",
+        "c.py",
+        "--resume",
+        "--num-gpus",
+        "2",
+        "--num-machines",
+        "3",
+        "--machine-rank",
+        "1",
+        "a.b=1",
+    ]
     ours = vars(gcnet_argument_parser().parse_args(argv))
     theirs = vars(default_argument_parser().parse_args(argv))
     assert {k: ours[k] for k in theirs} == theirs
@@ -52,7 +79,11 @@ def test_export_formats_are_the_exporters():
     from gcnet.export import EXPORT_FORMATS
 
     result = subprocess.run(
-        [sys.executable, "tools/export_model.py", "--help"], cwd=REPO_ROOT, env=tool_env(), capture_output=True, text=True
+        [sys.executable, "tools/export_model.py", "--help"],
+        cwd=REPO_ROOT,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     choices = re.search(r"--format \{([^}]*)\}", result.stdout).group(1)

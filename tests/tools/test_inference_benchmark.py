@@ -1,6 +1,7 @@
 """gcnet.apps.inference_benchmark (tools/benchmark.py inference and precision): every way of
 running a detector gives the detections of the model before the fast path, and the bfloat16
 report pairs bfloat16 detections with float32 ones. Their speed is the benchmark's to measure."""
+
 import numpy as np
 import pytest
 import torch
@@ -45,16 +46,29 @@ def test_precision_rows_pair_bfloat16_with_float32(shared_data, tmp_path):
     assert len(table) == 3 and table[2].startswith("| park_bench.jpg | 100 | 100 | ")
     float32 = InferenceOptions(channels_last=False, compile=False)
     same = bench.precision_rows(cfg, images, score_threshold=0.0, compared=float32)
-    assert same == [dict(image="park_bench.jpg", float32=100, bfloat16=100, paired=100, min_box_iou=1.0,
-                         max_score_difference=0.0, min_mask_iou=1.0)]  # fmt: skip
+    assert same == [
+        dict(
+            image="park_bench.jpg",
+            float32=100,
+            bfloat16=100,
+            paired=100,
+            min_box_iou=1.0,
+            max_score_difference=0.0,
+            min_mask_iou=1.0,
+        )
+    ]
 
 
 def test_pairing_by_overlap():
     from detectron2.structures import Boxes, Instances
 
     def detections(boxes, scores, classes):
-        return Instances((50, 50), pred_boxes=Boxes(torch.tensor(boxes, dtype=torch.float32)),
-                         scores=torch.tensor(scores), pred_classes=torch.tensor(classes))  # fmt: skip
+        return Instances(
+            (50, 50),
+            pred_boxes=Boxes(torch.tensor(boxes, dtype=torch.float32)),
+            scores=torch.tensor(scores),
+            pred_classes=torch.tensor(classes),
+        )
 
     reference = detections([[0, 0, 10, 10], [20, 20, 30, 30], [0, 0, 10, 10]], [0.9, 0.8, 0.7], [0, 0, 1])
     other = detections([[20, 20, 30, 31], [0, 0, 10, 11], [0, 0, 30, 30]], [0.8, 0.9, 0.7], [0, 0, 1])

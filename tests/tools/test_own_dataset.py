@@ -1,6 +1,7 @@
 """README "Train on your own dataset", followed command by command on a small COCO-format set
 of real photos (category ids 44 and 81, an image without annotations in each split), and the
 pieces behind it: the labelme converter and the dataset registration."""
+
 import json
 import re
 import shlex
@@ -21,14 +22,18 @@ from ..helpers import REPO_ROOT, run_tool
 CATEGORIES = {44: "bottle", 81: "sink"}
 # The README's commands made quick: a GC-ResNet-18 from scratch, small images, a few iterations.
 QUICK = [
-    "train.init_checkpoint=", "model.backbone.bottom_up.depth=18", "train.max_iter=4", "train.log_period=1",
-    "dataloader.train.num_workers=0", "dataloader.test.num_workers=0",
+    "train.init_checkpoint=",
+    "model.backbone.bottom_up.depth=18",
+    "train.max_iter=4",
+    "train.log_period=1",
+    "dataloader.train.num_workers=0",
+    "dataloader.test.num_workers=0",
     "dataloader.train.mapper.augmentations.0.short_edge_length=[128,160]",
     "dataloader.train.mapper.augmentations.0.max_size=256",
     "dataloader.test.mapper.augmentations.0.short_edge_length=160",
     "dataloader.test.mapper.augmentations.0.max_size=256",
     "model.roi_heads.box_predictor.test_score_thresh=0.0",  # an untrained model's scores are low
-]  # fmt: skip
+]
 
 
 def readme_commands():
@@ -116,13 +121,25 @@ def write_labelme(folder, coco):
     by_image = {}
     for ann in coco["annotations"]:
         for polygon in ann["segmentation"]:
-            shape = dict(label=CATEGORIES[ann["category_id"]], points=np.reshape(polygon, (-1, 2)).tolist(),
-                         group_id=ann["id"], shape_type="polygon", flags={})  # fmt: skip
+            shape = dict(
+                label=CATEGORIES[ann["category_id"]],
+                points=np.reshape(polygon, (-1, 2)).tolist(),
+                group_id=ann["id"],
+                shape_type="polygon",
+                flags={},
+            )
             by_image.setdefault(ann["image_id"], []).append(shape)
     for im in coco["images"]:
         shapes = by_image.get(im["id"], [])
-        data = dict(version="5.4.1", flags={}, shapes=shapes, imagePath=im["file_name"], imageData=None,
-                    imageHeight=im["height"], imageWidth=im["width"])  # fmt: skip
+        data = dict(
+            version="5.4.1",
+            flags={},
+            shapes=shapes,
+            imagePath=im["file_name"],
+            imageData=None,
+            imageHeight=im["height"],
+            imageWidth=im["width"],
+        )
         (folder / (im["file_name"].rsplit(".", 1)[0] + ".json")).write_text(json.dumps(data))
 
 
@@ -155,7 +172,9 @@ def test_labelme_files_become_a_coco_file(my_data, tmp_path):
     source = {im["id"]: im for im in coco["images"]}
 
     def pixels(ann, image):
-        return float(mask_util.area(mask_util.merge(mask_util.frPyObjects(ann["segmentation"], image["height"], image["width"]))))
+        return float(
+            mask_util.area(mask_util.merge(mask_util.frPyObjects(ann["segmentation"], image["height"], image["width"])))
+        )
 
     original = sorted(
         (source[a["image_id"]]["file_name"], CATEGORIES[a["category_id"]], pixels(a, source[a["image_id"]]))
@@ -169,7 +188,10 @@ def test_labelme_files_become_a_coco_file(my_data, tmp_path):
     assert ball["area"] == pytest.approx(np.pi * 100, rel=0.1)
 
     again = run_tool("tools/labelme_to_coco.py", folder, tmp_path / "val.json")
-    assert again.returncode == 2 and again.stderr.strip() == f"labelme_to_coco: {tmp_path / 'val.json'} exists; pass --overwrite to replace it"
+    assert (
+        again.returncode == 2
+        and again.stderr.strip() == f"labelme_to_coco: {tmp_path / 'val.json'} exists; pass --overwrite to replace it"
+    )
     missing = run_tool("tools/labelme_to_coco.py", tmp_path / "none", tmp_path / "x.json")
     assert missing.stderr.strip() == f"labelme_to_coco: {tmp_path / 'none'}: no such folder"
     (tmp_path / "empty").mkdir()
@@ -205,9 +227,13 @@ def test_registration(my_data, tmp_path):
 
 def test_bad_dataset_files_stop_training_with_one_line(my_data, tmp_path):
     result = run_tool(
-        "tools/train_net.py", "--config-file", "configs/quick_schedules/mask_rcnn_R_50_FPN_gc_r16_finetune.py",
-        f"dataset.train.json_file={tmp_path}/missing.json", f"dataset.train.image_root={my_data}/train",
-        f"train.output_dir={tmp_path}/out", *QUICK,
-    )  # fmt: skip
+        "tools/train_net.py",
+        "--config-file",
+        "configs/quick_schedules/mask_rcnn_R_50_FPN_gc_r16_finetune.py",
+        f"dataset.train.json_file={tmp_path}/missing.json",
+        f"dataset.train.image_root={my_data}/train",
+        f"train.output_dir={tmp_path}/out",
+        *QUICK,
+    )
     assert result.returncode != 0
     assert f"{tmp_path}/missing.json: no such COCO annotation file" in result.stderr

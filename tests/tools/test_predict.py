@@ -1,6 +1,7 @@
 """tools/predict.py as a user runs it: killed (SIGKILL) and run again it ends with the results
 of an uninterrupted run, then has nothing to do; two processes over gloo write the results of
 one; bad input is one line before the model is built."""
+
 import re
 import shutil
 import subprocess
@@ -44,9 +45,20 @@ def run(tmp_path_factory, shared_data):
     finally:
         torch.set_num_threads(threads)
     args = [
-        "tools/predict.py", "--config-file", TINY_EVAL_CONFIG, "--input", str(folder / "images.txt"),
-        "--shard-size", "2", "--batch-size", "2", "--num-workers", "0", "--opts", *overrides,
-    ]  # fmt: skip
+        "tools/predict.py",
+        "--config-file",
+        TINY_EVAL_CONFIG,
+        "--input",
+        str(folder / "images.txt"),
+        "--shard-size",
+        "2",
+        "--batch-size",
+        "2",
+        "--num-workers",
+        "0",
+        "--opts",
+        *overrides,
+    ]
     return folder, args
 
 
@@ -59,9 +71,12 @@ def test_a_killed_run_continues_to_the_same_results_then_has_nothing_to_do(run):
     folder, args = run
     output = folder / "killed"
     killed = subprocess.Popen(
-        [sys.executable, *args, "--output", str(output)], cwd=REPO_ROOT, env=tool_env(ONE_THREAD),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [sys.executable, *args, "--output", str(output)],
+        cwd=REPO_ROOT,
+        env=tool_env(ONE_THREAD),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while not (output / "shards" / "000001.json").exists() and killed.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)

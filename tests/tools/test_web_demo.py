@@ -1,6 +1,7 @@
 """The web demo (tools/web_demo.py, gcnet.apps.web_demo): the page in a real browser (Debian's
 headless Chromium driven by Selenium), what the server serves and to whom, and what the page
 runs (predictions, captioned attention maps, refused photos), in the test process."""
+
 import contextlib
 import http.cookiejar
 import json
@@ -99,9 +100,20 @@ def server(photos, tmp_path_factory):
         port = s.getsockname()[1]
     log = folder / "server.log"
     command = [
-        sys.executable, "tools/web_demo.py", "--config-file", TINY_CONFIG, "--port", str(port),
-        "--max-megapixels", "1", "--max-upload-mb", "1", "--examples", str(photos / "park_bench.jpg"), str(photos / "sub/*.jpg"),
-    ]  # fmt: skip
+        sys.executable,
+        "tools/web_demo.py",
+        "--config-file",
+        TINY_CONFIG,
+        "--port",
+        str(port),
+        "--max-megapixels",
+        "1",
+        "--max-upload-mb",
+        "1",
+        "--examples",
+        str(photos / "park_bench.jpg"),
+        str(photos / "sub/*.jpg"),
+    ]
     env = tool_env({"GRADIO_TEMP_DIR": str(folder / "gradio"), "GRADIO_ALLOWED_PATHS": str(photos)})
     with open(log, "w") as out:
         process = subprocess.Popen(
@@ -118,7 +130,9 @@ def server(photos, tmp_path_factory):
                     if response.status == 200:
                         break
             if time.monotonic() > deadline:
-                pytest.fail(f"web_demo.py did not serve {url} within {SERVER_START_TIMEOUT} s:\n{log.read_text()[-3000:]}")
+                pytest.fail(
+                    f"web_demo.py did not serve {url} within {SERVER_START_TIMEOUT} s:\n{log.read_text()[-3000:]}"
+                )
             time.sleep(1)
         yield Server(url, log, folder / "gradio")
     finally:
@@ -184,9 +198,13 @@ def wait_for_result(browser):
 
 def shown_messages(browser):
     """The texts of the messages the page shows."""
-    return [t for t in browser.execute_script(
-        "return Array.from(document.querySelectorAll('[data-testid=toast-text]')).map(e => e.textContent.trim())"
-    ) if t]  # fmt: skip
+    return [
+        t
+        for t in browser.execute_script(
+            "return Array.from(document.querySelectorAll('[data-testid=toast-text]')).map(e => e.textContent.trim())"
+        )
+        if t
+    ]
 
 
 def wait_for_message(browser):
@@ -219,7 +237,9 @@ def attention_maps(browser):
         const maps = Array.from(gallery.querySelectorAll('img')).map(im => {
             im.scrollIntoView({block: 'center'});
             const r = im.getBoundingClientRect();
-            const points = [[r.left + 3, r.top + 3], [r.right - 3, r.top + 3], [r.left + r.width / 2, r.top + r.height / 2]];
+            const points = [
+                [r.left + 3, r.top + 3], [r.right - 3, r.top + 3], [r.left + r.width / 2, r.top + r.height / 2]
+            ];
             return {
                 caption: (im.closest('button') || im.parentElement).textContent.trim(),
                 shown: points.every(([x, y]) => document.elementFromPoint(x, y) === im),
@@ -254,7 +274,9 @@ def test_uploaded_photo_gets_predictions_and_attention_maps(browser, server, sha
 def test_page_names_the_model_and_shows_every_map_whole_in_network_order(browser, server, shared_data, tmp_path):
     open_page(browser, server.url)
     assert browser.title == "GCNet: mask_rcnn_R_18_FPN_gc_tiny_balloon"
-    assert browser.find_element(By.CSS_SELECTOR, "#heading").text.startswith("GCNet: mask_rcnn_R_18_FPN_gc_tiny_balloon")
+    assert browser.find_element(By.CSS_SELECTOR, "#heading").text.startswith(
+        "GCNet: mask_rcnn_R_18_FPN_gc_tiny_balloon"
+    )
     upload(browser, shared_data / "demo" / "park_bench.jpg")
     wait_for_result(browser)
     # A block ticked last goes where it sits in the network, not after res5.1.
@@ -280,7 +302,10 @@ def test_bad_uploads_get_a_message_and_the_page_goes_on(browser, server, shared_
     open_page(browser, server.url)
     (tmp_path / "notes.jpg").write_text("not a photo")
     upload(browser, tmp_path / "notes.jpg")
-    assert wait_for_message(browser) == "notes.jpg is not an image this demo can read (an unknown format, truncated or corrupt)"
+    assert (
+        wait_for_message(browser)
+        == "notes.jpg is not an image this demo can read (an unknown format, truncated or corrupt)"
+    )
     Image.open(shared_data / "demo" / "park_bench.jpg").resize((1600, 1068)).save(tmp_path / "wide.jpg")
     upload(browser, tmp_path / "wide.jpg")
     assert wait_for_message(browser) == (
@@ -295,7 +320,9 @@ def test_bad_uploads_get_a_message_and_the_page_goes_on(browser, server, shared_
     wait_for_result(browser)
     assert server.log.read_text().count("Built the model on cpu") == 1
     # What the server drew for this browser is served to this browser only.
-    drawn = browser.execute_script("return Array.from(document.querySelectorAll('#result img, #attention img')).map(im => im.src)")
+    drawn = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#result img, #attention img')).map(im => im.src)"
+    )
     assert drawn and all(Visitor(server.url).get_url(src)[0] == 404 for src in drawn)
 
 
@@ -325,11 +352,17 @@ class Visitor:
         """Upload a file as the page does; returns its path on the server."""
         boundary = uuid.uuid4().hex
         body = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n"
-        ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+            + data
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
         request = urllib.request.Request(
-            self.url + "gradio_api/upload", data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+            self.url + "gradio_api/upload",
+            data=body,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
         )
         with self.opener.open(request, timeout=60) as response:
             (path,) = json.loads(response.read())
@@ -343,7 +376,9 @@ def test_serves_the_page_the_examples_and_each_visitors_own_uploads_only(server,
     alice, bob, anyone = Visitor(server.url), Visitor(server.url), Visitor(server.url, cookies=False)
     status, config = alice.get("config")
     assert status == 200 and str(photos) not in config.decode()  # the examples' own folder is never named
-    examples = sorted({p for p in re.findall(r'"path":\s*"([^"]+)"', config.decode()) if p.startswith(str(server.gradio_dir))})
+    examples = sorted(
+        {p for p in re.findall(r'"path":\s*"([^"]+)"', config.decode()) if p.startswith(str(server.gradio_dir))}
+    )
     assert sorted(os.path.basename(p) for p in examples) == ["park_bench.jpg", "small.jpg"]
     for path in examples:  # copies of the examples, which everyone may see
         original = next(photos.rglob(os.path.basename(path))).read_bytes()
@@ -360,7 +395,11 @@ def test_serves_the_page_the_examples_and_each_visitors_own_uploads_only(server,
     refused += [f"{examples[0]}/../../../{os.path.relpath(p, os.path.dirname(private))}" for p in originals]
     refused += [f"http://127.0.0.1:{server.url.split(':')[2].strip('/')}/config", "https://example.com/"]
     for target in refused + [bobs]:
-        for variant in (target, urllib.parse.quote(target, safe=""), urllib.parse.quote(urllib.parse.quote(target, safe=""))):
+        for variant in (
+            target,
+            urllib.parse.quote(target, safe=""),
+            urllib.parse.quote(urllib.parse.quote(target, safe="")),
+        ):
             for route in FILE_ROUTES:
                 assert alice.get(route + variant)[0] in (403, 404), route + variant
     for visitor in (bob, anyone):
@@ -382,7 +421,10 @@ def tiny():
 def test_run_draws_each_chosen_block_with_a_caption(tiny, shared_data):
     reports = []
     drawn, gallery, summary = tiny.run(
-        str(shared_data / "demo" / "park_bench.jpg"), 0.5, ["res4.0", "res5.1"], report=lambda f, what: reports.append(f)
+        str(shared_data / "demo" / "park_bench.jpg"),
+        0.5,
+        ["res4.0", "res5.1"],
+        report=lambda f, what: reports.append(f),
     )
     assert drawn.shape == (427, 640, 3) and drawn.dtype == np.uint8
     assert [caption.split(":")[0] for _, caption in gallery] == ["res4.0", "res5.1"]
@@ -399,7 +441,9 @@ def test_run_draws_each_chosen_block_with_a_caption(tiny, shared_data):
 
 def test_maps_come_in_the_order_of_the_network(tiny, shared_data):
     """Whatever order the blocks were ticked in (a later tick goes last in the list)."""
-    _, gallery, _ = tiny.run(str(shared_data / "demo" / "park_bench.jpg"), 0.5, ["res5.1", "res4.1", "res3.0", "res4.1"])
+    _, gallery, _ = tiny.run(
+        str(shared_data / "demo" / "park_bench.jpg"), 0.5, ["res5.1", "res4.1", "res3.0", "res4.1"]
+    )
     assert [caption.split(":")[0] for _, caption in gallery] == ["res3.0", "res4.1", "res5.1"]
 
 
@@ -428,7 +472,9 @@ def test_refused_photos_and_blocks(tiny, shared_data, tmp_path):
         tiny.run(str(tmp_path / "truncated.jpg"), 0.5, [])
     with pytest.raises(ValueError, match=re.escape(f"notes.png {unreadable}")):
         tiny.run(str(tmp_path / "notes.png"), 0.5, [])
-    with pytest.raises(ValueError, match=r"large\.png is too large: 1300x868 is 1\.1 megapixels, the demo takes at most 1;"):
+    with pytest.raises(
+        ValueError, match=r"large\.png is too large: 1300x868 is 1\.1 megapixels, the demo takes at most 1;"
+    ):
         tiny.run(str(tmp_path / "large.png"), 0.5, [])
     with pytest.raises(ValueError, match=r"Not GC blocks of the model: \['res2\.0'\]"):
         tiny.run(str(photo), 0.5, ["res2.0"])
@@ -457,20 +503,28 @@ def test_model_without_gc_blocks(shared_data):
     assert drawn.shape == (427, 640, 3) and gallery == [] and summary.endswith(" s on cpu.")
 
 
-@pytest.mark.parametrize("options,message", [
-    (dict(config_file="{tmp}/missing.py"), "{tmp}/missing.py: no such config file"),
-    (dict(config_file=TINY_CONFIG, opts=["model.no_such_key=1"]), "model.no_such_key"),
-    (dict(config_file=TINY_CONFIG, examples=["{tmp}/none"]), "--examples {tmp}/none: no such file or folder"),
-    (dict(config_file=TINY_CONFIG, port="{busy}"), "--host 127.0.0.1 --port {busy}: cannot listen there"),
-    (dict(model="mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x"), "Unknown model 'mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (dict(config_file="{tmp}/missing.py"), "{tmp}/missing.py: no such config file"),
+        (dict(config_file=TINY_CONFIG, opts=["model.no_such_key=1"]), "model.no_such_key"),
+        (dict(config_file=TINY_CONFIG, examples=["{tmp}/none"]), "--examples {tmp}/none: no such file or folder"),
+        (dict(config_file=TINY_CONFIG, port="{busy}"), "--host 127.0.0.1 --port {busy}: cannot listen there"),
+        (
+            dict(model="mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x"),
+            "Unknown model 'mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x'",
+        ),
+    ],
+)
 def test_bad_arguments_fail_before_the_model_is_built(options, message, tmp_path, monkeypatch):
     monkeypatch.setattr(gcnet.apps.web_demo, "Predictor", lambda *a, **k: pytest.fail("the model was built"))
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         fill = dict(tmp=tmp_path, busy=busy.getsockname()[1])
-        given = {k: [a.format(**fill) for a in v] if isinstance(v, list) else v.format(**fill) for k, v in options.items()}
+        given = {
+            k: [a.format(**fill) for a in v] if isinstance(v, list) else v.format(**fill) for k, v in options.items()
+        }
         given = dict(dict(host="127.0.0.1", port=7860, num_examples=6, max_pixels=1e6), **given)
         given["port"] = int(given["port"])
         with pytest.raises(ValueError) as error:
@@ -479,7 +533,10 @@ def test_bad_arguments_fail_before_the_model_is_built(options, message, tmp_path
 
 
 def test_page_title_names_the_model(tmp_path):
-    assert model_title(model="mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco") == "mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco"
+    assert (
+        model_title(model="mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco")
+        == "mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco"
+    )
     assert model_title(config_file=TINY_CONFIG) == "mask_rcnn_R_18_FPN_gc_tiny_balloon"
     assert model_title(config_file=str(tmp_path / "balloon_gc_r16" / "config.yaml")) == "balloon_gc_r16"
     assert model_title(config_file="output/my_run/config.yaml") == "my_run"
@@ -492,11 +549,16 @@ def test_zoo_model_without_network_is_one_line(tmp_path):
         s.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{s.getsockname()[1]}"
     offline = {"https_proxy": closed, "http_proxy": closed, "no_proxy": "", "FVCORE_CACHE": str(tmp_path / "cache")}
-    result = run_tool("tools/web_demo.py", "--model", "mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco", "--port", "0", env=offline)
+    result = run_tool(
+        "tools/web_demo.py", "--model", "mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco", "--port", "0", env=offline
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("web_demo: Could not download https://download.openmmlab.com/mmdetection/v2.0/gcnet/"), last
-    assert "on another machine and run: python -m gcnet.model_zoo download mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco" in last
+    assert (
+        "on another machine and run: python -m gcnet.model_zoo download mmdet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco"
+        in last
+    )
     assert "train.init_checkpoint" not in last  # a way out for training, not for the demo
 
 
@@ -506,9 +568,12 @@ def test_help_answers_without_the_heavy_imports():
         "sys.argv = ['web_demo.py', '--help']\n"
         "try:\n    runpy.run_path('tools/web_demo.py', run_name='__main__')\n"
         "except SystemExit:\n    pass\n"
-        "print(sorted(m for m in ('torch', 'gradio', 'detectron2', 'gcnet.engine', 'gcnet.analysis') if m in sys.modules))\n"
+        "print(sorted(m for m in ('torch', 'gradio', 'detectron2', 'gcnet.engine', 'gcnet.analysis') if m in "
+        "sys.modules))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=tool_env(), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=tool_env(), capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert "--config-file" in result.stdout and "--max-megapixels" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "[]"
@@ -540,9 +605,13 @@ def stand_in_for_gradio(folder):
     async def file(request):
         return FileResponse(request.path_params["path"])
 
-    return Starlette(routes=[
-        Route("/upload", upload, methods=["POST"]), Route("/stream", stream), Route("/gradio_api/file={path:path}", file),
-    ])  # fmt: skip
+    return Starlette(
+        routes=[
+            Route("/upload", upload, methods=["POST"]),
+            Route("/stream", stream),
+            Route("/gradio_api/file={path:path}", file),
+        ]
+    )
 
 
 def test_session_files_serve_a_file_to_the_browser_it_was_sent_to(tmp_path):
@@ -563,13 +632,19 @@ def test_session_files_serve_a_file_to_the_browser_it_was_sent_to(tmp_path):
     assert alice.get("/gradio_api/file=" + path).content == b"alice's"
     assert bob.get("/gradio_api/file=" + path).status_code == 404
     assert TestClient(app).get("/gradio_api/file=" + path).status_code == 404  # a browser without the cookie
-    streamed = json.loads(alice.get("/stream").text[len("data: "):])["path"]  # a path cut between two chunks
+    streamed = json.loads(alice.get("/stream").text[len("data: ") :])["path"]  # a path cut between two chunks
     assert alice.get("/gradio_api/file=" + streamed).content == b"streamed"
     assert bob.get("/gradio_api/file=" + streamed).status_code == 404
     for client in (alice, bob, TestClient(app)):
         assert client.get("/gradio_api/file=" + str(folder / "example" / "photo.jpg")).content == b"example"
-    for target in [str(tmp_path / "secret.txt"), f"{path}/../../../secret.txt", os.path.dirname(path), str(folder),
-                   "https://example.com/", f"{path}\x00"]:  # fmt: skip
+    for target in [
+        str(tmp_path / "secret.txt"),
+        f"{path}/../../../secret.txt",
+        os.path.dirname(path),
+        str(folder),
+        "https://example.com/",
+        f"{path}\x00",
+    ]:
         assert alice.get("/gradio_api/file=" + urllib.parse.quote(target)).status_code == 404, target
     headers = TestClient(app).get("/gradio_api/file=x").headers
     assert headers.get("set-cookie") is None  # refused before anything else

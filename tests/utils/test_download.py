@@ -1,6 +1,7 @@
 """Every download has a connect and a read timeout and ends in one line naming the URL, the
 reason and the way out, with no partial file, against loopback servers that stall, close
 early, lie about their size and redirect in loops or to other hosts."""
+
 import socket
 
 import pytest
@@ -44,7 +45,7 @@ def files_in(folder):
         (redirect({"/file.pth": "/1", **CHAIN_OF_12}), "it redirects in a loop or more than 10 times"),
     ],
     ids=["sends-nothing", "stalls", "closes-early", "redirect-loop", "too-many-redirects"],
-)  # fmt: skip
+)
 def test_a_failed_download_is_one_line_and_leaves_nothing(behaviour, reason, short_timeouts, tmp_path):
     with serve(behaviour) as (base, requests):
         with pytest.raises(DownloadError) as info:
@@ -95,8 +96,10 @@ def test_redirects_never_leave_https():
 @pytest.mark.parametrize(
     "location,reason",
     [
-        ("ftp://127.0.0.1/x.pth", "{base}/file.pth redirects to ftp://127.0.0.1/x.pth, which is neither http nor "
-         "https; refused"),
+        (
+            "ftp://127.0.0.1/x.pth",
+            "{base}/file.pth redirects to ftp://127.0.0.1/x.pth, which is neither http nor https; refused",
+        ),
         ("file:///etc/passwd", "HTTP 302 Found - Redirection to url 'file:///etc/passwd' is not allowed"),
     ],
 )

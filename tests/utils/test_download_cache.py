@@ -1,5 +1,6 @@
 """The download cache: a file per URL, host and scheme included, used only with the record of
 its arrival from that URL and the sha256 it arrived with."""
+
 import hashlib
 import json
 
@@ -40,11 +41,18 @@ def test_the_cache_path_keeps_scheme_host_and_port(tmp_path):
 @pytest.mark.parametrize(
     "url",
     [
-        "https://a.org/models/../../../../etc/passwd", "https://a.org/a/./b.pth", "https://a.org//b.pth",
-        "https://a.org/models/", "https://a.org", "ftp://a.org/x.pth", "file:///etc/passwd",
-        "https://a.org/x.pth" + RECORD_SUFFIX, "https://a.org/x.partial.pth", "https://a.org:http/x.pth",
+        "https://a.org/models/../../../../etc/passwd",
+        "https://a.org/a/./b.pth",
+        "https://a.org//b.pth",
+        "https://a.org/models/",
+        "https://a.org",
+        "ftp://a.org/x.pth",
+        "file:///etc/passwd",
+        "https://a.org/x.pth" + RECORD_SUFFIX,
+        "https://a.org/x.partial.pth",
+        "https://a.org:http/x.pth",
     ],
-)  # fmt: skip
+)
 def test_urls_that_cannot_name_a_cached_file_are_refused(url, tmp_path):
     with pytest.raises(ValueError, match=r"^Cannot download "):
         cache_path(url, str(tmp_path))

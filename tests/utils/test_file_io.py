@@ -1,5 +1,6 @@
 """Files that are complete or absent: atomic_write (file objects) and atomic_path (writers that
 take a file name)."""
+
 import pytest
 
 from gcnet.utils import atomic_path, atomic_write

@@ -1,4 +1,5 @@
 """Table 5(f) "avg+scale": GC blocks (r16) in c3-c5 with average pooling and rescaling fusion."""
+
 from ..mask_rcnn_R_50_FPN_syncbn_gc_r16_1x import dataloader, lr_multiplier, model, optimizer, train
 
 model.backbone.bottom_up.gc.pooling_type = "avg"

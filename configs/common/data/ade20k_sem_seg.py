@@ -6,6 +6,7 @@ val images resized as mmsegmentation does (OpenCV, to a shorter side of 512 and 
 of at most 2048), with mmsegmentation's mIoU on the original label maps. The datasets are
 detectron2's builtin ``ade20k_sem_seg_{train,val}`` (``python tools/prepare_datasets.py
 ade20k`` writes their label maps)."""
+
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 

@@ -3,6 +3,7 @@ after CCNet): random scale 0.5-2.0 of the 2048x1024 images, 769x769 crops (no cl
 of a crop), horizontal flip, 8 images per batch. Evaluation on the full-resolution val images
 with detectron2's SemSegEvaluator (mIoU, fwIoU, pixel accuracy) and the official Cityscapes
 scripts (class/category IoU and iIoU)."""
+
 from omegaconf import OmegaConf
 
 import detectron2.data.transforms as T
@@ -20,9 +21,7 @@ from gcnet.evaluation import CityscapesPixelLevelEvaluator
 dataloader = OmegaConf.create()
 
 dataloader.train = L(build_detection_train_loader)(
-    dataset=L(get_detection_dataset_dicts)(
-        names="gcnet_cityscapes_fine_sem_seg_train", filter_empty=False
-    ),
+    dataset=L(get_detection_dataset_dicts)(names="gcnet_cityscapes_fine_sem_seg_train", filter_empty=False),
     mapper=L(SemSegDatasetMapper)(
         is_train=True,
         augmentations=[
@@ -44,9 +43,7 @@ dataloader.train = L(build_detection_train_loader)(
 )
 
 dataloader.test = L(build_detection_test_loader)(
-    dataset=L(get_detection_dataset_dicts)(
-        names="gcnet_cityscapes_fine_sem_seg_val", filter_empty=False
-    ),
+    dataset=L(get_detection_dataset_dicts)(names="gcnet_cityscapes_fine_sem_seg_val", filter_empty=False),
     mapper=L(SemSegDatasetMapper)(is_train=False, augmentations=[], image_format="RGB", test_ratios=None),
     num_workers=4,
 )

@@ -1,5 +1,6 @@
 """COCO 2017 instance segmentation loaders with the paper's input (Section 5.1): RGB, shorter
 side 800 (longer side at most 1333), horizontal flip, 16 images per batch."""
+
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 

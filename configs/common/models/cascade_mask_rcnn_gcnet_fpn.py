@@ -1,6 +1,7 @@
 """Cascade Mask R-CNN with FPN on a (GC-)ResNet (Table 7): detectron2's three-stage cascade on
 the backbone of ``mask_rcnn_gcnet_fpn.py``, with a mask head per stage whose masks are
 averaged at test time and stage loss weights 1, 0.5, 0.25, as the paper's implementation."""
+
 from gcnet.engine.config import get_detectron2_config
 from gcnet.modeling import MultiMaskCascadeROIHeads
 

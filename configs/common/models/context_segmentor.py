@@ -4,6 +4,7 @@ context head on c5 (here without a context operator: the FCN baseline) and an au
 head on c4 (512 channels, loss weight 0.4, as in CCNet's recipe), with sliding-window inference
 on 769x769 windows every 513 pixels. Every other option is at its default in
 ``gcnet.modeling`` (``build_gcnet_resnet``, ``ContextHead``, ``ContextSegmentor``)."""
+
 from detectron2.config import LazyCall as L
 
 from gcnet.modeling import ContextHead, ContextSegmentor, build_gcnet_resnet, gcnet_resnet_defaults, option_defaults
@@ -24,5 +25,7 @@ model.sem_seg_head.update(in_feature="res5", in_channels=2048, num_classes=19, c
 # Table 12(a) counts 71.22M parameters for the NL head: C' = C / 4 (C / 2 gives 71.48M).
 model.sem_seg_head.nl.reduction = 4
 model.auxiliary_head.update(in_channels=1024, channels=512, num_classes="${..sem_seg_head.num_classes}")
-model.auxiliary_head.update(ignore_value="${..sem_seg_head.ignore_value}", align_corners="${..sem_seg_head.align_corners}")
+model.auxiliary_head.update(
+    ignore_value="${..sem_seg_head.ignore_value}", align_corners="${..sem_seg_head.align_corners}"
+)
 model.inference.mode = "slide"

@@ -6,6 +6,7 @@ no GC block; the GC block's options those of ``gcnet.layers.ContextBlock``, r16)
 c1-c2 frozen. The paper's models start from pytorch-style ImageNet weights (stride in the 3x3
 conv, RGB input normalised by the ImageNet mean/std); model configs set depth, norm, GC and DCN.
 """
+
 from detectron2.config import LazyCall as L
 
 from gcnet.engine.config import get_detectron2_config

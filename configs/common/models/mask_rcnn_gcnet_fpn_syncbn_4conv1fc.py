@@ -1,6 +1,7 @@
 """Mask R-CNN with SyncBN in the backbone, FPN and heads, and a 4conv1fc box head
 (Table 6(a), last rows). The heads use detectron2's empty-batch-safe SyncBN variant
 ("naiveSyncBN_N"): a GPU may hold no RoI of some image batch."""
+
 from detectron2.config import LazyCall as L
 
 from gcnet.modeling import resolve_norm

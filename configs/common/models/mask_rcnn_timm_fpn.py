@@ -7,6 +7,7 @@ GC blocks with ratio 1/8 and LayerNorm2d in every block), fixed BN, stem and res
 backbone loads timm's ImageNet weights itself (timm's hub and cache, or ``pretrained_file``),
 so the configs leave ``train.init_checkpoint`` empty.
 """
+
 from detectron2.config import LazyCall as L
 
 from gcnet.modeling import TimmBackbone

@@ -3,6 +3,7 @@ output stride 8 (deep stem 32-32-64, contract dilation, SyncBN), the GC head (r4
 FCN auxiliary head with 256 channels on c4 (loss weight 0.4), align_corners=False, and
 whole-image inference with mmsegmentation's test-time rule: the logits are resized to the
 output size before the softmax and argmax."""
+
 from .context_segmentor import model
 
 model.backbone.depth = 50

@@ -1,6 +1,7 @@
 """Predictions for many images, written as machine-readable files (COCO results, label maps),
 in shards that make a run resumable and spread it over the processes of a launch
 (``tools/predict.py``)."""
+
 from .folder import RESULT_FILES, PredictionFolder
 from .loader import ImageFileDataset, build_image_loader, shard_batches
 from .outputs import dataset_category_ids, instance_results, label_map
@@ -9,9 +10,9 @@ from .run import (
     PredictionOptions,
     PredictionRun,
     build_prediction_model,
-    shard_state,
     plan_run,
     predict_batch,
+    shard_state,
 )
 
 __all__ = [

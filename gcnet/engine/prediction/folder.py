@@ -17,6 +17,7 @@ so a shard file exists only once all of its predictions do, and a kill leaves at
 ``*.partial`` files, which the next run removes. The results are merged from the shards in
 their order, so they do not depend on which process predicted which shard, or when.
 """
+
 import contextlib
 import json
 import os

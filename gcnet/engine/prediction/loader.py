@@ -1,5 +1,6 @@
 """Images decoded and preprocessed in DataLoader workers, in batches that never straddle a
 shard; an image that cannot be read comes as an error record, not as an exception."""
+
 import os
 from typing import Callable, Dict, List, Sequence, Tuple
 

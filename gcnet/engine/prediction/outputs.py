@@ -1,6 +1,7 @@
 """What a prediction run writes for an image: a detector's instances as COCO results (boxes,
 scores, category ids of the model's dataset, RLE masks), a semantic segmentation model's
 classes as a label map; and the categories of the model, for the index of the run."""
+
 import json
 import logging
 import os

@@ -2,6 +2,7 @@
 reads), how they are cut into shards and batches, and what decides the predictions (the
 model, its weights and the test-time input, the threshold). A run resumed in the same output
 folder must have the same plan, so that its results are those of an uninterrupted run."""
+
 import dataclasses
 import hashlib
 import json

@@ -3,7 +3,7 @@ finished yet are split across the processes, each process predicts the images of
 in batches (decoded by DataLoader workers) and writes each shard at once; then the first
 process merges the shards into the results. A run killed at any moment and started again
 predicts only the shards it had not finished, and ends with the same results."""
-import copy
+
 import dataclasses
 import logging
 import os
@@ -20,8 +20,8 @@ from detectron2.utils import comm
 
 from gcnet.data.image_sources import collect_images
 
-from ..interruption import check_interrupted
 from ..inference import InferenceOptions
+from ..interruption import check_interrupted
 from ..predictor import Predictor
 from .folder import INDEX, RESULTS, UNREADABLE, PredictionFolder
 from .loader import ImageFileDataset, build_image_loader, shard_batches

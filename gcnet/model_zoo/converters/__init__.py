@@ -3,6 +3,7 @@
 Every converter consumes every upstream key or stops with the list of the keys it could not
 place (:class:`UnconvertedKeysError`): a conversion is never silently partial.
 """
+
 from typing import Callable, Dict, Mapping
 
 from .common import UnconvertedKeysError

@@ -1,4 +1,5 @@
 """What the converters share: renaming by rules, and refusing partial conversions."""
+
 import re
 from typing import Callable, Dict, Mapping, Sequence, Tuple, Union
 
@@ -45,8 +46,6 @@ def rename(name: str, state_dict: Mapping[str, torch.Tensor], rules: Sequence[Ru
     if unmatched:
         raise UnconvertedKeysError(name, unmatched)
     return converted
-
-
 
 
 def prefix_rules(rules: Sequence[Rule], upstream: str, target: str) -> list:

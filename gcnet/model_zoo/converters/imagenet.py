@@ -1,5 +1,6 @@
 """ImageNet backbones (torchvision, mmcv ResNetV1c, MIT's deep-base ResNet) converted to
 detectron2 ``ResNet`` names, to be loaded with detectron2's name-matching heuristics."""
+
 from typing import Mapping
 
 import torch

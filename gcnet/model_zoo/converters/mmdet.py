@@ -9,6 +9,7 @@
 Both cover the ResNet/ResNeXt backbone with GC blocks and DCN, FPN, RPN, the shared-2fc and
 4conv1fc box heads, the FCN mask head, and the per-stage heads of Cascade Mask R-CNN.
 """
+
 from typing import Dict, Mapping
 
 import torch
@@ -23,11 +24,14 @@ _BACKBONE_RULES = prefix_rules(
     + [
         (r"^layer(\d)\.(\d+)\.context_block\.(.+)$", lambda m: f"res{int(m[1]) + 1}.{m[2]}.context_block.{m[3]}"),
         # DCN offsets: mmdetection v2 nests them in the conv (DeformConv2dPack), v1 does not.
-        (r"^layer(\d)\.(\d+)\.conv2(?:\.conv_offset|_offset)\.(weight|bias)$", lambda m: f"res{int(m[1]) + 1}.{m[2]}.conv2_offset.{m[3]}"),
+        (
+            r"^layer(\d)\.(\d+)\.conv2(?:\.conv_offset|_offset)\.(weight|bias)$",
+            lambda m: f"res{int(m[1]) + 1}.{m[2]}.conv2_offset.{m[3]}",
+        ),
     ],
     "backbone.",
     "backbone.bottom_up.",
-)  # fmt: skip
+)
 _NECK_AND_RPN_RULES = [
     (r"^neck\.lateral_convs\.(\d)\.conv\.(weight|bias)$", lambda m: f"backbone.fpn_lateral{int(m[1]) + 2}.{m[2]}"),
     (rf"^neck\.lateral_convs\.(\d)\.bn\.{BN}$", lambda m: f"backbone.fpn_lateral{int(m[1]) + 2}.norm.{m[2]}"),
@@ -36,25 +40,43 @@ _NECK_AND_RPN_RULES = [
     (r"^rpn_head\.rpn_conv\.(weight|bias)$", r"proposal_generator.rpn_head.conv.\1"),
     (r"^rpn_head\.rpn_cls\.(weight|bias)$", r"proposal_generator.rpn_head.objectness_logits.\1"),
     (r"^rpn_head\.rpn_reg\.(weight|bias)$", r"proposal_generator.rpn_head.anchor_deltas.\1"),
-]  # fmt: skip
+]
 
 
 def _stage(match_group) -> str:
-    """"" for a Mask R-CNN head, ".<k>" for cascade stage k (the group matches "\\.\\d" or "")."""
+    """ "" for a Mask R-CNN head, ".<k>" for cascade stage k (the group matches "\\.\\d" or "")."""
     return match_group or ""
 
 
 _ROI_RULES = [
-    (r"^bbox_head(\.\d)?\.shared_fcs\.(\d)\.(weight|bias)$", lambda m: f"roi_heads.box_head{_stage(m[1])}.fc{int(m[2]) + 1}.{m[3]}"),
-    (r"^bbox_head(\.\d)?\.shared_convs\.(\d)\.conv\.weight$", lambda m: f"roi_heads.box_head{_stage(m[1])}.conv{int(m[2]) + 1}.weight"),
-    (rf"^bbox_head(\.\d)?\.shared_convs\.(\d)\.bn\.{BN}$", lambda m: f"roi_heads.box_head{_stage(m[1])}.conv{int(m[2]) + 1}.norm.{m[3]}"),
+    (
+        r"^bbox_head(\.\d)?\.shared_fcs\.(\d)\.(weight|bias)$",
+        lambda m: f"roi_heads.box_head{_stage(m[1])}.fc{int(m[2]) + 1}.{m[3]}",
+    ),
+    (
+        r"^bbox_head(\.\d)?\.shared_convs\.(\d)\.conv\.weight$",
+        lambda m: f"roi_heads.box_head{_stage(m[1])}.conv{int(m[2]) + 1}.weight",
+    ),
+    (
+        rf"^bbox_head(\.\d)?\.shared_convs\.(\d)\.bn\.{BN}$",
+        lambda m: f"roi_heads.box_head{_stage(m[1])}.conv{int(m[2]) + 1}.norm.{m[3]}",
+    ),
     (r"^bbox_head(\.\d)?\.fc_cls\.(weight|bias)$", lambda m: f"roi_heads.box_predictor{_stage(m[1])}.cls_score.{m[2]}"),
     (r"^bbox_head(\.\d)?\.fc_reg\.(weight|bias)$", lambda m: f"roi_heads.box_predictor{_stage(m[1])}.bbox_pred.{m[2]}"),
-    (r"^mask_head(\.\d)?\.convs\.(\d)\.conv\.(weight|bias)$", lambda m: f"roi_heads.mask_head{_stage(m[1])}.mask_fcn{int(m[2]) + 1}.{m[3]}"),
-    (rf"^mask_head(\.\d)?\.convs\.(\d)\.bn\.{BN}$", lambda m: f"roi_heads.mask_head{_stage(m[1])}.mask_fcn{int(m[2]) + 1}.norm.{m[3]}"),
+    (
+        r"^mask_head(\.\d)?\.convs\.(\d)\.conv\.(weight|bias)$",
+        lambda m: f"roi_heads.mask_head{_stage(m[1])}.mask_fcn{int(m[2]) + 1}.{m[3]}",
+    ),
+    (
+        rf"^mask_head(\.\d)?\.convs\.(\d)\.bn\.{BN}$",
+        lambda m: f"roi_heads.mask_head{_stage(m[1])}.mask_fcn{int(m[2]) + 1}.norm.{m[3]}",
+    ),
     (r"^mask_head(\.\d)?\.upsample\.(weight|bias)$", lambda m: f"roi_heads.mask_head{_stage(m[1])}.deconv.{m[2]}"),
-    (r"^mask_head(\.\d)?\.conv_logits\.(weight|bias)$", lambda m: f"roi_heads.mask_head{_stage(m[1])}.predictor.{m[2]}"),
-]  # fmt: skip
+    (
+        r"^mask_head(\.\d)?\.conv_logits\.(weight|bias)$",
+        lambda m: f"roi_heads.mask_head{_stage(m[1])}.predictor.{m[2]}",
+    ),
+]
 
 
 def _background_last(model: Dict[str, torch.Tensor]) -> None:

@@ -1,5 +1,6 @@
 """mmsegmentation checkpoints of GCNet (ResNetV1c backbone, GCHead, FCN auxiliary head) as
 ``ContextSegmentor`` models."""
+
 from typing import Mapping
 
 from .common import prefix_rules, rename, upstream_state_dict

@@ -26,6 +26,7 @@ the block is computed before the conv, from the conv's input (a quarter of the c
 its fusion goes into the conv's weights and bias (one image) or follows it in place: the GC
 block then reads no full-width tensor at all (:meth:`GCBottleneckBlock.context_before_conv3`).
 """
+
 from typing import Optional
 
 import fvcore.nn.weight_init as weight_init

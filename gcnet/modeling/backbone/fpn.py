@@ -1,5 +1,6 @@
 """GC-ResNet-FPN for yacs configs. LazyConfigs use detectron2's ``FPN`` directly, with
 :func:`build_gcnet_resnet` as its ``bottom_up`` (see ``configs/common/models/``)."""
+
 from detectron2.config import CfgNode
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import BACKBONE_REGISTRY, FPN

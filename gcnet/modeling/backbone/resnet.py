@@ -6,6 +6,7 @@ any subset of them, DCN per stage, dilation, and ResNeXt widths (``num_groups`` 
 :func:`build_gcnet_resnet` puts a stem in front and returns detectron2's ``ResNet``; it is
 LazyConfig-callable and, through ``@configurable``, also builds from a yacs config.
 """
+
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from detectron2.config import CfgNode, configurable

@@ -1,4 +1,5 @@
 """The deep ResNet stem of the segmentation backbones (Section 5.4)."""
+
 from typing import Sequence
 
 import fvcore.nn.weight_init as weight_init
@@ -26,9 +27,14 @@ class DeepStem(CNNBlockBase):
         super().__init__(in_channels, channels[-1], 4)
         for idx, (c_in, c_out) in enumerate(zip([in_channels, *channels[:2]], channels), start=1):
             conv = Conv2d(
-                c_in, c_out, kernel_size=3, stride=2 if idx == 1 else 1, padding=1, bias=False,
+                c_in,
+                c_out,
+                kernel_size=3,
+                stride=2 if idx == 1 else 1,
+                padding=1,
+                bias=False,
                 norm=get_norm(norm, c_out),
-            )  # fmt: skip
+            )
             weight_init.c2_msra_fill(conv)
             self.add_module(f"conv{idx}", conv)
 

@@ -15,6 +15,7 @@ Face cache are read from there without asking the hub; when they are not and the
 be reached, that is said within the download timeouts of :mod:`gcnet.utils.download`, not
 after the hub client's minute of retries.
 """
+
 import difflib
 import os
 from typing import Dict, List, Optional, Sequence
@@ -63,7 +64,9 @@ def _check_model_name(model_name: str) -> None:
     timm = _import_timm()
     if not timm.is_model(model_name):
         close = difflib.get_close_matches(model_name, timm.list_models(), n=3, cutoff=0.8)
-        raise ValueError(f"TimmBackbone: timm has no model {model_name!r}" + (f"; close: {', '.join(close)}" if close else ""))
+        raise ValueError(
+            f"TimmBackbone: timm has no model {model_name!r}" + (f"; close: {', '.join(close)}" if close else "")
+        )
 
 
 def _stage_indices(model_name: str, stage_names: Sequence[str]) -> List[int]:
@@ -87,7 +90,9 @@ def _pretrained_overlay(model_name: str, pretrained: bool, pretrained_file: str)
             "pretrained=False; set pretrained=True to load it, or leave pretrained_file empty"
         )
     if not os.path.isfile(pretrained_file):
-        raise FileNotFoundError(f"pretrained_file {pretrained_file}: no such file (expected a state dict of timm's {model_name})")
+        raise FileNotFoundError(
+            f"pretrained_file {pretrained_file}: no such file (expected a state dict of timm's {model_name})"
+        )
     return dict(file=os.path.abspath(pretrained_file))
 
 
@@ -138,7 +143,11 @@ def _fit_report(model_name: str, path: str) -> str:
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     shapes = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
-    parts = [f"{len(v)} {what} (first: {v[0]})" for what, v in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)) if v]
+    parts = [
+        f"{len(v)} {what} (first: {v[0]})"
+        for what, v in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes))
+        if v
+    ]
     return ", ".join(parts) or "its keys fit, but timm refused it"
 
 
@@ -148,7 +157,9 @@ def _first_line(e: BaseException, limit: int = 120) -> str:
     return f"{type(e).__name__}: {text}" if text and len(text) <= limit else type(e).__name__
 
 
-def create_timm_features(model_name: str, out_indices: Sequence[int], pretrained: bool, pretrained_file: str, **kwargs) -> nn.Module:
+def create_timm_features(
+    model_name: str, out_indices: Sequence[int], pretrained: bool, pretrained_file: str, **kwargs
+) -> nn.Module:
     """``timm.create_model(model_name, features_only=True, out_indices=...)`` with weights from
     timm's hub, from ``pretrained_file``, or random (``pretrained=False``). Failing to get the
     weights raises a one-line error that names the model or file and the way out."""
@@ -159,10 +170,13 @@ def create_timm_features(model_name: str, out_indices: Sequence[int], pretrained
     if overlay or hub_copy:
         kwargs["pretrained_cfg_overlay"] = overlay or hub_copy
     try:
-        return timm.create_model(model_name, features_only=True, out_indices=tuple(out_indices), pretrained=pretrained, **kwargs)
+        return timm.create_model(
+            model_name, features_only=True, out_indices=tuple(out_indices), pretrained=pretrained, **kwargs
+        )
     except Exception as e:
         if overlay and isinstance(e, RuntimeError) and "state_dict" in str(e):
-            raise ValueError(f"pretrained_file {pretrained_file} does not hold timm's {model_name}: {_fit_report(model_name, pretrained_file)}") from e
+            report = _fit_report(model_name, pretrained_file)
+            raise ValueError(f"pretrained_file {pretrained_file} does not hold timm's {model_name}: {report}") from e
         if overlay:
             raise ValueError(
                 f"pretrained_file {pretrained_file} is not a readable state dict of timm's {model_name} (expected "
@@ -211,7 +225,9 @@ class TimmBackbone(Backbone):
         """
         super().__init__()
         if not out_features or any(f not in _STAGE_STRIDES for f in out_features):
-            raise ValueError(f"TimmBackbone: out_features must be some of {list(_STAGE_STRIDES)}, got {list(out_features)}")
+            raise ValueError(
+                f"TimmBackbone: out_features must be some of {list(_STAGE_STRIDES)}, got {list(out_features)}"
+            )
         if norm not in TIMM_NORMS:
             raise ValueError(f"TimmBackbone: norm must be one of {list(TIMM_NORMS)}, got {norm!r}")
         if not 0 <= freeze_at <= 5:

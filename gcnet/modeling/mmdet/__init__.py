@@ -5,6 +5,7 @@ original image, mask pasting), with which the original GCNet code, the code of t
 experiments ("implemented ... based on open source mmdetection", Section 5.1), tests. A zoo
 config selects them with ``config_overrides`` (``model_zoo/manifest.yaml``); detectron2's own
 rules stay the default of gcnet's configs."""
+
 from .anchors import MMDetV1AnchorGenerator
 from .boxes import MMDetBox2BoxTransform, MMDetV1Box2BoxTransform, clip_boxes, pixel_batched_nms, pixel_nms
 from .fast_rcnn import SCALE_FACTOR_FIELD, MMDetV1FastRCNNOutputLayers

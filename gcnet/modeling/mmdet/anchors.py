@@ -1,4 +1,5 @@
 """mmdetection v1's anchors."""
+
 from collections import abc
 from typing import List, Sequence, Union
 

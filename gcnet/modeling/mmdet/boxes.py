@@ -6,6 +6,7 @@ last pixel inside the box): in its box decoding, IoU and NMS, anchors and RoIAli
 versions clamp the predicted log width and height ratios from both sides (``wh_ratio_clip``
 16 / 1000), where detectron2 clamps them only from above.
 """
+
 import math
 from typing import Tuple
 

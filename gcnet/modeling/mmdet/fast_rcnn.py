@@ -1,4 +1,5 @@
 """mmdetection v1's detections from the RoI head's predictions."""
+
 from typing import List, Tuple
 
 import torch

@@ -1,4 +1,5 @@
 """RoI feature extraction as mmdetection's ``SingleRoIExtractor``."""
+
 from typing import List
 
 import torch

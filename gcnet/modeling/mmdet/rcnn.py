@@ -1,4 +1,5 @@
 """Mask R-CNN that returns mmdetection's detections for the original image."""
+
 from typing import Dict, List, Optional, Tuple
 
 import cv2

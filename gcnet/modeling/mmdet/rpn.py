@@ -1,4 +1,5 @@
 """mmdetection v1's region proposals."""
+
 from typing import List, Tuple
 
 import torch

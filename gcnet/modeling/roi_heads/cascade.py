@@ -1,5 +1,6 @@
 """Cascade Mask R-CNN with a mask head per stage, as in the Cascade Mask R-CNN that the paper
 (Table 7) and mmdetection train, with detectron2's or mmdetection's test-time scores."""
+
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -61,14 +62,11 @@ class MultiMaskCascadeROIHeads(CascadeROIHeads):
         super().__init__(mask_head=nn.ModuleList(mask_head), **kwargs)
         if len(self.mask_head) != self.num_cascade_stages:
             raise ValueError(
-                f"mask_head must hold one head per cascade stage ({self.num_cascade_stages}), "
-                f"got {len(self.mask_head)}"
+                f"mask_head must hold one head per cascade stage ({self.num_cascade_stages}), got {len(self.mask_head)}"
             )
         weights = list(stage_loss_weights) if stage_loss_weights is not None else [1.0] * self.num_cascade_stages
         if len(weights) != self.num_cascade_stages:
-            raise ValueError(
-                f"stage_loss_weights must have {self.num_cascade_stages} values, got {weights}"
-            )
+            raise ValueError(f"stage_loss_weights must have {self.num_cascade_stages} values, got {weights}")
         self.stage_loss_weights = weights
         if score_fusion not in SCORE_FUSIONS:
             raise ValueError(f"score_fusion must be one of {SCORE_FUSIONS}, got {score_fusion!r}")
@@ -111,10 +109,7 @@ class MultiMaskCascadeROIHeads(CascadeROIHeads):
         out = super()._forward_box(features, proposals, targets)
         if not self.training:
             return out
-        return {
-            name: value * self.stage_loss_weights[int(name.rsplit("_stage", 1)[1])]
-            for name, value in out.items()
-        }
+        return {name: value * self.stage_loss_weights[int(name.rsplit("_stage", 1)[1])] for name, value in out.items()}
 
     def _predict_from_mean_logits(self, features: Dict[str, torch.Tensor], proposals: List[Instances]):
         """mmdetection's cascade test (``CascadeRoIHead._refine_roi``): every stage refines the

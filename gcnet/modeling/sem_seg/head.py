@@ -5,6 +5,7 @@ baseline, a GC block, an NL or an SNL block), a 3x3 conv 512 -> 512, concatenati
 a 3x3 conv to 512, dropout 0.1 and a 1x1 classifier. With one conv, no context and no
 concatenation, the same class is the auxiliary FCN head on c4 (deep supervision).
 """
+
 from types import MappingProxyType
 from typing import Dict, Mapping, Optional
 
@@ -81,7 +82,9 @@ class ContextHead(nn.Module):
     def __init__(
         self,
         *,
-        in_feature: str, in_channels: int, num_classes: int,
+        in_feature: str,
+        in_channels: int,
+        num_classes: int,
         channels: int = 512,
         num_convs: int = 2,
         concat_input: bool = True,
@@ -105,17 +108,27 @@ class ContextHead(nn.Module):
         self.align_corners = align_corners
         self.convs = nn.ModuleList(
             Conv2d(
-                in_channels if i == 0 else channels, channels, kernel_size=3, padding=1,
-                bias=False, norm=get_norm(norm, channels), activation=F.relu,
-            )  # fmt: skip
+                in_channels if i == 0 else channels,
+                channels,
+                kernel_size=3,
+                padding=1,
+                bias=False,
+                norm=get_norm(norm, channels),
+                activation=F.relu,
+            )
             for i in range(num_convs)
         )
         self.context = create_context(context_spec(context, gc=dict(HEAD_GC, **(gc or {})), nl=nl), channels)
         self.conv_cat = (
             Conv2d(
-                in_channels + channels, channels, kernel_size=3, padding=1, bias=False,
-                norm=get_norm(norm, channels), activation=F.relu,
-            )  # fmt: skip
+                in_channels + channels,
+                channels,
+                kernel_size=3,
+                padding=1,
+                bias=False,
+                norm=get_norm(norm, channels),
+                activation=F.relu,
+            )
             if concat_input
             else None
         )

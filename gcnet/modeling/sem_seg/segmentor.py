@@ -1,6 +1,7 @@
 """The semantic segmentation model of Section 5.4: a dilated backbone, a context head on c5
 and an auxiliary head on c4, with whole-image or sliding-window inference and multi-scale +
 flip test-time augmentation."""
+
 import itertools
 from types import MappingProxyType
 from typing import Dict, List, Mapping, Optional, Sequence
@@ -24,7 +25,9 @@ INFERENCE_MODES = ("whole", "slide")
 OUTPUT_RESIZES = ("probabilities", "logits")
 # How ContextSegmentor predicts by default: the whole image at one scale, without flipping.
 INFERENCE = MappingProxyType(
-    dict(mode="whole", crop_size=(769, 769), stride=(513, 513), scales=(1.0,), flip=False, output_resize="probabilities")
+    dict(
+        mode="whole", crop_size=(769, 769), stride=(513, 513), scales=(1.0,), flip=False, output_resize="probabilities"
+    )
 )
 # The key of a model input that holds its image resized for each test scale
 # (``gcnet.data.SemSegDatasetMapper``'s ``test_ratios``).
@@ -189,10 +192,11 @@ class ContextSegmentor(nn.Module):
         """The (1, C, H, W) image at each of ``inference.scales``, resized in the model."""
         align_corners = self.sem_seg_head.align_corners
         return [
-            image[None] if scale == 1 else
-            F.interpolate(image[None], scale_factor=scale, mode="bilinear", align_corners=align_corners)
+            image[None]
+            if scale == 1
+            else F.interpolate(image[None], scale_factor=scale, mode="bilinear", align_corners=align_corners)
             for scale in self.scales
-        ]  # fmt: skip
+        ]
 
     def _slide(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of ``x`` from ``crop_size`` windows every ``stride`` pixels, averaged where

@@ -1,4 +1,5 @@
 """The average cosine distance of Section 3.2.2."""
+
 import torch
 
 __all__ = ["average_cosine_distance"]

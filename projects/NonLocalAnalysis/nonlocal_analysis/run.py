@@ -1,5 +1,6 @@
 """The analysis of Section 3 on a model's predictions over images: the statistics of Tables 1-4
 per non-local block, as a table and a JSON report, and Fig. 2's attention maps."""
+
 import json
 import logging
 import math
@@ -45,9 +46,13 @@ def query_points(count: int) -> List[Tuple[float, float]]:
 
 
 def analyze_images(
-    predictor, stats: NonLocalStatistics, paths: Sequence[str], output: Optional[str] = None, num_figures: int = 6,
+    predictor,
+    stats: NonLocalStatistics,
+    paths: Sequence[str],
+    output: Optional[str] = None,
+    num_figures: int = 6,
     num_query_points: int = 3,
-) -> None:  # fmt: skip
+) -> None:
     """Run ``predictor``'s model (a :class:`gcnet.engine.Predictor`'s) on each image with the
     hooks of ``stats`` on; for the first ``num_figures`` images, write the attention maps of
     ``num_query_points`` query positions of each block to ``output`` (``<image>_<block>.png``)

@@ -1,4 +1,5 @@
 """Hooks that measure a model's non-local blocks while it runs (Tables 1-4 of the paper)."""
+
 import math
 from collections import defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple

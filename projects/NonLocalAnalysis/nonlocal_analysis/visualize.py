@@ -1,4 +1,5 @@
 """Attention maps of a non-local block for several query positions (Fig. 2 of the paper)."""
+
 from typing import Sequence, Tuple
 
 import cv2
