@@ -31,6 +31,7 @@ from collections import abc
 from typing import Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .attention_pool import AffineSource, attention_pool, conv_attention_pool
@@ -128,9 +129,9 @@ class ContextBlock(nn.Module):
         self.pooling_type = pooling_type
         self.fusion_types: Tuple[str, ...] = tuple(fusion_types)
         self.transform = transform
-        # Whether a residual block may compute this block from the input of the 1x1 conv that
-        # makes x, at inference (see gcnet.modeling.backbone.blocks): this module is then not
-        # called. Hooks that read the block's input turn it off (ContextAttentionRecorder does).
+        # Whether inference may compute this block together with the 1x1 conv that makes x
+        # (forward_from_source): this module is then not called, and its hooks do not fire.
+        # Whatever reads the block's input turns it off (ContextAttentionRecorder does).
         self.fuse_into_producer = True
 
         self.conv_mask: Optional[nn.Conv2d] = (
@@ -236,6 +237,29 @@ class ContextBlock(nn.Module):
         check_feature_map(x, self.in_channels, "ContextBlock")
         inplace = inplace and not torch.jit.is_scripting() and not self._records_gradient(x)
         return self.fuse(x, self.spatial_pool(x, source), inplace)
+
+    def forward_from_source(self, source: AffineSource) -> Optional[torch.Tensor]:
+        """z of :meth:`forward` for the x that ``source`` describes (x = scale * P h + shift: a
+        1x1 conv with no norm after it, or a fixed one), computed from h at inference, where x
+        does not exist yet: the context from h (:meth:`pool_from_source`, a quarter of the
+        bytes in a bottleneck), then x = P h with the fusion of Eq. 4 in its weights and bias
+        for one image (x * m + t = (m * scale * P) h + (m * shift + t)), or written into x in
+        place for a batch. None where it does not apply: in training, where autograd records,
+        under TorchScript, and when ``fuse_into_producer`` is off; the caller then computes x
+        and calls :meth:`forward`."""
+        if not self.fuse_into_producer or self.training or torch.is_grad_enabled() or torch.jit.is_scripting():
+            return None
+        features, projection, scale, shift = source
+        context = self.pool_from_source(source)
+        projection = projection.reshape(projection.shape[0], -1)
+        if features.shape[0] > 1 or torch.jit.is_tracing() or torch.compiler.is_compiling():  # terms per image
+            x = F.conv2d(features, (projection * scale[:, None])[:, :, None, None], shift)
+            return self.fuse(x, context, inplace=True)
+        factor, term = self.fusion_terms(context)
+        weight, bias = projection * scale[:, None], shift
+        if factor is not None:
+            weight, bias = weight * factor.reshape(-1, 1), bias * factor.flatten()
+        return F.conv2d(features, weight[:, :, None, None], bias if term is None else bias + term.flatten())
 
     @torch.jit.unused
     def _records_gradient(self, x: torch.Tensor) -> bool:

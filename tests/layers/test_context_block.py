@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from gcnet.layers import ContextBlock
+from gcnet.layers import AffineSource, ContextBlock
 
 from ..helpers import randomize_
 
@@ -313,3 +313,33 @@ def test_bad_input_shape_raises_value_error(shape):
     block = ContextBlock(16, 1 / 4)
     with pytest.raises(ValueError, match=r"input x must have shape \(N, 16, H, W\), got \["):
         block(torch.randn(shape))
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("pooling,fusion", list(itertools.product(POOLINGS, FUSIONS)))
+def test_output_from_the_source_equals_eq5_on_x(pooling, fusion, batch):
+    """forward_from_source computes z from h, where x = scale * P h + shift (a 1x1 conv and a
+    fixed norm): Eq. 5 on x, in float64, to float32 rounding; for one image with the fusion in
+    the projection's weights, for a batch in place after it."""
+    block = acting_block(pooling, fusion).eval()
+    g = torch.Generator().manual_seed(1)
+    h, projection = torch.randn(batch, 4, 6, 5, generator=g), torch.randn(8, 4, generator=g)
+    scale, shift = torch.rand(8, generator=g) + 0.5, torch.randn(8, generator=g)
+    x = torch.einsum("ck,nkhw->nchw", projection, h) * scale[:, None, None] + shift[:, None, None]
+    with torch.no_grad():
+        z = block.forward_from_source(AffineSource(h, projection, scale, shift))
+    torch.testing.assert_close(z.double(), eq5_reference(block, x), rtol=1e-5, atol=1e-5)
+
+
+def test_output_from_the_source_is_for_inference_only():
+    """In training, where autograd records, and with fuse_into_producer off, the caller runs
+    the block on x (None)."""
+    block = acting_block("att", ("channel_add",)).eval()
+    source = AffineSource(torch.randn(1, 4, 3, 3), torch.randn(8, 4), torch.ones(8), torch.zeros(8))
+    assert block.forward_from_source(source) is None  # gradients recorded
+    with torch.no_grad():
+        assert block.train().forward_from_source(source) is None
+        block.eval().fuse_into_producer = False
+        assert block.forward_from_source(source) is None
+        block.fuse_into_producer = True
+        assert block.forward_from_source(source) is not None

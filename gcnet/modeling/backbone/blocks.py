@@ -24,7 +24,7 @@ conv keeps anyway, and a GC-ResNet trains in the memory of its baseline. At infe
 conv has no norm left after it (its BatchNorm folded, :func:`gcnet.modeling.fold_batch_norms`),
 the block is computed before the conv, from the conv's input (a quarter of the channels), and
 its fusion goes into the conv's weights and bias (one image) or follows it in place: the GC
-block then reads no full-width tensor at all (:meth:`GCBottleneckBlock.context_before_conv3`).
+block then reads no full-width tensor at all (:meth:`gcnet.layers.ContextBlock.forward_from_source`).
 """
 
 from typing import Optional
@@ -211,28 +211,14 @@ class GCBottleneckBlock(_ContextSlot, BottleneckBlock):
         return self.conv2(x, offset)
 
     def context_before_conv3(self, out: torch.Tensor) -> Optional[torch.Tensor]:
-        """conv3(out) with the "after1x1" GC block applied, computed at inference from ``out``
-        (the conv's input) alone where ``conv3`` is a plain 1x1 conv with no norm after it
-        (:meth:`ContextBlock.pool_from_source`): for one image, the fusion x * s + t goes into
-        the conv's weights and bias (W s, b s + t); else it follows the conv, in place. None
-        where this does not apply: in training or when gradients are recorded, with a norm
-        after the conv, or when the block's ``fuse_into_producer`` is off (a hook reads it)."""
-        block, conv = self.context_block, self.conv3
-        if not (isinstance(block, ContextBlock) and block.fuse_into_producer and self.context_position == "after1x1"):
+        """conv3(out) with the "after1x1" GC block, computed by the block from ``out``, the
+        conv's input (:meth:`ContextBlock.forward_from_source`), where ``conv3`` has no norm
+        after it (folded for inference); None where this does not apply."""
+        block = self.context_block
+        if not isinstance(block, ContextBlock) or self.context_position != "after1x1" or self.conv3.norm is not None:
             return None
-        if block.training or torch.is_grad_enabled() or conv.norm is not None or torch.jit.is_scripting():
-            return None
-        source = frozen_conv_source(conv, out)
-        if source is None:
-            return None
-        context = block.pool_from_source(source)
-        if out.shape[0] > 1 or torch.jit.is_tracing() or torch.compiler.is_compiling():  # terms per image
-            return block.fuse(conv(out), context, inplace=True)
-        scale, shift = block.fusion_terms(context)
-        weight, bias = conv.weight, source.shift
-        if scale is not None:
-            weight, bias = weight * scale.reshape(-1, 1, 1, 1), bias * scale.flatten()
-        return F.conv2d(out, weight, bias if shift is None else bias + shift.flatten())
+        source = frozen_conv_source(self.conv3, out)
+        return None if source is None else block.forward_from_source(source)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu_(self.conv1(x))
