@@ -47,8 +47,9 @@ setup(
     package_data={"gcnet.model_zoo": get_model_zoo_resources()},
     python_requires=">=3.10",
     install_requires=[
-        "torch>=2.0",
-        "torchvision>=0.15",
+        # torch.compiler.set_stance (the attention maps of compiled models) is in torch 2.6
+        "torch>=2.6",
+        "torchvision>=0.21",
         # The same ranges as detectron2's own requirements, so that both install side by side.
         "fvcore>=0.1.5,<0.1.6",
         "iopath>=0.1.7,<0.1.10",

@@ -46,9 +46,7 @@ MODEL_PAIRS = {
 }
 
 
-def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{blocks,models}")
+def add_blocks(commands) -> argparse.ArgumentParser:
     blocks = commands.add_parser("blocks", help="the GC block and its peers, at the c2-c5 shapes")
     blocks.add_argument(
         "--dtypes",
@@ -78,6 +76,10 @@ def get_parser() -> argparse.ArgumentParser:
         metavar="GB",
         help="skip the NL block where its N_p x N_p attention is larger (default: 4)",
     )
+    return blocks
+
+
+def add_models(commands) -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="GCNet models against their baselines")
     models.add_argument(
         "--pairs",
@@ -111,6 +113,10 @@ def get_parser() -> argparse.ArgumentParser:
         help="input size of the cityscapes pair (default: 769 769)",
     )
     models.add_argument("--channels-last", action="store_true", help="models in channels_last memory format")
+    return models
+
+
+def add_inference(commands) -> argparse.ArgumentParser:
     inference = commands.add_parser("inference", help="a whole detector before and after the fast path, exported")
     inference.add_argument("--image", required=True, metavar="FILE", help="the photo (resized as the test loader does)")
     inference.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="CPU thread counts (default: 1 2)")
@@ -129,10 +135,23 @@ def get_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="folder for the exported models, reused when there (default: output/inference_benchmark)",
     )
+    return inference
+
+
+def add_precision(commands) -> argparse.ArgumentParser:
     precision = commands.add_parser("precision", help="bfloat16 inference against float32, on photos")
     precision.add_argument("--image", nargs="+", required=True, metavar="FILE", help="photos")
     precision.add_argument("--config-file", default=MODEL_PAIRS["mask_rcnn"][1], metavar="FILE")
     precision.add_argument("--opts", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
+    return precision
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{blocks,models,inference,precision}")
+    blocks, models, inference, precision = (
+        add(commands) for add in (add_blocks, add_models, add_inference, add_precision)
+    )
     for sub in (blocks, models, inference, precision):
         sub.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
         if sub is not inference:

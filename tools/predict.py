@@ -88,14 +88,18 @@ from gcnet.engine.run_setup import setup_console
 TOOL = "predict"
 
 
+def prediction_config(args):
+    """The config of the model, with the inference flags in its train.inference."""
+    cfg = model_config(args.model, args.config_file, args.opts)
+    cfg.train.inference = InferenceOptions.from_config(cfg, **inference_overrides(args)).to_dict()
+    return cfg
+
+
 def main(args, plan, images_file):
     setup_console()
-    command = shlex.join(["python", *sys.argv])
+    options = PredictionOptions(args.output, args.device, args.num_workers, shlex.join(["python", *sys.argv]))
     with exit_on_bad_input(TOOL):  # a checkpoint that does not fit, a folder the machines do not see
-        cfg = model_config(args.model, args.config_file, args.opts)
-        inference = InferenceOptions.from_config(cfg, **inference_overrides(args))
-        options = PredictionOptions(args.output, args.device, args.num_workers, command, inference)
-        run = PredictionRun(cfg, plan, images_file, options)
+        run = PredictionRun(prediction_config(args), plan, images_file, options)
         run.start()
     with exit_on_stop(TOOL, "prediction", state=shard_state(args.output, plan)):
         run.predict()
@@ -111,10 +115,8 @@ if __name__ == "__main__":
         tempfile.TemporaryDirectory(prefix="gcnet-predict-") as tmp,
     ):
         images_file = f"{tmp}/images.jsonl"
-        cfg = model_config(ARGS.model, ARGS.config_file, ARGS.opts)
-        InferenceOptions.from_config(cfg, **inference_overrides(ARGS))  # checked before the images are listed
         plan, complete = plan_run(
-            cfg,
+            prediction_config(ARGS),
             ARGS.input,
             ARGS.output,
             images_file,

@@ -28,7 +28,7 @@ train.seed = -1
 # channels_last memory format (faster convolutions on tensor-core GPUs, with train.amp).
 train.cudnn_benchmark = False
 train.channels_last = False
-# Inference (the predictor, demos, export, --eval-only; README "Performance"): fold each fixed
-# BatchNorm into its conv; channels_last and torch.compile True, False or "auto" (measured once on
-# the device); bfloat16 autocast (opt-in).
+# Inference (README "Performance"): fold each fixed BatchNorm into its conv (the predictor, demos,
+# predict.py, export and --eval-only); for the predictor, channels_last and torch.compile True,
+# False or "auto" (measured once on the device), and bfloat16 autocast (opt-in).
 train.inference = InferenceOptions().to_dict()

@@ -47,6 +47,7 @@ from gcnet.export import (
 __all__ = [
     "BFLOAT16",
     "WAYS",
+    "check_ways",
     "build_ways",
     "time_ways",
     "inference_rows",
@@ -105,12 +106,17 @@ def _onnx_defaults(path: str) -> Runner:
     return lambda x: session.run(None, {"image": x.numpy()})
 
 
-def build_ways(model: nn.Module, image: torch.Tensor, ways: Sequence[str], folder: str) -> Dict[str, Runner]:
-    """A runner (image -> the exported outputs) for each of ``ways`` (:data:`WAYS`) of running
-    ``model`` (in eval mode); exports are written under ``folder`` ("before" and "after")."""
+def check_ways(ways: Sequence[str]) -> None:
+    """Raise a ValueError naming the ways that are not in :data:`WAYS`."""
     unknown = [w for w in ways if w not in WAYS]
     if unknown:
         raise ValueError(f"Unknown ways {unknown}; choose from {', '.join(WAYS)}")
+
+
+def build_ways(model: nn.Module, image: torch.Tensor, ways: Sequence[str], folder: str) -> Dict[str, Runner]:
+    """A runner (image -> the exported outputs) for each of ``ways`` (:data:`WAYS`) of running
+    ``model`` (in eval mode); exports are written under ``folder`` ("before" and "after")."""
+    check_ways(ways)
     runners: Dict[str, Runner] = {}
     needs_before = any(w in ways for w in ("before: ONNX", "before: TorchScript"))
     before = _exports(model, image, os.path.join(folder, "before")) if needs_before else {}
@@ -183,6 +189,7 @@ def inference_rows(
     of threads, a row per way (:func:`build_ways`, :func:`time_ways`) on the photo ``image``:
     seconds per image, wall clock and CPU time, and how its detections compare with those of
     "before: eager" (:class:`gcnet.export.DetectionTolerance`)."""
+    check_ways(ways)
     rows = []
     for name, (config, weights_from) in models.items():
         model = build_model(config, weights_from)

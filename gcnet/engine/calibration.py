@@ -16,14 +16,14 @@ import json
 import logging
 import os
 import platform
+import tempfile
 import time
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from gcnet.utils.download_cache import cache_root
-from gcnet.utils.file_io import atomic_write
 
 __all__ = ["CALIBRATION_ENV", "calibration_file", "device_key", "model_key", "measure", "choose"]
 
@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 # Where the choices are kept (default: calibration.json in gcnet's cache folder).
 CALIBRATION_ENV = "GCNET_CALIBRATION_FILE"
+# Timed rounds per candidate, and how much faster than the default another must be to be chosen.
+ROUNDS, MARGIN = 3, 0.05
 
 
 def calibration_file() -> str:
@@ -69,7 +71,9 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(candidates: Dict[str, Callable[[], object]], device: torch.device, rounds: int = 3) -> Dict[str, float]:
+def measure(
+    candidates: Dict[str, Callable[[], object]], device: torch.device, rounds: int = ROUNDS
+) -> Dict[str, float]:
     """The fastest of ``rounds`` interleaved runs of each candidate (a function that runs the
     model one way), in seconds, after one warm-up run each."""
     for run in candidates.values():
@@ -90,39 +94,49 @@ def _load(path: str) -> dict:
         with open(path) as f:
             choices = json.load(f)
         return choices if isinstance(choices, dict) else {}
-    except (OSError, ValueError):  # none yet, or unreadable: measure again
+    except (OSError, ValueError, RecursionError):  # none yet, or unreadable: measure again
         return {}
 
 
 def _save(path: str, key: str, entry: dict) -> None:
+    """Add ``entry`` under ``key`` to the file: written under a name of its own and renamed over
+    it, so that a reader never sees half a file (two processes saving at once may keep one of
+    their entries; the other measures again next time)."""
     choices = _load(path)
     choices[key] = entry
+    folder = os.path.dirname(os.path.abspath(path))
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        atomic_write(path, lambda f: f.write(json.dumps(choices, indent=1, sort_keys=True).encode()))
+        os.makedirs(folder, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=".calibration-", suffix=".partial", dir=folder)
+        with os.fdopen(handle, "w") as f:
+            json.dump(choices, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
     except OSError as e:  # a read-only cache: the choice holds for this run only
         logger.warning(f"Could not keep the calibration in {path}: {e}")
 
 
 def choose(
     key: str,
-    candidates: Dict[str, Callable[[], object]],
+    names: Sequence[str],
+    make_candidates: Callable[[], Dict[str, Callable[[], object]]],
     default: str,
     device: torch.device,
-    rounds: int = 3,
-    margin: float = 0.05,
+    rounds: int = ROUNDS,
+    margin: float = MARGIN,
 ) -> Tuple[str, Optional[Dict[str, float]]]:
-    """The fastest of ``candidates`` (name -> a function that runs the model that way) on
-    ``device``: the choice kept under ``key`` when there is one (then no seconds), else measured
-    (:func:`measure`) and kept. Returns the chosen name and the measured seconds."""
+    """The fastest of the ways ``names`` of running a model on ``device``: the choice kept
+    under ``key`` when there is one (then no seconds), else measured on the candidates that
+    ``make_candidates()`` builds (name -> a function that runs the model that way;
+    :func:`measure`) and kept. Returns the chosen name and the measured seconds."""
     path = calibration_file()
     entry = _load(path).get(key)
-    if isinstance(entry, dict) and entry.get("choice") in candidates:
+    if isinstance(entry, dict) and isinstance(entry.get("choice"), str) and entry["choice"] in names:
         return entry["choice"], None
-    seconds = measure(candidates, device, rounds)
+    logger.info(f"Measuring {', '.join(names)} on {key.split('|')[0]}, once (kept in {path})")
+    seconds = measure(make_candidates(), device, rounds)
     fastest = min(seconds, key=seconds.get)
     choice = fastest if seconds[fastest] < (1 - margin) * seconds[default] else default
     _save(path, key, {"choice": choice, "seconds": seconds})
     timings = ", ".join(f"{name} {s:.3f} s" for name, s in seconds.items())
-    logger.info(f"Measured on {key.split('|')[0]}: {timings}; chose {choice}")
+    logger.info(f"Measured: {timings}; chose {choice}")
     return choice, seconds

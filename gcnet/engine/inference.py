@@ -1,8 +1,8 @@
-"""The inference fast path of the predictor, the demos, the exporter and ``--eval-only``
+"""The inference fast path of the predictor (and so of the demos and ``tools/predict.py``)
 (README "Performance"):
 
 * each fixed BatchNorm folded into the convolution before it (:func:`gcnet.modeling.fold_batch_norms`):
-  exact, on by default;
+  exact, on by default; also for exports and ``--eval-only``, which take nothing else of it;
 * the ``channels_last`` memory format and ``torch.compile``: on, off, or "auto", chosen by
   measurement on the device the model runs on (:mod:`.calibration`), except that "auto" never
   compiles on a CPU: there compiled inference was no faster than eager PyTorch at COCO sizes and
@@ -16,10 +16,11 @@ The options are the keys of ``train.inference`` in the configs (:class:`Inferenc
 import contextlib
 import copy
 import dataclasses
+import functools
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Dict, List, Optional, Union
+from typing import Callable, ContextManager, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -66,8 +67,11 @@ class InferenceOptions:
     def from_config(cls, cfg, **overrides) -> "InferenceOptions":
         """``cfg.train.inference`` (a missing key takes its default), with the ``overrides``
         that are not None (the flags of a tool)."""
-        given = dict(cfg.train.get("inference", None) or {})
         names = [f.name for f in dataclasses.fields(cls)]
+        given = cfg.train.get("inference", None) or {}
+        if not isinstance(given, Mapping):
+            raise ValueError(f"train.inference must be a dict with the keys {', '.join(names)}, got {given!r}")
+        given = dict(given)
         unknown = sorted(set(given) - set(names))
         if unknown:
             raise ValueError(f"train.inference has no key {unknown[0]!r}; its keys are {', '.join(names)}")
@@ -76,6 +80,14 @@ class InferenceOptions:
 
     def to_dict(self) -> Dict[str, Switch]:
         return dataclasses.asdict(self)
+
+    def check_device(self, device: torch.device) -> None:
+        """Raise a ValueError for bfloat16 on a GPU without it (before a model is built)."""
+        device = torch.device(device)
+        if self.bfloat16 and device.type == "cuda" and not native_bfloat16(device):
+            raise ValueError(
+                f"train.inference.bfloat16: {torch.cuda.get_device_name(device)} does not support bfloat16"
+            )
 
 
 @dataclass
@@ -147,30 +159,49 @@ def _set_layout(model: nn.Module, channels_last: bool) -> None:
     model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
-def _candidates(
-    model: nn.Module, options: InferenceOptions, setup: InferenceSetup, run: Callable
-) -> Dict[str, Callable]:
-    """name -> a function that runs the model that way, for each combination "auto" leaves open
-    ("auto" compiles only on GPUs)."""
+def _candidate_ways(options: InferenceOptions, device: torch.device) -> List[Tuple[bool, bool]]:
+    """The (channels_last, compiled) combinations that "auto" leaves open, the default first
+    (contiguous, eager, unless forced); "auto" compiles only on GPUs."""
     layouts = [options.channels_last] if options.channels_last != AUTO else [False, True]
-    compiled = [options.compile] if options.compile != AUTO else [False, setup.device.type != "cpu"]
-    compiled = list(dict.fromkeys(compiled))
+    compiled = [options.compile] if options.compile != AUTO else [False, device.type != "cpu"]
+    return [(bool(layout), bool(c)) for layout in layouts for c in dict.fromkeys(compiled)]
+
+
+def _way_name(way: Tuple[bool, bool]) -> str:
+    return ("channels_last" if way[0] else "contiguous") + ("+compiled" if way[1] else "")
+
+
+def _candidates(model: nn.Module, ways: List[Tuple[bool, bool]], setup: InferenceSetup, run: Callable) -> dict:
+    """name -> a function that runs the model each way (a compiled copy for the compiled ways)."""
     copies = {False: model}
-    if True in compiled:
+    if any(compiled for _, compiled in ways):
         copies[True] = copy.deepcopy(model)
         _compile(copies[True], setup.device)
-    candidates = {}
-    for layout in layouts:
-        for compile_it in compiled:
-            name = ("channels_last" if layout else "contiguous") + ("+compiled" if compile_it else "")
 
-            def candidate(target=copies[compile_it], layout=layout):
-                _set_layout(target, layout)
-                with torch.no_grad(), setup.autocast():
-                    return run(target)
+    def candidate(layout: bool, compiled: bool):
+        target = copies[compiled]
+        _set_layout(target, layout)
+        with torch.no_grad(), setup.autocast():
+            return run(target)
 
-            candidates[name] = candidate
-    return candidates
+    return {_way_name(way): functools.partial(candidate, *way) for way in ways}
+
+
+def _choose_way(model: nn.Module, options: InferenceOptions, setup: InferenceSetup, run: Optional[Callable]):
+    """The (channels_last, compiled) of ``options``, "auto" resolved by the choice kept for this
+    device and model, else measured (:func:`~.calibration.choose`)."""
+    ways = _candidate_ways(options, setup.device)
+    if len(ways) == 1:
+        return ways[0]
+    if run is None:
+        raise ValueError("prepare_for_inference: 'auto' measures the model, give run(model)")
+    dtype = "bfloat16" if options.bfloat16 else "float32"
+    names = [_way_name(way) for way in ways]
+    parts = [device_key(setup.device), f"torch {torch.__version__}", dtype, model_key(model), "/".join(names)]
+    choice, setup.measured = choose(
+        "|".join(parts), names, lambda: _candidates(model, ways, setup, run), names[0], setup.device
+    )
+    return ways[names.index(choice)]
 
 
 def prepare_for_inference(
@@ -187,28 +218,14 @@ def prepare_for_inference(
     """
     device = torch.device(device)
     setup = InferenceSetup(device=device, bfloat16=options.bfloat16)
+    options.check_device(device)
     if options.bfloat16 and not native_bfloat16(device):
-        if device.type == "cuda":
-            name = torch.cuda.get_device_name(device)
-            raise ValueError(f"train.inference.bfloat16: {name} does not support bfloat16")
         warnings.warn(
-            "bfloat16 inference on a CPU without AVX512-BF16 or AMX is emulated, and slower than float32", stacklevel=2
+            "bfloat16 inference on a CPU without AVX512-BF16 or AMX is emulated, slower than float32", stacklevel=2
         )
     if options.fold_norm:
         setup.folded_norms = fold_batch_norms(model)
-    if AUTO in (options.channels_last, options.compile):
-        if run is None:
-            raise ValueError("prepare_for_inference: 'auto' measures the model, give run(model)")
-        candidates = _candidates(model, options, setup, run)
-        choice = next(iter(candidates))  # the default: contiguous, eager, unless forced
-        if len(candidates) > 1:
-            dtype = "bfloat16" if options.bfloat16 else "float32"
-            parts = [device_key(device), f"torch {torch.__version__}", dtype, model_key(model), "/".join(candidates)]
-            key = "|".join(parts)
-            choice, setup.measured = choose(key, candidates, default=choice, device=device)
-        setup.channels_last, setup.compiled = choice.startswith("channels_last"), choice.endswith("+compiled")
-    else:
-        setup.channels_last, setup.compiled = bool(options.channels_last), bool(options.compile)
+    setup.channels_last, setup.compiled = _choose_way(model, options, setup, run)
     _set_layout(model, setup.channels_last)
     if setup.compiled:
         _compile(model, device)

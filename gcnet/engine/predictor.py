@@ -101,6 +101,7 @@ class Predictor:
         self.metadata = MetadataCatalog.get(names if isinstance(names, str) else names[0])
 
         self.device = torch.device(device or self.cfg.train.get("device") or default_device())
+        self.inference.check_device(self.device)
         self.model = instantiate(self.cfg.model).to(self.device).eval()
         if self.cfg.train.init_checkpoint:
             way_out = "give the weights of a model trained with this config (train.init_checkpoint=...)"
@@ -137,6 +138,7 @@ class Predictor:
         in float32, also under bfloat16 autocast."""
         return self.predict_batch([inputs])[0]
 
+    @torch.no_grad()
     def predict_batch(self, inputs: List[Dict]) -> List[Dict]:
         """:meth:`predict` for a batch of preprocessed inputs (padded to the largest one, as a
         test loader's batch is)."""

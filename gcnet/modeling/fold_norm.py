@@ -31,7 +31,9 @@ FROZEN_NORMS = (FrozenBatchNorm2d, TorchvisionFrozenBatchNorm2d)
 # Fixed in eval mode (exact types).
 EVAL_BATCH_NORMS = BATCH_NORMS + (NaiveSyncBatchNorm, SyncBatchNorm)
 
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, DeformConv2d)
+# Convolutions whose output is linear in their weight, by exact type: a subclass may transform
+# its weight first (timm's StdConv2d standardises it).
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, Conv2d, DeformConv2d)
 
 
 def _fold(conv: nn.Module, norm: nn.Module) -> bool:
@@ -43,7 +45,7 @@ def _sequential_pairs(sequential: nn.Sequential) -> Iterator[Tuple[str, nn.Modul
     children = list(sequential.named_children())
     for (_, conv), (name, norm) in zip(children, children[1:]):
         plain = getattr(conv, "norm", None) is None and getattr(conv, "activation", None) is None
-        if isinstance(conv, _CONVS) and plain:
+        if type(conv) in _CONVS and plain:
             yield name, conv, norm
 
 

@@ -148,7 +148,7 @@ def default_argument_parser(epilog: str = "") -> argparse.ArgumentParser:
 def add_inference_arguments(parser: argparse.ArgumentParser, runtime: bool = True) -> None:
     """The flags of the inference fast path, each a key of the config's ``train.inference``
     (``gcnet.engine.InferenceOptions``), which holds when a flag is not given: ``--fold-norm``,
-    and with ``runtime`` (not for an export) ``--channels-last``, ``--compile`` and ``--bf16``."""
+    and with ``runtime`` (not for an export) ``--channels-last``, ``--compile`` and ``--bfloat16``."""
     group = parser.add_argument_group("inference", "the fast path; a flag not given takes the config's train.inference")
     group.add_argument(
         "--fold-norm",
@@ -172,7 +172,7 @@ def add_inference_arguments(parser: argparse.ArgumentParser, runtime: bool = Tru
         help="torch.compile the backbone and heads (by default auto: measured on GPUs, off on CPUs)",
     )
     group.add_argument(
-        "--bf16",
+        "--bfloat16",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="bfloat16 autocast (opt-in: GPUs with bf16, CPUs with AVX512-BF16 or AMX; results change slightly)",
@@ -186,5 +186,5 @@ def inference_overrides(args: argparse.Namespace) -> dict:
         "fold_norm": args.fold_norm,
         "channels_last": INFERENCE_SWITCHES.get(getattr(args, "channels_last", None)),
         "compile": INFERENCE_SWITCHES.get(getattr(args, "compile", None)),
-        "bfloat16": getattr(args, "bf16", None),
+        "bfloat16": getattr(args, "bfloat16", None),
     }

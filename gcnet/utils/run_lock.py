@@ -32,7 +32,7 @@ def _open_locked(path: str) -> IO:
             f.close()
             raise FolderInUseError(
                 f"{os.path.dirname(path)} is in use by another run ({holder}); wait for it to end, or choose "
-                f"another folder"
+                "another folder"
             ) from None
         try:
             same = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino

@@ -51,7 +51,7 @@ def test_options_come_from_the_config_and_the_flags():
     assert overridden == InferenceOptions(False, False, "auto", False)
     parser = argparse.ArgumentParser()
     add_inference_arguments(parser)
-    args = parser.parse_args(["--no-fold-norm", "--channels-last", "on", "--compile", "off", "--bf16"])
+    args = parser.parse_args(["--no-fold-norm", "--channels-last", "on", "--compile", "off", "--bfloat16"])
     assert inference_overrides(args) == dict(fold_norm=False, channels_last=True, compile=False, bfloat16=True)
     none_given = dict(fold_norm=None, channels_last=None, compile=None, bfloat16=None)
     assert inference_overrides(parser.parse_args([])) == none_given
@@ -68,6 +68,9 @@ def test_bad_options_are_named():
         InferenceOptions.from_config(cfg)
     with pytest.raises(ValueError, match=r"^train.inference.bfloat16 must be true or false, got 'auto'$"):
         InferenceOptions(bfloat16="auto")
+    cfg.train.inference = True
+    with pytest.raises(ValueError, match=r"^train.inference must be a dict with the keys fold_norm, .*, got True$"):
+        InferenceOptions.from_config(cfg)
 
 
 def test_folded_predictions_equal_unfolded_ones_on_the_photos(trained_config, photos):
@@ -125,11 +128,21 @@ def test_auto_measures_once_and_keeps_the_choice(trained_config, tmp_path, monke
 def test_a_choice_within_the_margin_keeps_the_default(tmp_path, monkeypatch):
     monkeypatch.setenv(calibration.CALIBRATION_ENV, str(tmp_path / "choices.json"))
     monkeypatch.setattr(calibration, "measure", lambda candidates, device, rounds=3: {"a": 1.0, "b": 0.96})
-    assert calibration.choose("k", {"a": None, "b": None}, "a", torch.device("cpu")) == ("a", {"a": 1.0, "b": 0.96})
-    (tmp_path / "choices.json").write_text("not json")  # unreadable: measured again, and rewritten
+    built = []
+
+    def make():
+        built.append(1)
+        return {"a": None, "b": None}
+
+    assert calibration.choose("k", ["a", "b"], make, "a", torch.device("cpu")) == ("a", {"a": 1.0, "b": 0.96})
+    assert calibration.choose("k", ["a", "b"], make, "a", torch.device("cpu")) == ("a", None)
+    assert len(built) == 1  # a kept choice builds no candidate
     monkeypatch.setattr(calibration, "measure", lambda candidates, device, rounds=3: {"a": 1.0, "b": 0.5})
-    assert calibration.choose("k", {"a": None, "b": None}, "a", torch.device("cpu"))[0] == "b"
-    assert json.loads((tmp_path / "choices.json").read_text())["k"]["choice"] == "b"
+    for unreadable in ("not json", '{"k": {"choice": []}}', '{"k": {"choice": "c"}}', "[" * 100000):
+        (tmp_path / "choices.json").write_text(unreadable)  # measured again, and rewritten
+        assert calibration.choose("k", ["a", "b"], make, "a", torch.device("cpu"))[0] == "b"
+        assert json.loads((tmp_path / "choices.json").read_text())["k"]["choice"] == "b"
+    assert [p.name for p in tmp_path.iterdir()] == ["choices.json"]
 
 
 def test_measure_times_every_candidate_interleaved():

@@ -32,7 +32,6 @@ from gcnet.engine.prediction import (
     ImageFileDataset,
     PredictionFolder,
     PredictionPlan,
-    build_prediction_model,
     dataset_category_ids,
     label_map,
     plan_run,
@@ -184,7 +183,7 @@ def test_weights_that_are_not_the_models_are_refused(tmp_path):
     with pytest.raises(
         CheckpointMismatchError, match=r"mask_head.* is missing.*give the weights of a model trained with this config"
     ):
-        build_prediction_model(cfg, device="cpu")
+        Predictor(cfg, device="cpu")
 
 
 def test_category_ids_of_the_models_dataset(tmp_path):

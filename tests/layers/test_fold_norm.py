@@ -97,8 +97,16 @@ def test_frozen_types_are_folded_in_every_mode():
 
 
 def test_sync_batchnorm_in_eval_is_folded():
+    """SyncBatchNorm outside training is the BatchNorm of its running statistics."""
     norm = random_statistics_(nn.SyncBatchNorm(4)).eval()
-    assert fixed_norm_affine(norm) is not None
+    scale, shift = fixed_norm_affine(norm)
+    y = torch.randn(2, 4, 3, 3, dtype=torch.float64)
+    with torch.no_grad():
+        expected = nn.functional.batch_norm(
+            y, *(t.double() for t in (norm.running_mean, norm.running_var, norm.weight, norm.bias)), eps=norm.eps
+        )
+    torch.testing.assert_close(y * scale[:, None, None] + shift[:, None, None], expected)
+    assert fixed_norm_affine(norm.train()) is None
 
 
 def test_fold_keeps_requires_grad_and_rejects_wrong_channel_counts():

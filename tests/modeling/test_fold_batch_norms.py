@@ -141,3 +141,20 @@ def test_training_models_and_training_norms_are_not_folded():
     model = nn.Sequential(conv).eval()
     conv.norm.train()  # a norm that still trains inside an eval model keeps its batch statistics
     assert fold_batch_norms(model) == 0 and isinstance(conv.norm, SyncBatchNorm)
+
+
+def test_a_conv_that_transforms_its_weight_is_not_folded_into():
+    """A conv subclass may change its weight before convolving (timm's StdConv2d standardises
+    it): folding a norm into that weight would change what it computes."""
+
+    class StandardizedConv2d(nn.Conv2d):
+        def forward(self, x):
+            weight = (self.weight - self.weight.mean(dim=(1, 2, 3), keepdim=True)) / 2
+            return nn.functional.conv2d(x, weight, self.bias)
+
+    model = randomize_norms_(nn.Sequential(StandardizedConv2d(3, 4, 1), nn.BatchNorm2d(4))).eval()
+    x = torch.randn(1, 3, 5, 5)
+    with torch.no_grad():
+        expected = model(x)
+        assert fold_batch_norms(model) == 0
+        assert torch.equal(model(x), expected)

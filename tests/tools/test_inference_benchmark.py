@@ -21,15 +21,15 @@ def test_every_way_gives_the_detections_of_the_model_before(shared_data, tmp_pat
     ways = ["before: eager", "eager", "eager, channels_last", "eager, bfloat16"]  # exports: tests/tools/test_export*.py
     rows = bench.inference_rows({"tiny": (TINY_CONFIG, "")}, photo, [1], 1, ways, str(tmp_path))
     assert [(r["model"], r["threads"], r["way"]) for r in rows] == [("tiny", 1, w) for w in ways]
-    assert all(r["size"] == [160, 240] and 0 < r["wall"] < 60 and r["cpu"] > 0 for r in rows)
-    assert [r["matches"] for r in rows] == [True] * 3 + [False]  # bfloat16 differs beyond the export tolerance
+    assert all(r["size"] == [160, 240] and r["wall"] > 0 and r["cpu"] > 0 for r in rows)
+    assert [r["matches"] for r in rows[:3]] == [True] * 3  # bfloat16 is compared, not held to the export's tolerance
     assert all(r["relative_box"] <= 1e-5 for r in rows[:3]) and rows[0]["relative_box"] == 0
     assert not (tmp_path / "tiny").exists()  # nothing exported unless an export is timed
     table = bench.inference_table(rows).splitlines()
     assert table[0] == "| threads | way | tiny wall (CPU) s | x before: eager | tiny / tiny | detections |"
     assert table[2].startswith("| 1 | before: eager | ") and table[2].endswith(" | 1.00 | 1.000 | match |")
     with pytest.raises(ValueError, match=r"^Unknown ways \['eager, fp16'\]; choose from before: eager, "):
-        bench.build_ways(None, None, ["eager, fp16"], str(tmp_path))
+        bench.inference_rows({"missing": ("no/such/config.py", "")}, photo, [1], 1, ["eager, fp16"], str(tmp_path))
 
 
 def test_precision_rows_pair_bfloat16_with_float32(shared_data, tmp_path):

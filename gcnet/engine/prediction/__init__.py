@@ -9,9 +9,7 @@ from .plan import PredictionPlan, config_digest, read_image_list, write_image_li
 from .run import (
     PredictionOptions,
     PredictionRun,
-    build_prediction_model,
     plan_run,
-    predict_batch,
     shard_state,
 )
 
@@ -23,14 +21,12 @@ __all__ = [
     "ImageFileDataset",
     "RESULT_FILES",
     "build_image_loader",
-    "build_prediction_model",
     "config_digest",
     "dataset_category_ids",
     "shard_state",
     "instance_results",
     "label_map",
     "plan_run",
-    "predict_batch",
     "read_image_list",
     "shard_batches",
     "write_image_list",

@@ -115,13 +115,15 @@ def _file_digest(path: str) -> Optional[str]:
 def config_digest(cfg) -> str:
     """The sha256 of what decides a config's predictions: the model, the test-time input
     (``dataloader.test.mapper``), the test dataset (its classes and category ids), and the
-    weights (``train.init_checkpoint``: the bytes of a local file, else its name)."""
+    weights (``train.init_checkpoint``: the bytes of a local file, else its name), and whether
+    it runs in bfloat16 (``train.inference.bfloat16``; the other inference options are exact)."""
     decisive: List = [
         OmegaConf.to_container(cfg.model, resolve=True),
         OmegaConf.to_container(cfg.dataloader.test.mapper, resolve=True),
         OmegaConf.to_container(cfg.dataloader.test.dataset, resolve=True).get("names"),
         cfg.train.init_checkpoint,
         _file_digest(cfg.train.init_checkpoint),
+        bool((cfg.train.get("inference", None) or {}).get("bfloat16", False)),
     ]
     text = json.dumps(decisive, sort_keys=True, default=_name)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -20,7 +20,7 @@ from detectron2.utils import comm
 
 from gcnet.data.image_sources import collect_images
 
-from ..inference import InferenceOptions
+from ..config import default_device
 from ..interruption import check_interrupted
 from ..predictor import Predictor
 from .folder import INDEX, RESULTS, UNREADABLE, PredictionFolder
@@ -31,8 +31,6 @@ from .plan import DEFAULT_SHARD_SIZE, PredictionPlan, config_digest, read_image_
 __all__ = [
     "plan_run",
     "PredictionOptions",
-    "build_prediction_model",
-    "predict_batch",
     "PredictionRun",
     "shard_state",
 ]
@@ -47,29 +45,13 @@ LOG_PROGRESS_INTERVAL = 60.0
 class PredictionOptions:
     """How a run predicts: into ``output``, on ``device`` (default: the config's
     ``train.device``), with ``num_workers`` decoding processes per process (default: the
-    config's ``dataloader.test.num_workers``), ``command``, the command line that started it
-    (kept in ``run.json``), and ``inference``, the fast path (default: the config's
-    ``train.inference``)."""
+    config's ``dataloader.test.num_workers``), and ``command``, the command line that started
+    it (kept in ``run.json``). The inference fast path is the config's ``train.inference``."""
 
     output: str
     device: Optional[str] = None
     num_workers: Optional[int] = None
     command: str = ""
-    inference: Optional[InferenceOptions] = None
-
-
-def build_prediction_model(
-    cfg, device: Optional[str] = None, score_threshold: float = 0.0, inference: Optional[InferenceOptions] = None
-) -> Predictor:
-    """A :class:`~gcnet.engine.Predictor` of ``cfg`` whose checkpoint (``train.init_checkpoint``)
-    must fill the whole model: predictions of a model that is partly random are refused."""
-    return Predictor(cfg, device=device, score_threshold=score_threshold, inference=inference)
-
-
-@torch.no_grad()
-def predict_batch(predictor: Predictor, inputs: List[Dict]) -> List[Dict]:
-    """:meth:`Predictor.predict_batch`, without gradients."""
-    return predictor.predict_batch(inputs)
 
 
 def _share_cpu_threads(device: torch.device) -> None:
@@ -171,7 +153,7 @@ def _predict_shards(
         for (shard, _), batch in zip(batches, loader):
             check_interrupted()
             readable = [x for x in batch if "error" not in x]
-            writer.add(shard, batch, predict_batch(predictor, readable) if readable else [])
+            writer.add(shard, batch, predictor.predict_batch(readable) if readable else [])
             progress.update(len(batch))
     writer.flush()
 
@@ -233,8 +215,15 @@ class PredictionRun:
 
     def __init__(self, cfg, plan: PredictionPlan, images_file: str, options: PredictionOptions):
         self.cfg, self.plan, self.images_file, self.options = cfg, plan, images_file, options
-        self.predictor = build_prediction_model(cfg, options.device, plan.confidence_threshold, options.inference)
-        _share_cpu_threads(self.predictor.device)
+        device = torch.device(options.device or cfg.train.get("device") or default_device())
+        _share_cpu_threads(device)
+        # The first process of each machine measures the "auto" inference options; the others
+        # then take its choice (gcnet.engine.calibration) instead of measuring beside it.
+        if comm.get_local_rank() != 0:
+            comm.synchronize()
+        self.predictor = Predictor(cfg, str(device), plan.confidence_threshold)
+        if comm.get_local_rank() == 0:
+            comm.synchronize()
         self.task = "instances" if isinstance(self.predictor.model, GeneralizedRCNN) else "sem_seg"
         self.category_ids = dataset_category_ids(self.predictor.metadata) if self.task == "instances" else []
         self.folder = PredictionFolder(options.output)

@@ -106,32 +106,14 @@ class ContextHead(nn.Module):
         self.loss_weight = loss_weight
         self.loss_name = loss_name
         self.align_corners = align_corners
-        self.convs = nn.ModuleList(
-            Conv2d(
-                in_channels if i == 0 else channels,
-                channels,
-                kernel_size=3,
-                padding=1,
-                bias=False,
-                norm=get_norm(norm, channels),
-                activation=F.relu,
-            )
-            for i in range(num_convs)
-        )
+
+        def conv3x3(conv_in: int) -> Conv2d:  # conv + norm + ReLU, as mmseg's ConvModule
+            norm_layer = get_norm(norm, channels)
+            return Conv2d(conv_in, channels, 3, padding=1, bias=False, norm=norm_layer, activation=F.relu)
+
+        self.convs = nn.ModuleList(conv3x3(in_channels if i == 0 else channels) for i in range(num_convs))
         self.context = create_context(context_spec(context, gc=dict(HEAD_GC, **(gc or {})), nl=nl), channels)
-        self.conv_cat = (
-            Conv2d(
-                in_channels + channels,
-                channels,
-                kernel_size=3,
-                padding=1,
-                bias=False,
-                norm=get_norm(norm, channels),
-                activation=F.relu,
-            )
-            if concat_input
-            else None
-        )
+        self.conv_cat = conv3x3(in_channels + channels) if concat_input else None
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.predictor = nn.Conv2d(channels, num_classes, kernel_size=1)
         for conv in [*self.convs, *([self.conv_cat] if self.conv_cat is not None else [])]:
