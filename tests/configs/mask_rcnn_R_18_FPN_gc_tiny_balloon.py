@@ -5,6 +5,7 @@ from detectron2.layers import ShapeSpec
 
 from ...configs.quick_schedules.mask_rcnn_R_50_FPN_gc_r16_balloon import (
     dataloader,
+    lr_multiplier,
     model,
     optimizer,
     train,

@@ -2,7 +2,7 @@
 evaluation (COCO AP on balloon_val), for the tests of runs that evaluate."""
 
 from ...configs.common.data.coco import dataloader as coco
-from .mask_rcnn_R_18_FPN_gc_tiny_balloon import dataloader, model, train
+from .mask_rcnn_R_18_FPN_gc_tiny_balloon import dataloader, lr_multiplier, model, optimizer, train
 
 dataloader.evaluator = coco.evaluator
 train.best_checkpoint.metric = "bbox/AP"
