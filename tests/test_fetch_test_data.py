@@ -75,8 +75,11 @@ def test_same_layout_as_the_shared_data(shared_data):
 
 @pytest.mark.parametrize("command", ["fetcher", "deprecated"])
 def test_missing_file_is_one_line_and_leaves_the_folder_incomplete(mirror, tmp_path, command):
-    """Also through the README's former command, which says its new name once and runs it."""
-    (mirror / "open-mmlab" / "mmdetection" / "v3.3.0" / "demo" / "demo.jpg").unlink()
+    """Also through the README's former command, which says its new name once and runs it.
+    (The first file is the missing one: the run stops at it.)"""
+    _, first_url, _ = next(iter(downloads(yaml.safe_load(MANIFEST.read_text()))))
+    first = first_url[len(RAW_GITHUB) + 1 :]
+    (mirror / first).unlink()
     output = tmp_path / "test-data"
     with serve_directory(mirror) as (url, _):
         if command == "fetcher":
@@ -87,7 +90,7 @@ def test_missing_file_is_one_line_and_leaves_the_folder_incomplete(mirror, tmp_p
             result.stderr = result.stderr.split("\n", 1)[1]
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        f"fetch_test_data: Could not download {url}/open-mmlab/mmdetection/v3.3.0/demo/demo.jpg: "
+        f"fetch_test_data: Could not download {url}/{first}: "
         "HTTP 404 File not found. Retry, or set GCNET_TEST_DATA to a copy of the test data."
     )
     assert not (output / "MANIFEST.md").exists()

@@ -19,8 +19,9 @@ FAMILIES = [
     "Cityscapes-SemanticSegmentation/gc_head_R_101_D8_gc_r4_769x769_60k.py",
     "ADE20K-SemanticSegmentation/mmseg_gcnet_R_50_D8_512x512_80k.py",
 ]
-# No weights (no internet), a small image and few proposals: one evaluation step, not a benchmark.
-SMALL = ["train.init_checkpoint=", "dataloader.test.mapper.augmentations=[]"]
+# No weights (no internet), a small image and few proposals: one evaluation step, not a benchmark
+# (nor a measurement of the memory layout, tests/engine/test_inference.py's).
+SMALL = ["train.init_checkpoint=", "dataloader.test.mapper.augmentations=[]", "train.inference.channels_last=False"]
 FEW_PROPOSALS = ["model.proposal_generator.post_nms_topk=[2000,20]"]
 
 

@@ -59,7 +59,7 @@ def test_quick_start_trains_evaluates_and_checkpoints(datasets_root, tmp_path):
         "--config-file",
         QUICK_START,
         "train.init_checkpoint=",
-        "train.max_iter=40",
+        "train.max_iter=25",
         "train.log_period=1",
         f"train.output_dir={out}",
         "optimizer.lr=0.0025",
@@ -69,11 +69,11 @@ def test_quick_start_trains_evaluates_and_checkpoints(datasets_root, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = read_metrics(out)
     losses = [m["total_loss"] for m in metrics if "total_loss" in m]
-    assert len(losses) == 40
+    assert len(losses) == 25
     start, end = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
-    assert end < 0.8 * start, (start, end)
+    assert end < 0.85 * start, (start, end)  # 0.78 with this seed
     final = metrics[-1]
-    assert final["iteration"] == 40 and 0 <= final["segm/AP"] <= 100 and "bbox/AP" in final
+    assert final["iteration"] == 25 and 0 <= final["segm/AP"] <= 100 and "bbox/AP" in final
     assert {"model_final.pth", "model_best.pth", "last_checkpoint", "log.txt"} <= {p.name for p in out.iterdir()}
     assert (out / "model_best.pth").samefile(out / "model_final.pth")  # evaluated at the end: one file, two names
     assert list(out.glob("events.out.tfevents.*"))

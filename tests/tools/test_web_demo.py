@@ -482,7 +482,9 @@ def test_refused_photos_and_blocks(tiny, shared_data, tmp_path):
 
 def test_semantic_segmentation_config(shared_data, tmp_path):
     Image.open(shared_data / "demo" / "park_bench.jpg").resize((160, 107)).save(tmp_path / "small.png")
-    overrides = ["train.init_checkpoint=", "dataloader.test.mapper.augmentations=[]"]  # not fitted in 2048x1024
+    # Not fitted in 2048x1024, the layout not measured on this large model (test_inference's).
+    overrides = ["train.init_checkpoint=", "dataloader.test.mapper.augmentations=[]"]
+    overrides.append("train.inference.channels_last=False")
     predictor = Predictor(load_config(str(REPO_ROOT / SEM_SEG_CONFIG), overrides), device="cpu")
     demo = WebDemo(predictor, max_pixels=1e6)
     assert not demo.detects_instances and demo.default_blocks == ["sem_seg_head.context"]
