@@ -43,7 +43,8 @@ def test_train_net_without_network(offline, datasets_root, tmp_path):
         "train_net",
         "https://dl.fbaipublicfiles.com/detectron2/ImageNetPretrained/torchvision/R-50.pkl",
         "pass its path (train.init_checkpoint=/path/to/R-50.pkl); "
-        'to train without these weights: train.init_checkpoint=""',
+        'to train without these weights: train.init_checkpoint="" with a lower optimizer.lr '
+        "(random weights diverge at fine-tuning rates)",
     )
 
 
@@ -84,7 +85,8 @@ def test_fine_tuning_from_the_zoo_without_network(offline, shared_data, tmp_path
     )
     way_out = (
         f"python -m gcnet.model_zoo download {ZOO_MODEL} --file /path/to/{ZOO_FILE}; "
-        'to train without these weights: train.init_checkpoint=""'
+        'to train without these weights: train.init_checkpoint="" with a lower optimizer.lr '
+        "(random weights diverge at fine-tuning rates)"
     )
     assert_one_line(result, "train_net", ZOO_URL, way_out)
 

@@ -74,9 +74,9 @@ def describe_predictions(predictions: Dict, confidence_threshold: float) -> str:
     drawn = int((scores >= threshold).sum())
     if drawn:
         return f"{drawn} instance{'s' if drawn > 1 else ''} drawn (score >= {threshold:g})"
-    if not len(scores):
+    highest = predictions.get("highest_score", scores.max().item() if len(scores) else None)
+    if highest is None:
         return "no instance drawn: the model detected nothing"
-    highest = scores.max().item()
     return f"no instance drawn: the highest score {highest:.2f} is below --confidence-threshold {threshold:g}"
 
 

@@ -365,7 +365,9 @@ def serve(web_demo: WebDemo, examples: Sequence[str], title: str, host: str, por
                     enable_monitoring=False,
                     mcp_server=False,
                     pwa=False,
+                    quiet=True,  # its hints (a public link with share=True) are not this tool's
                 )
+                print(f"Serving the web demo on http://{host}:{port}/ (Ctrl-C stops it)", flush=True)
                 page.block_thread()
             finally:
                 page.close()

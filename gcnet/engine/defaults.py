@@ -8,7 +8,7 @@ import os
 from typing import Callable, List
 
 import torch
-from omegaconf import ListConfig
+from omegaconf import DictConfig, ListConfig
 
 from detectron2.config import instantiate
 from detectron2.engine import hooks
@@ -179,14 +179,18 @@ def evaluate(cfg, model) -> dict:
 
 
 def dataset_names(cfg, train: bool) -> List[str]:
-    """The dataset names of the config's test loader (with an evaluator) and train loader."""
+    """The dataset names of the config's test loader (with an evaluator) and train loader. A
+    LazyCall that registers its datasets (``gcnet.data.register_custom_dataset``) is called:
+    registering again later does nothing."""
     names = []
     for split, wanted in (("train", train), ("test", "evaluator" in cfg.dataloader)):
         dataset = cfg.dataloader.get(split, {}).get("dataset", {})
         given = dataset.get("names", []) if wanted else []
+        if isinstance(given, DictConfig) and "_target_" in given:
+            given = instantiate(given)
         if isinstance(given, str):
             names.append(given)
-        elif isinstance(given, ListConfig):  # not a LazyCall that registers its datasets
+        elif isinstance(given, (ListConfig, list, tuple)):
             names += [name for name in given if isinstance(name, str)]
     return names
 
@@ -202,13 +206,14 @@ def _is_local(path: str) -> bool:
 
 def check_before_building(args, cfg) -> None:
     """What can be checked before the model is built: the output folder
-    (:func:`gcnet.engine.run_setup.check_output_dir`), a local initial checkpoint, and
-    overrides that a resumed checkpoint would silently undo; then the folder is locked when it
-    exists and the run trains.
+    (:func:`gcnet.engine.run_setup.check_output_dir`), a local initial checkpoint, the
+    inference options (``train.inference``), and overrides that a resumed checkpoint would
+    silently undo; then the folder is locked when it exists and the run trains.
 
     Raises:
         ValueError: naming the key, file or option and the way out.
     """
+    InferenceOptions.from_config(cfg)
     output_dir = cfg.train.output_dir
     check_output_dir(output_dir, lock=False)
     has_checkpoint = os.path.isfile(os.path.join(output_dir, "last_checkpoint"))
@@ -253,7 +258,8 @@ def load_training_checkpoint(args, cfg, checkpointer: GCNetCheckpointer) -> int:
             checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume, fit=fit, way_out=way_out)
         except DownloadError as e:
             raise e.with_way_out(
-                f'{e.way_out.rstrip(".")}; to train without these weights: train.init_checkpoint=""'
+                f'{e.way_out.rstrip(".")}; to train without these weights: train.init_checkpoint="" with a lower '
+                "optimizer.lr (random weights diverge at fine-tuning rates)"
             ) from e
         return 0
     config = os.path.join(output_dir, "config.yaml")

@@ -133,9 +133,10 @@ class Predictor:
         return inputs
 
     def predict(self, inputs: Dict) -> Dict:
-        """The model's output for one preprocessed input (:meth:`preprocess`), with a
-        detector's instances below ``score_threshold`` dropped before their masks are pasted;
-        in float32, also under bfloat16 autocast."""
+        """The model's output for one preprocessed input (:meth:`preprocess`), in float32, also
+        under bfloat16 autocast: ``{"sem_seg": ...}``, or a detector's ``{"instances": ...,
+        "highest_score": ...}``, its instances below ``score_threshold`` dropped before their
+        masks are pasted and ``highest_score`` the highest of all it found (None for none)."""
         return self.predict_batch([inputs])[0]
 
     @torch.no_grad()
@@ -151,10 +152,15 @@ class Predictor:
         return [self._postprocess(_float32(instances), x) for instances, x in zip(batch, inputs)]
 
     def _postprocess(self, instances: Instances, inputs: Dict) -> Dict:
+        """The instances at the image's size, and the highest score of all the model found
+        (None for none), also when ``score_threshold`` dropped them all."""
+        highest = float(instances.scores.max()) if len(instances) else None
         instances = instances[instances.scores >= self.score_threshold]
         if hasattr(self.model, "postprocess"):  # a detector with its own rules (gcnet.modeling.MMDetRCNN)
-            return {"instances": self.model.postprocess(instances, inputs)}
-        return {"instances": detector_postprocess(instances, inputs["height"], inputs["width"])}
+            instances = self.model.postprocess(instances, inputs)
+        else:
+            instances = detector_postprocess(instances, inputs["height"], inputs["width"])
+        return {"instances": instances, "highest_score": highest}
 
     @torch.no_grad()
     def __call__(self, original_image: np.ndarray, output_size: Optional[Tuple[int, int]] = None) -> Dict:

@@ -16,7 +16,7 @@ from detectron2.layers import FrozenBatchNorm2d
 from gcnet.analysis import predict_with_attention
 from gcnet.data import read_image
 from gcnet.engine import GCNetCheckpointer, InferenceOptions, Predictor, calibration, inference
-from gcnet.engine.defaults import prepare_for_evaluation
+from gcnet.engine.defaults import check_before_building, prepare_for_evaluation
 from gcnet.utils.argument_parser import add_inference_arguments, inference_overrides
 
 from ..helpers import TINY_CONFIG, randomize_, randomize_norms_
@@ -186,3 +186,14 @@ def test_evaluation_folds_unless_the_config_says_not_to():
     cfg.train.inference.fold_norm = False
     model = instantiate(cfg.model)
     assert prepare_for_evaluation(cfg, model) == 0 and not model.training
+
+
+def test_train_net_checks_the_inference_options_before_building(tmp_path):
+    """--eval-only folds with them: a bad value stops the run before the model is built."""
+    cfg = LazyConfig.load(str(TINY_CONFIG))
+    cfg.train.output_dir = str(tmp_path / "run")
+    cfg.train.inference.channels_last = "maybe"
+    args = argparse.Namespace(eval_only=True, resume=False, opts=[], restart_schedule=False)
+    with pytest.raises(ValueError, match=r"^train.inference.channels_last must be true, false or 'auto', got 'maybe'$"):
+        check_before_building(args, cfg)
+    assert not (tmp_path / "run").exists()

@@ -15,7 +15,8 @@ from detectron2.structures import Instances
 
 import gcnet.apps.demo
 from gcnet.apps import Demo, describe_predictions, model_config, run_demo
-from gcnet.engine import GCNetCheckpointer, Predictor
+from gcnet.data import read_image
+from gcnet.engine import GCNetCheckpointer, Predictor, load_config
 
 from ..helpers import TINY_CONFIG, run_tool
 
@@ -299,3 +300,16 @@ def test_no_display_is_one_line_before_the_model_is_built(tiny, shared_data, mon
 def test_each_image_says_what_was_drawn(scores, said):
     instances = Instances((4, 4), scores=torch.tensor(scores))
     assert describe_predictions({"instances": instances}, 0.5) == said
+
+
+def test_instances_the_predictor_dropped_are_said_by_their_highest_score(shared_data):
+    """The predictor drops what scores below the threshold before pasting masks; the demo
+    still says what the best of them scored, not that nothing was detected."""
+    predictor = Predictor(load_config(TINY_CONFIG), device="cpu", score_threshold=1.0)
+    predictions = predictor(read_image(str(shared_data / "demo" / "park_bench.jpg"), format="BGR"))
+    assert len(predictions["instances"]) == 0 and 0 < predictions["highest_score"] < 1
+    said = describe_predictions(predictions, 1.0)
+    assert (
+        said
+        == f"no instance drawn: the highest score {predictions['highest_score']:.2f} is below --confidence-threshold 1"
+    )

@@ -97,6 +97,8 @@ def test_readme_commands_fine_tune_evaluate_and_draw(my_data, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "output" / "my_data"
     log = (out / "log.txt").read_text()
+    assert re.search(r"Classes 2 \(\w+_train\): (bottle, sink|sink, bottle)\n", log)  # in the header
+    assert log.index("Classes 2") < log.index("Model GeneralizedRCNN")
     assert "Removed 1 images with no usable annotations. 10 images left." in log  # the empty one, from training
     assert "Start inference on 5 batches" in log  # evaluated with the empty one
     per_category = log.split("Per-category segm AP", 1)[1]  # under the files' names

@@ -144,6 +144,8 @@ def server(photos, tmp_path_factory):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     assert process.returncode == 128 + signal.SIGTERM, log.read_text()[-3000:]
+    said = log.read_text()
+    assert f"Serving the web demo on http://127.0.0.1:{port}/ (Ctrl-C stops it)\n" in said and "share=True" not in said
     left = [p for p in (folder / "gradio").rglob("*") if p.is_file() or p.name.startswith("gcnet-web-demo-")]
     assert left == []  # its uploads and results are gone (gradio makes an empty folder of its own there)
 
