@@ -13,12 +13,15 @@ import contextlib
 import os
 import signal
 import sys
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional
 
 __all__ = ["Interrupted", "interrupted", "check_interrupted", "stoppable", "stop_on_signals", "STOP_SIGNALS"]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _received: Optional[int] = None
+# Every stop this process received, also after its block ended: the process then ends, and what
+# it tears down half-made (a data loader's iterator) is no error to report.
+_STOPS: List[int] = []
 _depth = 0  # of nested stop_on_signals blocks
 
 
@@ -77,6 +80,7 @@ def stop_on_signals() -> Iterator[None]:
         if os.getpid() != owner:
             raise KeyboardInterrupt
         _received = signum
+        _STOPS.append(signum)
         # The data loader workers stop too (a signal to the process group): their ends are
         # expected now, and PyTorch's SIGCHLD handler would raise them as errors.
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -84,8 +88,9 @@ def stop_on_signals() -> Iterator[None]:
 
     def unraisable(info):
         # What Python prints instead of raising (an error in __del__, in a fork callback): after a
-        # stop, the signal's own exception and objects torn down half-made; before it, as usual.
-        if _received is None:
+        # stop, the signal's own exception and objects torn down half-made, also once the block
+        # has ended (a data loader's iterator ends with the process); before it, as usual.
+        if not _STOPS:
             previous_hook(info)
 
     _depth += 1
@@ -96,7 +101,7 @@ def stop_on_signals() -> Iterator[None]:
         yield
     finally:
         _depth -= 1
-        if _received is None:  # after a stop the process ends, tearing down what it left half-made
+        if not _STOPS:  # after a stop the process ends, tearing down what it left half-made
             sys.unraisablehook = previous_hook
         for signum, old in previous.items():
             if old is not None:  # None: a handler not set from Python, left as it is
