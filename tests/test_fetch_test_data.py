@@ -3,8 +3,6 @@ atomic and idempotent (against a loopback mirror of raw.githubusercontent.com). 
 lives with the tests, outside the gcnet package, since only they need it."""
 
 import hashlib
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ import yaml
 import gcnet.data
 
 from .fetch_test_data import MANIFEST, RAW_GITHUB, downloads, prepare_test_data
-from .helpers import REPO_ROOT, TEST_DATA_COMMAND, run_tool, serve_directory, tool_env
+from .helpers import TEST_DATA_COMMAND, run_tool, serve_directory
 
 
 def sha256_of(path: Path) -> str:
@@ -112,12 +110,14 @@ def test_the_fetcher_is_not_in_the_package():
 
 
 def test_tests_without_data_stop_at_collection_with_one_line(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/data/test_balloon.py", "-q", "-p", "no:cacheprovider"],
-        cwd=REPO_ROOT,
-        env=tool_env({"GCNET_TEST_DATA": str(tmp_path / "none")}),
-        capture_output=True,
-        text=True,
+    result = run_tool(
+        "-m",
+        "pytest",
+        "tests/data/test_balloon.py",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        env={"GCNET_TEST_DATA": str(tmp_path / "none")},
         timeout=600,
     )
     assert result.returncode == pytest.ExitCode.USAGE_ERROR

@@ -11,7 +11,7 @@ import pytest
 from gcnet.engine.launch import RendezvousError, meet_machines
 from gcnet.utils.argument_parser import default_argument_parser
 
-from ..helpers import REPO_ROOT, TINY_CONFIG, tool_env
+from ..helpers import REPO_ROOT, TINY_CONFIG, run_tool, tool_env
 
 
 def test_options_after_the_overrides_are_options():
@@ -37,14 +37,7 @@ def test_options_after_the_overrides_are_options():
     ],
 )
 def test_bad_launch_options_are_one_line_before_anything_starts(argv, message):
-    result = subprocess.run(
-        [sys.executable, "tools/train_net.py", "--config-file", TINY_CONFIG, *argv],
-        cwd=REPO_ROOT,
-        env=tool_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_tool("tools/train_net.py", "--config-file", TINY_CONFIG, *argv, timeout=60)
     assert result.returncode == 2
     assert result.stderr.splitlines() == [f"train_net.py: {message} (--help lists the options)"]
 

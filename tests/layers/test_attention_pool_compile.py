@@ -4,12 +4,10 @@ ptxas -v): no register spills where the first version spilled (C >= 2048 with H*
 multiple of 16, in NCHW), and image sizes that vary in training compile no new variants."""
 
 import json
-import subprocess
-import sys
 
 from gcnet.analysis import kernel_report
 
-from ..helpers import REPO_ROOT, tool_env
+from ..helpers import run_tool
 
 
 def test_no_spills_for_sm80_and_sm90():
@@ -41,14 +39,7 @@ def test_training_sizes_compile_no_new_variants():
 def test_report_command(tmp_path):
     out = tmp_path / "report.json"
     args = ["--archs", "90", "--dtypes", "bfloat16", "--layouts", "channels_last", "--shapes", "c5", "--json", str(out)]
-    result = subprocess.run(
-        [sys.executable, "tools/triton_kernel_report.py", *args],
-        cwd=REPO_ROOT,
-        env=tool_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_tool("tools/triton_kernel_report.py", *args, timeout=300)
     assert result.returncode == 0, result.stderr
     table = result.stdout.splitlines()
     assert table[0] == "| shape | size | dtype | layout | tile | warps | sm_90 registers | sm_90 spills (bytes) |"
@@ -60,13 +51,6 @@ def test_report_command(tmp_path):
 
 
 def test_the_script_offers_the_library_s_shapes():
-    result = subprocess.run(
-        [sys.executable, "tools/triton_kernel_report.py", "--shapes", "c6"],
-        cwd=REPO_ROOT,
-        env=tool_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_tool("tools/triton_kernel_report.py", "--shapes", "c6", timeout=60)
     assert result.returncode == 2
     assert f"(choose from {', '.join(map(repr, kernel_report.SHAPES))})" in result.stderr

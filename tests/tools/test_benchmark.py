@@ -2,14 +2,12 @@
 like with like (no timing is asserted: speed is what the script reports, not what tests check)."""
 
 import re
-import subprocess
-import sys
 
 import torch
 
 from gcnet.analysis import benchmark
 
-from ..helpers import REPO_ROOT, TINY_CONFIG, tool_env
+from ..helpers import TINY_CONFIG, run_tool
 
 
 def test_peers_compute_the_same_block():
@@ -73,14 +71,7 @@ def option_entries(help_text: str):
 
 
 def run_help(*args) -> str:
-    result = subprocess.run(
-        [sys.executable, "tools/benchmark.py", *args, "--help"],
-        cwd=REPO_ROOT,
-        env=tool_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_tool("tools/benchmark.py", *args, "--help", timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -1,8 +1,6 @@
 """Every tool answers --help (and bad options) before it imports torch, so at once."""
 
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -10,7 +8,7 @@ from detectron2.engine import default_argument_parser
 
 from gcnet.utils.argument_parser import default_argument_parser as gcnet_argument_parser
 
-from ..helpers import REPO_ROOT, tool_env
+from ..helpers import run_tool
 
 TOOLS = [
     "train_net",
@@ -41,14 +39,7 @@ print(sorted(m for m in ("torch", "detectron2", "cv2") if m in sys.modules))
 
 @pytest.mark.parametrize("tool", TOOLS)
 def test_help_is_answered_without_heavy_imports(tool):
-    result = subprocess.run(
-        [sys.executable, "-c", HELP_WITHOUT_TORCH, f"tools/{tool}.py"],
-        cwd=REPO_ROOT,
-        env=tool_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_tool("-c", HELP_WITHOUT_TORCH, f"tools/{tool}.py", timeout=120)
     assert result.returncode == 0, result.stderr
     assert "usage:" in result.stdout and result.stdout.splitlines()[-1] == "[]", result.stdout[-500:]
 
@@ -78,13 +69,7 @@ def test_export_formats_are_the_exporters():
     answered before gcnet.export is imported, so it names them itself)."""
     from gcnet.export import EXPORT_FORMATS
 
-    result = subprocess.run(
-        [sys.executable, "tools/export_model.py", "--help"],
-        cwd=REPO_ROOT,
-        env=tool_env(),
-        capture_output=True,
-        text=True,
-    )
+    result = run_tool("tools/export_model.py", "--help")
     assert result.returncode == 0, result.stderr
     choices = re.search(r"--format \{([^}]*)\}", result.stdout).group(1)
     assert tuple(choices.split(",")) == EXPORT_FORMATS
