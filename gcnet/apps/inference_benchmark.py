@@ -33,16 +33,9 @@ from detectron2.structures import pairwise_iou
 
 from gcnet.data import read_image
 from gcnet.engine import InferenceOptions, Predictor, TestPreprocessor, prepare_for_inference
-from gcnet.export import (
-    compare_detections,
-    detections_from_outputs,
-    export_onnx,
-    export_torchscript,
-    load_exported,
-    output_names,
-    trace_model,
-    tracing_adapter,
-)
+from gcnet.export import compare_detections, detections_from_outputs, load_exported, output_names, tracing_adapter
+
+from .export_check import FILE_NAMES, write_exports
 
 __all__ = [
     "BFLOAT16",
@@ -90,11 +83,10 @@ def _fast(model: nn.Module, image: torch.Tensor, **options) -> Runner:
 
 def _exports(model: nn.Module, image: torch.Tensor, folder: str) -> Dict[str, str]:
     """model.ts and model.onnx of ``model`` traced on ``image``, in ``folder`` (written once)."""
-    paths = {fmt: os.path.join(folder, name) for fmt, name in (("torchscript", "model.ts"), ("onnx", "model.onnx"))}
+    paths = {fmt: os.path.join(folder, name) for fmt, name in FILE_NAMES.items()}
     if not all(os.path.isfile(p) for p in paths.values()):
-        traced = trace_model(model, image)
-        export_torchscript(model, image, paths["torchscript"], traced=traced)
-        export_onnx(model, image, paths["onnx"], traced=traced)
+        os.makedirs(folder, exist_ok=True)
+        write_exports(model, image, list(FILE_NAMES), folder, report=lambda line: None)
     return paths
 
 
