@@ -4,7 +4,7 @@ files."""
 import difflib
 import importlib.util
 import os
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -15,6 +15,7 @@ from gcnet.modeling.backbone.resnet import RENAMED_OPTIONS
 
 __all__ = [
     "load_config",
+    "inference_device",
     "INFERENCE_KEYS",
     "TRAINING_KEYS",
     "apply_overrides",
@@ -35,6 +36,12 @@ def default_device() -> str:
     """The default of ``train.device`` and of the predictor: "cuda" when this machine has a
     CUDA device, else "cpu"."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def inference_device(cfg: DictConfig, device: Optional[str] = None) -> torch.device:
+    """Where a model of ``cfg`` runs: ``device`` where given, else ``train.device``, else
+    :func:`default_device`."""
+    return torch.device(device or cfg.train.get("device") or default_device())
 
 
 def config_keys(cfg: DictConfig, prefix: str = "") -> List[str]:

@@ -17,7 +17,7 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Instances
 
 from .checkpoint import GCNetCheckpointer
-from .config import default_device
+from .config import inference_device
 from .inference import InferenceOptions, prepare_for_inference
 
 __all__ = ["CALIBRATION_SIZE", "TestPreprocessor", "Predictor"]
@@ -100,7 +100,7 @@ class Predictor:
         names = instantiate(self.cfg.dataloader.test.dataset.names)  # a LazyCall may register them
         self.metadata = MetadataCatalog.get(names if isinstance(names, str) else names[0])
 
-        self.device = torch.device(device or self.cfg.train.get("device") or default_device())
+        self.device = inference_device(self.cfg, device)
         self.inference.check_device(self.device)
         self.model = instantiate(self.cfg.model).to(self.device).eval()
         if self.cfg.train.init_checkpoint:

@@ -20,7 +20,7 @@ from detectron2.utils import comm
 
 from gcnet.data.image_sources import collect_images
 
-from ..config import default_device
+from ..config import inference_device
 from ..interruption import check_interrupted
 from ..predictor import Predictor
 from .folder import INDEX, RESULTS, UNREADABLE, PredictionFolder
@@ -215,7 +215,7 @@ class PredictionRun:
 
     def __init__(self, cfg, plan: PredictionPlan, images_file: str, options: PredictionOptions):
         self.cfg, self.plan, self.images_file, self.options = cfg, plan, images_file, options
-        device = torch.device(options.device or cfg.train.get("device") or default_device())
+        device = inference_device(cfg, options.device)
         _share_cpu_threads(device)
         # The first process of each machine measures the "auto" inference options; the others
         # then take its choice (gcnet.engine.calibration) instead of measuring beside it.
